@@ -1,0 +1,229 @@
+//! The boundary between the sandload host and its WebAssembly guests, defined once.
+//!
+//! Both sides depend on this crate: the host (`sandload`) and every guest under `guests/`. Nothing
+//! else crosses the boundary, so a change here is a change of the interface, and
+//! `tests/golden.rs` fails until [`ABI_VERSION`] and the committed golden encoding are updated
+//! together.
+//!
+//! # The ABI (version 1)
+//!
+//! A guest is a `wasm32-wasip1` *reactor* module (a `cdylib`). It exports its linear memory as
+//! `memory` and these functions (see [`exports`]):
+//!
+//! | export | signature | meaning |
+//! |---|---|---|
+//! | `_initialize` | `() -> ()` | optional; the host calls it once after instantiation |
+//! | `sandload_abi_version` | `() -> u32` | must equal [`ABI_VERSION`] or the host refuses the guest |
+//! | `sandload_alloc` | `(len: u32) -> u32` | allocates `len` bytes for the host to fill; `0` means the guest could not allocate |
+//! | `sandload_call` | `(req_ptr, req_len, data_ptr, data_len: u32) -> u64` | runs the guest's one job |
+//!
+//! One call runs in one fresh instance:
+//!
+//! 1. The host allocates and writes the *request* (a [`postcard`]-encoded request type of that
+//!    guest, e.g. [`safetensors::Request`]) and the *payload* (raw bytes of the untrusted file,
+//!    only the part the guest needs) into guest memory through `sandload_alloc`.
+//! 2. `sandload_call` returns `(ptr << 32) | len` of the *response*: a postcard-encoded
+//!    `Result<Success, GuestError>` (e.g. [`safetensors::Response`]).
+//! 3. The host copies the response out, drops the instance, and then re-validates every number in
+//!    it. The guest is never trusted: a guest that returns garbage yields an error, not a crash.
+//!
+//! A guest panic or an allocation failure traps (guests are built with `panic = "abort"`); the
+//! panic message, truncated to [`PANIC_MESSAGE_MAX`] bytes, is written to the guest's stderr, which
+//! the host captures in a bounded buffer. Guests get no environment, no arguments, no stdin, no
+//! sockets and no preopened directories: the only input is what the host writes into memory.
+//!
+//! postcard was chosen over a hand-rolled encoding because it is a small, `no_std`, well-fuzzed
+//! serde format whose decoder never pre-allocates from an untrusted length.
+#![no_std]
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use serde::{Deserialize, Serialize};
+
+pub mod safetensors;
+
+/// Version of this interface. Bump it whenever an encoding or an export changes.
+pub const ABI_VERSION: u32 = 1;
+
+/// The most bytes of a panic message a guest writes to its stderr.
+pub const PANIC_MESSAGE_MAX: usize = 4096;
+
+/// Names of the functions every guest exports.
+pub mod exports {
+    /// Linear memory the host reads and writes.
+    pub const MEMORY: &str = "memory";
+    /// WASI reactor initialiser (runs static constructors), called once if present.
+    pub const INITIALIZE: &str = "_initialize";
+    /// `() -> u32`: the guest's [`ABI_VERSION`](crate::ABI_VERSION).
+    pub const ABI_VERSION: &str = "sandload_abi_version";
+    /// `(len: u32) -> u32`: allocate `len` bytes for the host to write; 0 on failure.
+    pub const ALLOC: &str = "sandload_alloc";
+    /// `(req_ptr, req_len, data_ptr, data_len) -> u64`: run the job, return `ptr << 32 | len`.
+    pub const CALL: &str = "sandload_call";
+}
+
+/// Why a guest refused its input. Which [`Rule`] applies is decided by the guest; the host turns
+/// this into its own error type and adds the file name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GuestError {
+    /// The rule the input broke.
+    pub rule: Rule,
+    /// Byte offset in the file where the problem was found, when known.
+    pub offset: Option<u64>,
+    /// The number involved, where one matters (e.g. the count that exceeded a limit).
+    pub value: Option<u64>,
+    /// Human-readable detail (the field, the values seen).
+    pub detail: String,
+}
+
+/// The validation rules a guest can report as broken. Host-side errors reuse the same names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Rule {
+    /// The file is shorter than the 8-byte header length prefix.
+    HeaderTooSmall,
+    /// The header length exceeds the reference implementation's 100 MB maximum.
+    HeaderTooLarge,
+    /// The header length prefix points past the end of the file.
+    HeaderPastEof,
+    /// The header is not valid UTF-8.
+    HeaderNotUtf8,
+    /// The header is not a JSON object of the safetensors shape (syntax or type error).
+    HeaderJson,
+    /// The same JSON key appears twice in the header or its `__metadata__`.
+    DuplicateKey,
+    /// A tensor's dtype is not one this version knows.
+    UnknownDtype,
+    /// A tensor's data offsets do not start where the previous tensor ended (a hole or an
+    /// overlap), or end before they begin.
+    InvalidOffset,
+    /// The element count or byte size of a tensor overflows 64 bits.
+    ShapeOverflow,
+    /// A sub-byte dtype whose total bit count is not a whole number of bytes.
+    MisalignedSlice,
+    /// `dtype size x shape` differs from the byte length given by the offsets.
+    SizeMismatch,
+    /// The tensors do not cover the data section exactly (trailing or missing bytes).
+    IncompleteCoverage,
+    /// The header is longer than the host's `max_header_bytes` (value: the header length).
+    HeaderOverLimit,
+    /// The header lists more tensors than the host's `max_tensors` (value: the count seen so far).
+    TooManyTensors,
+    /// The guest could not handle the request (a host/guest mismatch, not bad input).
+    BadRequest,
+}
+
+impl Rule {
+    /// A stable snake_case name, used in error messages and JSON output.
+    pub fn name(self) -> &'static str {
+        match self {
+            Rule::HeaderTooSmall => "header_too_small",
+            Rule::HeaderTooLarge => "header_too_large",
+            Rule::HeaderPastEof => "header_past_eof",
+            Rule::HeaderNotUtf8 => "header_not_utf8",
+            Rule::HeaderJson => "header_json",
+            Rule::DuplicateKey => "duplicate_key",
+            Rule::UnknownDtype => "unknown_dtype",
+            Rule::InvalidOffset => "invalid_offset",
+            Rule::ShapeOverflow => "shape_overflow",
+            Rule::MisalignedSlice => "misaligned_slice",
+            Rule::SizeMismatch => "size_mismatch",
+            Rule::IncompleteCoverage => "incomplete_coverage",
+            Rule::HeaderOverLimit => "header_over_limit",
+            Rule::TooManyTensors => "too_many_tensors",
+            Rule::BadRequest => "bad_request",
+        }
+    }
+}
+
+/// Encodes a message for the other side of the boundary.
+///
+/// # Errors
+/// Fails only if allocation fails or a type cannot be represented (never for the types here).
+pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, postcard::Error> {
+    postcard::to_allocvec(value)
+}
+
+/// Decodes a message from the other side. Never trusts lengths inside `bytes`: postcard reads
+/// sequences element by element, so a huge claimed length fails at the end of input instead of
+/// allocating.
+///
+/// # Errors
+/// Any malformed, truncated or over-long encoding.
+pub fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, postcard::Error> {
+    let (value, rest) = postcard::take_from_bytes(bytes)?;
+    if !rest.is_empty() {
+        // Trailing bytes mean the two sides disagree about the encoding: refuse.
+        return Err(postcard::Error::DeserializeBadEncoding);
+    }
+    Ok(value)
+}
+
+/// Glue every guest uses to implement the ABI: exports, allocation, panic capture.
+///
+/// `$handler` is `fn(Request, &[u8]) -> Result<Success, GuestError>`, where `Request` and
+/// `Success` are that guest's message types from this crate.
+#[macro_export]
+macro_rules! guest_main {
+    ($request:ty, $handler:path) => {
+        #[unsafe(no_mangle)]
+        pub extern "C" fn sandload_abi_version() -> u32 {
+            $crate::ABI_VERSION
+        }
+
+        #[unsafe(no_mangle)]
+        pub extern "C" fn sandload_alloc(len: u32) -> u32 {
+            let mut buf: ::std::vec::Vec<u8> = ::std::vec::Vec::new();
+            // try_reserve: a request larger than the memory cap must come back as 0, not abort.
+            if buf.try_reserve_exact(len as usize).is_err() {
+                return 0;
+            }
+            buf.resize(len as usize, 0);
+            let ptr = buf.leak().as_mut_ptr();
+            if len == 0 { 1 } else { ptr as u32 }
+        }
+
+        #[unsafe(no_mangle)]
+        pub extern "C" fn sandload_call(req_ptr: u32, req_len: u32, data_ptr: u32, data_len: u32) -> u64 {
+            static HOOK: ::std::sync::Once = ::std::sync::Once::new();
+            HOOK.call_once(|| {
+                ::std::panic::set_hook(::std::boxed::Box::new(|info| {
+                    use ::std::io::Write as _;
+                    let mut msg = ::std::format!("{info}");
+                    if msg.len() > $crate::PANIC_MESSAGE_MAX {
+                        let mut cut = $crate::PANIC_MESSAGE_MAX;
+                        while !msg.is_char_boundary(cut) {
+                            cut -= 1;
+                        }
+                        msg.truncate(cut);
+                    }
+                    let _ = ::std::io::stderr().write_all(msg.as_bytes());
+                }));
+            });
+            // SAFETY: the host passes back exactly the regions `sandload_alloc` returned, which were
+            // leaked and are never freed while the instance lives (one instance, one call).
+            let req: &[u8] = if req_len == 0 { &[] } else {
+                unsafe { ::std::slice::from_raw_parts(req_ptr as *const u8, req_len as usize) }
+            };
+            let data: &[u8] = if data_len == 0 { &[] } else {
+                unsafe { ::std::slice::from_raw_parts(data_ptr as *const u8, data_len as usize) }
+            };
+            let response = match $crate::decode::<$request>(req) {
+                Ok(request) => $handler(request, data),
+                Err(e) => Err($crate::GuestError {
+                    rule: $crate::Rule::BadRequest,
+                    offset: None,
+                    value: None,
+                    detail: ::std::format!("request did not decode: {e}"),
+                }),
+            };
+            let bytes = $crate::encode(&response).expect("encoding a response cannot fail");
+            let bytes = bytes.leak();
+            ((bytes.as_ptr() as u64) << 32) | bytes.len() as u64
+        }
+    };
+}

@@ -1,0 +1,110 @@
+//! Builds the wasm guests from `guests/` so that the guest that runs is always the guest in the
+//! source tree (the approach of wasmtime's `test-programs/artifacts`).
+//!
+//! The guests are their own cargo workspace, built for `wasm32-wasip1` in release mode into a
+//! target directory next to the host's (`<target>/sandload-guests`), and embedded with
+//! `include_bytes!` through `$OUT_DIR/guests.rs`. Release mode always: guest speed is what the
+//! sandbox costs, in tests too.
+
+use std::env;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// (crate name in guests/, const name in the host)
+const GUESTS: &[(&str, &str)] = &[("safetensors-header", "SAFETENSORS_HEADER")];
+
+fn main() {
+    let root = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
+    let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("set by cargo"));
+    let mut watched = vec![
+        "guests/Cargo.toml".to_string(),
+        "guests/Cargo.lock".to_string(),
+        "abi/src".to_string(),
+        "abi/Cargo.toml".to_string(),
+    ];
+    for (name, _) in GUESTS {
+        watched.push(format!("guests/{name}/src"));
+        watched.push(format!("guests/{name}/Cargo.toml"));
+    }
+    for path in watched {
+        println!("cargo:rerun-if-changed={}", root.join(path).display());
+    }
+    println!("cargo:rerun-if-env-changed=SANDLOAD_GUEST_TARGET_DIR");
+
+    let target_dir = match env::var_os("SANDLOAD_GUEST_TARGET_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => host_target_dir(&out_dir).unwrap_or_else(|| out_dir.clone()).join("sandload-guests"),
+    };
+
+    let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.arg("build")
+        .arg("--release")
+        .arg("--target=wasm32-wasip1")
+        .arg("--manifest-path")
+        .arg(root.join("guests/Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&target_dir);
+    if env::var_os("CARGO_NET_OFFLINE").is_some() || Path::new(&root.join("guests/Cargo.lock")).exists() {
+        cmd.arg("--locked");
+    }
+    for (name, _) in GUESTS {
+        cmd.arg("-p").arg(name);
+    }
+    // The host build's flags (sanitizers under cargo-fuzz, coverage, a host --target) must not
+    // leak into the wasm build.
+    for var in [
+        "RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "CARGO_BUILD_RUSTFLAGS",
+        "CARGO_BUILD_TARGET",
+        "CARGO_TARGET_DIR",
+        "CARGO_BUILD_TARGET_DIR",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "CARGO_PROFILE_RELEASE_DEBUG",
+        "CARGO_MAKEFLAGS",
+        "MAKEFLAGS",
+        "MFLAGS",
+    ] {
+        cmd.env_remove(var);
+    }
+    for (key, _) in env::vars_os() {
+        let key = key.to_string_lossy().into_owned();
+        if key.starts_with("CARGO_TARGET_") && key.ends_with("_RUSTFLAGS") {
+            cmd.env_remove(key);
+        }
+    }
+
+    let status = cmd.status().expect("failed to run cargo for the wasm guests");
+    if !status.success() {
+        panic!(
+            "building the wasm guests failed ({status}). They need the wasm32-wasip1 target: \
+             run `rustup target add wasm32-wasip1` (for this toolchain) and build again."
+        );
+    }
+
+    let mut generated = String::new();
+    for (name, konst) in GUESTS {
+        let wasm = target_dir
+            .join("wasm32-wasip1/release")
+            .join(format!("{}.wasm", name.replace('-', "_")));
+        assert!(wasm.exists(), "guest {name} was built but {} is missing", wasm.display());
+        writeln!(
+            generated,
+            "/// `guests/{name}` compiled for wasm32-wasip1.\npub const {konst}: &[u8] = include_bytes!({:?});",
+            wasm.display().to_string()
+        )
+        .unwrap();
+    }
+    std::fs::write(out_dir.join("guests.rs"), generated).expect("write guests.rs");
+}
+
+/// The host's target directory: the nearest ancestor of OUT_DIR that cargo marked with
+/// CACHEDIR.TAG. Sharing it lets debug, release, bench and fuzz builds reuse one guest build.
+fn host_target_dir(out_dir: &Path) -> Option<PathBuf> {
+    out_dir
+        .ancestors()
+        .find(|dir| dir.join("CACHEDIR.TAG").exists())
+        .map(Path::to_path_buf)
+}

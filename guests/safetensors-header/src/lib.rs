@@ -1,0 +1,355 @@
+//! sandload guest: parse and validate a safetensors header.
+//!
+//! Input: the 8-byte length prefix and the JSON header (never the tensor data) plus the file's
+//! length. Output: the tensor table in offset order, or the rule the header broke.
+//!
+//! Acceptance mirrors `safetensors::SafeTensors::read_metadata` (0.8) step for step, with two
+//! documented differences:
+//! - **Duplicate keys are refused.** The reference deserialises into a `HashMap` and silently keeps
+//!   the last value, so two readers can disagree about what a tensor name means.
+//! - **Integers are 64-bit.** The reference uses `usize`, which is 32 bits in a wasm32 guest: its
+//!   own `Metadata` type would refuse every file over 4 GiB here. The serde model below is the
+//!   reference's with `usize` replaced by `u64`, which equals a 64-bit host's `usize`; dtype
+//!   parsing reuses the reference crate's `Dtype`. The host's differential tests check agreement.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+
+use sandload_abi::safetensors::{Dtype, Request, Response, SizeError, Table, TensorEntry};
+use sandload_abi::{GuestError, Rule};
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+
+/// The reference implementation's header size cap (`safetensors::tensor::MAX_HEADER_SIZE`).
+pub const REFERENCE_MAX_HEADER: u64 = 100_000_000;
+const N_LEN: u64 = 8;
+
+sandload_abi::guest_main!(Request, validate);
+
+/// The reference `HashMetadata`, with 64-bit integers.
+#[derive(Deserialize)]
+struct HashMetadata {
+    #[serde(rename = "__metadata__")]
+    metadata: Option<HashMap<String, String>>,
+    #[serde(flatten)]
+    tensors: HashMap<String, TensorInfo>,
+}
+
+/// The reference `TensorInfo`, with 64-bit integers.
+#[derive(Deserialize)]
+struct TensorInfo {
+    dtype: safetensors::Dtype,
+    shape: Vec<u64>,
+    data_offsets: (u64, u64),
+}
+
+fn fail(rule: Rule, offset: Option<u64>, detail: impl Into<String>) -> GuestError {
+    GuestError { rule, offset, value: None, detail: detail.into() }
+}
+
+fn over_limit(rule: Rule, value: u64, detail: String) -> GuestError {
+    GuestError { rule, offset: None, value: Some(value), detail }
+}
+
+/// Validates `payload` (prefix + header) as the start of a safetensors file of `req.file_len`
+/// bytes.
+pub fn validate(req: Request, payload: &[u8]) -> Response {
+    let Some(prefix) = payload.get(..N_LEN as usize) else {
+        return Err(fail(
+            Rule::HeaderTooSmall,
+            Some(0),
+            format!("file has {} bytes, fewer than the 8-byte header length prefix", req.file_len),
+        ));
+    };
+    let n = u64::from_le_bytes(prefix.try_into().expect("slice of 8"));
+    if n > REFERENCE_MAX_HEADER {
+        return Err(fail(
+            Rule::HeaderTooLarge,
+            Some(0),
+            format!("header length {n} exceeds the format's maximum of {REFERENCE_MAX_HEADER} bytes"),
+        ));
+    }
+    if n > req.max_header_bytes {
+        return Err(over_limit(
+            Rule::HeaderOverLimit,
+            n,
+            format!("header length {n} exceeds max_header_bytes {}", req.max_header_bytes),
+        ));
+    }
+    let stop = N_LEN + n; // n <= 100 MB: cannot overflow.
+    if stop > req.file_len {
+        return Err(fail(
+            Rule::HeaderPastEof,
+            Some(0),
+            format!("header length {n} ends at byte {stop}, past the end of the {}-byte file", req.file_len),
+        ));
+    }
+    let Some(header) = payload.get(N_LEN as usize..stop as usize) else {
+        return Err(fail(
+            Rule::BadRequest,
+            None,
+            format!("host sent {} bytes, header needs {stop}", payload.len()),
+        ));
+    };
+    let text = std::str::from_utf8(header).map_err(|e| {
+        fail(Rule::HeaderNotUtf8, Some(N_LEN + e.valid_up_to() as u64), "header is not valid UTF-8")
+    })?;
+
+    check_keys(text, req.max_tensors)?;
+
+    let parsed: HashMetadata = serde_json::from_str(text)
+        .map_err(|e| fail(Rule::HeaderJson, json_offset(text, &e), format!("header JSON: {e}")))?;
+
+    let tensor_count = parsed.tensors.len() as u64;
+    if tensor_count > req.max_tensors {
+        return Err(over_limit(
+            Rule::TooManyTensors,
+            tensor_count,
+            format!("{tensor_count} tensors exceed max_tensors {}", req.max_tensors),
+        ));
+    }
+
+    let mut tensors = Vec::with_capacity(parsed.tensors.len());
+    for (name, info) in parsed.tensors {
+        let dtype_name = info.dtype.to_string();
+        let dtype = Dtype::from_name(&dtype_name).ok_or_else(|| {
+            fail(Rule::UnknownDtype, None, format!("tensor {name:?}: dtype {dtype_name} is not supported"))
+        })?;
+        tensors.push(TensorEntry {
+            name,
+            dtype,
+            shape: info.shape,
+            begin: info.data_offsets.0,
+            end: info.data_offsets.1,
+        });
+    }
+    // The reference sorts by offsets only; the name breaks ties so the order is deterministic.
+    tensors.sort_by(|a, b| (a.begin, a.end, &a.name).cmp(&(b.begin, b.end, &b.name)));
+
+    let data_len = check_layout(&tensors)?;
+    let file_data_len = req.file_len - stop;
+    if data_len != file_data_len {
+        let detail = if data_len < file_data_len {
+            format!(
+                "tensors cover {data_len} bytes of data but the file has {file_data_len}: {} trailing bytes at offset {}",
+                file_data_len - data_len,
+                stop + data_len
+            )
+        } else {
+            format!("tensors need {data_len} bytes of data but the file has only {file_data_len}")
+        };
+        return Err(fail(Rule::IncompleteCoverage, Some(stop + data_len.min(file_data_len)), detail));
+    }
+
+    let metadata = parsed.metadata.map(|m| {
+        let mut entries: Vec<(String, String)> = m.into_iter().collect();
+        entries.sort();
+        entries
+    });
+    Ok(Table { header_len: n, tensors, metadata })
+}
+
+/// The reference `Metadata::validate`, in 64-bit arithmetic. Returns the data section length.
+fn check_layout(tensors: &[TensorEntry]) -> Result<u64, GuestError> {
+    let mut start = 0u64;
+    for t in tensors {
+        if t.begin != start || t.end < t.begin {
+            return Err(fail(
+                Rule::InvalidOffset,
+                None,
+                format!(
+                    "tensor {:?}: data_offsets [{}, {}] but the previous tensor ends at {start}",
+                    t.name, t.begin, t.end
+                ),
+            ));
+        }
+        start = t.end;
+        let size = t.dtype.byte_len(&t.shape).map_err(|e| match e {
+            SizeError::Overflow => fail(
+                Rule::ShapeOverflow,
+                None,
+                format!("tensor {:?}: shape {:?} of {} overflows 64 bits", t.name, t.shape, t.dtype.name()),
+            ),
+            SizeError::Misaligned => fail(
+                Rule::MisalignedSlice,
+                None,
+                format!("tensor {:?}: shape {:?} of {} is not a whole number of bytes", t.name, t.shape, t.dtype.name()),
+            ),
+        })?;
+        if t.end - t.begin != size {
+            return Err(fail(
+                Rule::SizeMismatch,
+                None,
+                format!(
+                    "tensor {:?}: {} x {:?} is {size} bytes but data_offsets span {}",
+                    t.name,
+                    t.dtype.name(),
+                    t.shape,
+                    t.end - t.begin
+                ),
+            ));
+        }
+    }
+    Ok(start)
+}
+
+/// Maps a serde_json error position (line, column) to a byte offset in the file.
+fn json_offset(text: &str, e: &serde_json::Error) -> Option<u64> {
+    if e.line() == 0 {
+        return None;
+    }
+    let line_start: usize = text.split_inclusive('\n').take(e.line() - 1).map(str::len).sum();
+    Some(N_LEN + (line_start + e.column().saturating_sub(1)) as u64)
+}
+
+/// First pass: refuses duplicate keys at the top level and inside `__metadata__`, and counts
+/// tensors before anything is allocated for them. Any other JSON problem is left to the second
+/// pass so that error kinds match the reference.
+fn check_keys(text: &str, max_tensors: u64) -> Result<(), GuestError> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    let mut outcome = KeyOutcome::default();
+    let seed = TopLevel { max_tensors, outcome: &mut outcome };
+    // A syntax error here is reported by the second pass, which parses the same text.
+    let _ = seed.deserialize(&mut de);
+    match outcome {
+        KeyOutcome { duplicate: Some((scope, key)), .. } => Err(fail(
+            Rule::DuplicateKey,
+            duplicate_offset(text, &key),
+            format!("key {key:?} appears more than once in {scope}; readers would disagree on its value"),
+        )),
+        KeyOutcome { too_many: true, .. } => Err(over_limit(
+            Rule::TooManyTensors,
+            max_tensors.saturating_add(1),
+            format!("more than max_tensors {max_tensors} tensors in the header"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn duplicate_offset(text: &str, key: &str) -> Option<u64> {
+    let quoted = serde_json::to_string(key).ok()?;
+    text.rfind(&quoted).map(|i| N_LEN + i as u64)
+}
+
+#[derive(Default)]
+struct KeyOutcome {
+    duplicate: Option<(&'static str, String)>,
+    too_many: bool,
+}
+
+struct TopLevel<'o> {
+    max_tensors: u64,
+    outcome: &'o mut KeyOutcome,
+}
+
+impl<'de> DeserializeSeed<'de> for TopLevel<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for TopLevel<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut seen: HashSet<String> = HashSet::new();
+        let mut tensors = 0u64;
+        while let Some(key) = map.next_key::<String>()? {
+            if key == "__metadata__" {
+                map.next_value_seed(MetadataKeys { outcome: &mut *self.outcome })?;
+            } else {
+                map.next_value::<IgnoredAny>()?;
+                tensors += 1;
+                if tensors > self.max_tensors {
+                    self.outcome.too_many = true;
+                    return Err(de::Error::custom("too many tensors"));
+                }
+            }
+            if self.outcome.duplicate.is_some() {
+                return Err(de::Error::custom("duplicate key"));
+            }
+            if !seen.insert(key.clone()) {
+                self.outcome.duplicate = Some(("the header", key));
+                return Err(de::Error::custom("duplicate key"));
+            }
+        }
+        Ok(())
+    }
+    // Not an object: the second pass reports the type error in the reference's terms.
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(())
+    }
+}
+
+struct MetadataKeys<'o> {
+    outcome: &'o mut KeyOutcome,
+}
+
+impl<'de> DeserializeSeed<'de> for MetadataKeys<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for MetadataKeys<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("the __metadata__ value")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut seen: HashSet<String> = HashSet::new();
+        while let Some(key) = map.next_key::<String>()? {
+            map.next_value::<IgnoredAny>()?;
+            if !seen.insert(key.clone()) {
+                self.outcome.duplicate = Some(("__metadata__", key));
+                return Err(de::Error::custom("duplicate key"));
+            }
+        }
+        Ok(())
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(())
+    }
+}

@@ -1,0 +1,163 @@
+//! Where the untrusted bytes come from: a capability directory, an open file, or memory.
+
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use cap_std::fs::Dir;
+
+use crate::error::{Error, Result};
+
+/// An untrusted file to open, with the name errors will use for it.
+///
+/// There is deliberately no constructor from an absolute path: the library only reads what a
+/// caller has granted, either a directory capability ([`Input::open`]), an already-open file
+/// ([`Input::from_file`]) or bytes ([`Input::from_bytes`]).
+#[derive(Debug)]
+pub struct Input {
+    name: PathBuf,
+    source: Source,
+}
+
+#[derive(Debug)]
+enum Source {
+    File(std::fs::File),
+    Bytes(Bytes),
+}
+
+/// How the bytes of an accepted file reach the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum DataAccess {
+    /// Memory-map the file and hand out zero-copy [`Bytes`] slices of the mapping.
+    ///
+    /// # Security
+    /// If another process truncates the file while it is mapped, touching the lost pages raises
+    /// `SIGBUS` in the host. Use [`DataAccess::Read`] for files on storage that others can write.
+    #[default]
+    Map,
+    /// Read the whole file into memory once; later changes to the file cannot affect the data.
+    Read,
+}
+
+impl Input {
+    /// Opens `path` relative to the capability `dir`.
+    ///
+    /// This corresponds to [`cap_std::fs::Dir::open`]: only paths inside `dir` resolve (`..` out of
+    /// it, absolute paths and symlinks leaving it fail with `PermissionDenied`). Anything but a
+    /// regular file (a directory, a FIFO, a device) is refused before it is opened, so a FIFO
+    /// cannot block the caller.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the path escapes `dir`, does not exist, or is not a regular file.
+    pub fn open(dir: &Dir, path: impl AsRef<Path>) -> Result<Input> {
+        let path = path.as_ref();
+        let not_regular = |what: &str| {
+            Error::io(
+                path,
+                std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("not a regular file: {what}")),
+            )
+        };
+        let meta = dir.metadata(path).map_err(|e| Error::io(path, e))?;
+        if !meta.is_file() {
+            return Err(not_regular(&describe(&meta.file_type())));
+        }
+        let file = dir.open(path).map_err(|e| Error::io(path, e))?.into_std();
+        // The path could have been swapped between the two calls: check what was opened.
+        let meta = file.metadata().map_err(|e| Error::io(path, e))?;
+        if !meta.is_file() {
+            return Err(not_regular("changed while opening"));
+        }
+        Ok(Input { name: path.to_path_buf(), source: Source::File(file) })
+    }
+
+    /// Wraps a file the caller already opened. `name` is used in errors.
+    pub fn from_file(file: impl Into<std::fs::File>, name: impl Into<PathBuf>) -> Input {
+        Input { name: name.into(), source: Source::File(file.into()) }
+    }
+
+    /// Wraps bytes already in memory. `name` is used in errors.
+    pub fn from_bytes(bytes: impl Into<Bytes>, name: impl Into<PathBuf>) -> Input {
+        Input { name: name.into(), source: Source::Bytes(bytes.into()) }
+    }
+
+    /// Replaces the name errors use (e.g. with the full path the user typed).
+    pub fn with_name(mut self, name: impl Into<PathBuf>) -> Input {
+        self.name = name.into();
+        self
+    }
+
+    /// The name errors use for this input.
+    pub fn name(&self) -> &Path {
+        &self.name
+    }
+
+    /// Length in bytes (from `fstat` for files).
+    pub(crate) fn len(&self) -> Result<u64> {
+        match &self.source {
+            Source::Bytes(b) => Ok(b.len() as u64),
+            Source::File(f) => {
+                let meta = f.metadata().map_err(|e| Error::io(&self.name, e))?;
+                if !meta.is_file() {
+                    return Err(Error::io(
+                        &self.name,
+                        std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a regular file"),
+                    ));
+                }
+                Ok(meta.len())
+            }
+        }
+    }
+
+    /// The whole content, `len` bytes, as one buffer (mapped or read, per `access`).
+    pub(crate) fn contents(self, len: u64, access: DataAccess) -> Result<Bytes> {
+        let name = self.name;
+        let file = match self.source {
+            Source::Bytes(b) => return Ok(b),
+            Source::File(f) => f,
+        };
+        let size = usize::try_from(len).map_err(|_| {
+            Error::io(&name, std::io::Error::new(std::io::ErrorKind::FileTooLarge, "file larger than the address space"))
+        })?;
+        if size == 0 {
+            return Ok(Bytes::new());
+        }
+        match access {
+            DataAccess::Map => {
+                // SAFETY: the mapping is read-only and private to this process; the remaining risk,
+                // another process truncating the file (SIGBUS), is documented on DataAccess::Map.
+                #[allow(unsafe_code)]
+                let map = unsafe { memmap2::MmapOptions::new().len(size).map(&file) }.map_err(|e| Error::io(&name, e))?;
+                Ok(Bytes::from_owner(map))
+            }
+            DataAccess::Read => {
+                let mut buf = Vec::new();
+                buf.try_reserve_exact(size).map_err(|_| {
+                    Error::io(&name, std::io::Error::new(std::io::ErrorKind::OutOfMemory, "cannot allocate file buffer"))
+                })?;
+                (&file).seek(SeekFrom::Start(0)).map_err(|e| Error::io(&name, e))?;
+                let mut reader = (&file).take(len);
+                reader.read_to_end(&mut buf).map_err(|e| Error::io(&name, e))?;
+                let mut probe = [0u8; 1];
+                let grew = (&file).read(&mut probe).map_err(|e| Error::io(&name, e))? > 0;
+                if buf.len() != size || grew {
+                    return Err(Error::io(
+                        &name,
+                        std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "file changed size while it was read"),
+                    ));
+                }
+                Ok(Bytes::from(buf))
+            }
+        }
+    }
+}
+
+fn describe(ft: &cap_std::fs::FileType) -> String {
+    if ft.is_dir() {
+        "a directory".into()
+    } else if ft.is_symlink() {
+        "a symbolic link".into()
+    } else {
+        "a FIFO, socket or device".into()
+    }
+}

@@ -1,0 +1,49 @@
+#![doc = include_str!("../README.md")]
+//!
+//! # Core concepts
+//!
+//! - [`Sandbox`]: built once, shared by all threads. Owns the wasmtime engine, each guest compiled
+//!   once, the pooling allocator and the [`Limits`]. Each file runs in a fresh, isolated store.
+//! - [`Input`]: what to open — a path under a `cap_std::fs::Dir` capability, an open file, or
+//!   bytes. There is no way to hand the library an ambient path.
+//! - [`Checkpoint`]: an accepted safetensors file; tensors are zero-copy [`bytes::Bytes`] views.
+//! - [`Error`]: one enum for everything; [`Error::kind`] gives a stable name.
+//! - [`Receipt`]: what the sandbox did for one call (limits, guest memory peak, time, outcome).
+//! - [`sniff`]: content-based format recognition, used to refuse pickles and friends.
+//!
+//! The guest/host boundary is defined once, in the `sandload-abi` crate (`abi/`).
+#![deny(missing_docs)]
+#![deny(unsafe_code)]
+
+mod error;
+mod input;
+mod limits;
+mod receipt;
+mod refusal;
+mod sandbox;
+mod sniff;
+mod tensors;
+
+pub use bytes::Bytes;
+pub use error::{Error, Result};
+pub use input::{DataAccess, Input};
+pub use limits::{Limit, Limits};
+pub use receipt::{Outcome, Receipt};
+pub use sandbox::{Sandbox, SandboxBuilder};
+pub use sniff::{Format, Sniffed, sniff};
+pub use tensors::{Checkpoint, Dtype, TensorInfo, TensorView};
+
+#[doc(hidden)]
+pub mod fuzzing {
+    //! Entry points for the fuzz targets; not a stable API.
+    pub use crate::tensors::{Layout, Violation, validate_table};
+    pub use sandload_abi as abi;
+}
+
+/// `Sandbox` is shared across threads by design; prove it at compile time.
+const _: () = {
+    const fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Sandbox>();
+    assert_send_sync::<Checkpoint>();
+    assert_send_sync::<Error>();
+};

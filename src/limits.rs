@@ -1,0 +1,136 @@
+//! Resource limits with safe defaults.
+
+use std::fmt;
+use std::time::Duration;
+
+/// Limits applied to every file a [`Sandbox`](crate::Sandbox) opens.
+///
+/// Each limit is checked before the allocation or work it protects, and exceeding one is an
+/// [`Error::LimitExceeded`](crate::Error::LimitExceeded) (or, for the guest's own resources,
+/// [`Error::GuestOutOfMemory`](crate::Error::GuestOutOfMemory) /
+/// [`Error::GuestTimeout`](crate::Error::GuestTimeout)) naming the limit and the value seen.
+///
+/// ```
+/// use std::time::Duration;
+/// let limits = sandload::Limits::default()
+///     .with_max_file_bytes(8 << 30)
+///     .with_guest_time(Duration::from_secs(2));
+/// assert_eq!(limits.max_header_bytes, sandload::Limits::DEFAULT_MAX_HEADER_BYTES);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Limits {
+    /// Largest file accepted, in bytes. By default this is [`Limits::DEFAULT_MAX_FILE_BYTES`].
+    pub max_file_bytes: u64,
+    /// Largest safetensors JSON header, in bytes. By default this is
+    /// [`Limits::DEFAULT_MAX_HEADER_BYTES`], the reference implementation's own cap; larger values
+    /// are still capped at that by the format.
+    pub max_header_bytes: u64,
+    /// Most tensors in one safetensors file. By default this is [`Limits::DEFAULT_MAX_TENSORS`].
+    pub max_tensors: u64,
+    /// Linear-memory cap of one guest instance, in bytes. By default this is
+    /// [`Limits::DEFAULT_GUEST_MEMORY_BYTES`].
+    pub guest_memory_bytes: u64,
+    /// Wall-clock CPU deadline of one guest call. By default this is
+    /// [`Limits::DEFAULT_GUEST_TIME`].
+    pub guest_time: Duration,
+}
+
+impl Limits {
+    /// 64 GiB: checkpoints are mapped, not read, so size costs address space, not memory.
+    pub const DEFAULT_MAX_FILE_BYTES: u64 = 64 << 30;
+    /// 100 MB, as `safetensors::tensor::MAX_HEADER_SIZE`.
+    pub const DEFAULT_MAX_HEADER_BYTES: u64 = 100_000_000;
+    /// 1,000,000 tensors (the largest public checkpoints have tens of thousands).
+    pub const DEFAULT_MAX_TENSORS: u64 = 1_000_000;
+    /// 1 GiB: enough to parse a 100 MB header; virtual, reserved per pool slot, not committed.
+    pub const DEFAULT_GUEST_MEMORY_BYTES: u64 = 1 << 30;
+    /// 10 seconds of guest execution per file.
+    pub const DEFAULT_GUEST_TIME: Duration = Duration::from_secs(10);
+    /// Wasm linear memory is 32-bit: a guest can never address more than 4 GiB.
+    pub const MAX_GUEST_MEMORY_BYTES: u64 = 4 << 30;
+
+    /// Sets [`max_file_bytes`](Limits::max_file_bytes).
+    pub fn with_max_file_bytes(mut self, bytes: u64) -> Self {
+        self.max_file_bytes = bytes;
+        self
+    }
+    /// Sets [`max_header_bytes`](Limits::max_header_bytes).
+    pub fn with_max_header_bytes(mut self, bytes: u64) -> Self {
+        self.max_header_bytes = bytes;
+        self
+    }
+    /// Sets [`max_tensors`](Limits::max_tensors).
+    pub fn with_max_tensors(mut self, count: u64) -> Self {
+        self.max_tensors = count;
+        self
+    }
+    /// Sets [`guest_memory_bytes`](Limits::guest_memory_bytes) (at most 4 GiB).
+    pub fn with_guest_memory_bytes(mut self, bytes: u64) -> Self {
+        self.guest_memory_bytes = bytes;
+        self
+    }
+    /// Sets [`guest_time`](Limits::guest_time).
+    pub fn with_guest_time(mut self, time: Duration) -> Self {
+        self.guest_time = time;
+        self
+    }
+
+    /// The value of one limit, in its unit (bytes, count, or milliseconds for time).
+    pub fn get(&self, limit: Limit) -> u64 {
+        match limit {
+            Limit::MaxFileBytes => self.max_file_bytes,
+            Limit::MaxHeaderBytes => self.max_header_bytes,
+            Limit::MaxTensors => self.max_tensors,
+            Limit::GuestMemoryBytes => self.guest_memory_bytes,
+            Limit::GuestTimeMillis => u64::try_from(self.guest_time.as_millis()).unwrap_or(u64::MAX),
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_file_bytes: Self::DEFAULT_MAX_FILE_BYTES,
+            max_header_bytes: Self::DEFAULT_MAX_HEADER_BYTES,
+            max_tensors: Self::DEFAULT_MAX_TENSORS,
+            guest_memory_bytes: Self::DEFAULT_GUEST_MEMORY_BYTES,
+            guest_time: Self::DEFAULT_GUEST_TIME,
+        }
+    }
+}
+
+/// Names one field of [`Limits`], for errors and receipts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Limit {
+    /// [`Limits::max_file_bytes`].
+    MaxFileBytes,
+    /// [`Limits::max_header_bytes`].
+    MaxHeaderBytes,
+    /// [`Limits::max_tensors`].
+    MaxTensors,
+    /// [`Limits::guest_memory_bytes`].
+    GuestMemoryBytes,
+    /// [`Limits::guest_time`], in milliseconds.
+    GuestTimeMillis,
+}
+
+impl Limit {
+    /// The field's name, e.g. `"max_header_bytes"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Limit::MaxFileBytes => "max_file_bytes",
+            Limit::MaxHeaderBytes => "max_header_bytes",
+            Limit::MaxTensors => "max_tensors",
+            Limit::GuestMemoryBytes => "guest_memory_bytes",
+            Limit::GuestTimeMillis => "guest_time_ms",
+        }
+    }
+}
+
+impl fmt::Display for Limit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}

@@ -1,0 +1,497 @@
+//! The wasmtime sandbox: one `Engine`, guests compiled once, one fresh `Store` per file.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use sandload_abi::exports;
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, InstancePre, Linker, Module, PoolingAllocationConfig,
+    ResourceLimiter, Store, Trap,
+};
+use wasmtime_wasi::WasiCtxBuilder;
+use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+
+use crate::error::{Error, Result};
+use crate::input::DataAccess;
+use crate::limits::Limits;
+use crate::receipt::{Outcome, Receipt};
+use crate::sniff::Format;
+
+mod artifacts {
+    include!(concat!(env!("OUT_DIR"), "/guests.rs"));
+}
+
+/// How often the epoch ticker advances; the CPU deadline is enforced to within one tick.
+const EPOCH_TICK: Duration = Duration::from_millis(5);
+/// Bytes of guest stderr kept (guests only write panic messages there).
+const STDERR_CAPACITY: usize = 16 * 1024;
+/// Function-table elements a guest may grow to (compiled Rust guests need a few thousand).
+const MAX_TABLE_ELEMENTS: usize = 100_000;
+
+/// The guests sandload ships. Each parses one kind of untrusted input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum GuestKind {
+    /// `guests/safetensors-header`.
+    SafetensorsHeader,
+}
+
+impl GuestKind {
+    const COUNT: usize = 1;
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            GuestKind::SafetensorsHeader => "safetensors-header",
+        }
+    }
+
+    fn wasm(self) -> &'static [u8] {
+        match self {
+            GuestKind::SafetensorsHeader => artifacts::SAFETENSORS_HEADER,
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Runs sandload's parsers in wasmtime guests.
+///
+/// Built once per process (or per configuration) and shared: it owns the wasmtime `Engine`, each
+/// guest compiled once (lazily, on first use) into an `InstancePre`, the pooling allocator, and the
+/// [`Limits`]. Every file then runs in a fresh `Store` with the memory cap, the CPU deadline, no
+/// environment, no arguments, no stdin, no network and no filesystem: the guest sees only the bytes
+/// the host copies into its memory.
+///
+/// `Sandbox` is `Send + Sync` and cheap to clone (an `Arc`); use one from many threads.
+///
+/// ```
+/// # fn main() -> sandload::Result<()> {
+/// let sandbox = sandload::Sandbox::new()?;
+/// let pickle = b"\x80\x04\x95\x05\x00\x00\x00\x00\x00\x00\x00K\x01.".to_vec();
+/// let err = sandbox.open_safetensors(sandload::Input::from_bytes(pickle, "model.safetensors")).unwrap_err();
+/// assert_eq!(err.kind(), "refused_format");
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Sandbox {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    engine: Engine,
+    linker: Linker<GuestState>,
+    limits: Limits,
+    data_access: DataAccess,
+    pooling: bool,
+    guests: [OnceLock<std::result::Result<InstancePre<GuestState>, String>>; GuestKind::COUNT],
+    slots: Slots,
+    deadline_ticks: u64,
+    _ticker: Ticker,
+}
+
+impl std::fmt::Debug for Sandbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sandbox")
+            .field("limits", &self.inner.limits)
+            .field("data_access", &self.inner.data_access)
+            .field("pooling", &self.inner.pooling)
+            .field("max_concurrent", &self.inner.slots.max)
+            .finish()
+    }
+}
+
+/// Configures a [`Sandbox`].
+#[derive(Debug, Clone)]
+pub struct SandboxBuilder {
+    limits: Limits,
+    data_access: DataAccess,
+    max_concurrent: Option<u32>,
+    pooling: bool,
+}
+
+impl Default for SandboxBuilder {
+    fn default() -> Self {
+        SandboxBuilder { limits: Limits::default(), data_access: DataAccess::default(), max_concurrent: None, pooling: true }
+    }
+}
+
+impl SandboxBuilder {
+    /// Sets the limits. By default this is [`Limits::default()`].
+    pub fn limits(&mut self, limits: Limits) -> &mut Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Sets how accepted files' data reaches the caller. By default this is [`DataAccess::Map`].
+    pub fn data_access(&mut self, access: DataAccess) -> &mut Self {
+        self.data_access = access;
+        self
+    }
+
+    /// Sets how many guests may run at once; further calls wait for a free slot. By default this
+    /// is twice the number of CPUs (at least 4).
+    pub fn max_concurrent(&mut self, n: u32) -> &mut Self {
+        self.max_concurrent = Some(n.max(1));
+        self
+    }
+
+    /// Uses wasmtime's pooling instance allocator (slots reserved up front, reused per file).
+    /// Turning it off allocates each instance on demand, which is slower per file but reserves no
+    /// address space. By default this is `true`.
+    pub fn pooling(&mut self, enable: bool) -> &mut Self {
+        self.pooling = enable;
+        self
+    }
+
+    /// Creates the sandbox: the engine, the linker and the epoch ticker. Guests compile on first
+    /// use.
+    ///
+    /// # Errors
+    /// [`Error::Internal`] if wasmtime cannot be configured (e.g. the address space for the pool
+    /// cannot be reserved), or if `guest_memory_bytes` exceeds 4 GiB.
+    pub fn build(&self) -> Result<Sandbox> {
+        let limits = self.limits.clone();
+        if limits.guest_memory_bytes > Limits::MAX_GUEST_MEMORY_BYTES {
+            return Err(Error::Internal(format!(
+                "guest_memory_bytes {} exceeds the 4 GiB a wasm32 guest can address",
+                limits.guest_memory_bytes
+            )));
+        }
+        let max_concurrent = self.max_concurrent.unwrap_or_else(|| {
+            let cpus = std::thread::available_parallelism().map_or(2, |n| n.get() as u32);
+            (cpus * 2).max(4)
+        });
+        let mut config = Config::new();
+        config.epoch_interruption(true);
+        if self.pooling {
+            let mut pool = PoolingAllocationConfig::new();
+            pool.total_core_instances(max_concurrent)
+                .total_memories(max_concurrent)
+                .total_tables(max_concurrent)
+                .max_memory_size(limits.guest_memory_bytes as usize)
+                .table_elements(MAX_TABLE_ELEMENTS);
+            config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        }
+        let engine = Engine::new(&config).map_err(|e| Error::Internal(format!("wasmtime engine: {e:#}")))?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |s: &mut GuestState| &mut s.wasi)
+            .map_err(|e| Error::Internal(format!("linking WASI: {e:#}")))?;
+        let tick_ns = EPOCH_TICK.as_nanos().max(1);
+        let deadline_ticks = u64::try_from(limits.guest_time.as_nanos().div_ceil(tick_ns)).unwrap_or(u64::MAX).max(1);
+        let ticker = Ticker::start(engine.clone())
+            .map_err(|e| Error::Internal(format!("starting the epoch thread: {e}")))?;
+        Ok(Sandbox {
+            inner: Arc::new(Inner {
+                engine,
+                linker,
+                limits,
+                data_access: self.data_access,
+                pooling: self.pooling,
+                guests: std::array::from_fn(|_| OnceLock::new()),
+                slots: Slots::new(max_concurrent),
+                deadline_ticks,
+                _ticker: ticker,
+            }),
+        })
+    }
+}
+
+impl Sandbox {
+    /// A sandbox with default [`Limits`] and settings.
+    ///
+    /// # Errors
+    /// See [`SandboxBuilder::build`].
+    pub fn new() -> Result<Sandbox> {
+        SandboxBuilder::default().build()
+    }
+
+    /// A sandbox with the given limits and default settings.
+    ///
+    /// # Errors
+    /// See [`SandboxBuilder::build`].
+    pub fn with_limits(limits: Limits) -> Result<Sandbox> {
+        SandboxBuilder::default().limits(limits).build()
+    }
+
+    /// Starts configuring a sandbox.
+    pub fn builder() -> SandboxBuilder {
+        SandboxBuilder::default()
+    }
+
+    /// The limits every file is held to.
+    pub fn limits(&self) -> &Limits {
+        &self.inner.limits
+    }
+
+    pub(crate) fn data_access(&self) -> DataAccess {
+        self.inner.data_access
+    }
+
+    /// Compiles every guest now instead of on first use (e.g. at service start-up, so that the
+    /// first request does not pay for compilation).
+    ///
+    /// # Errors
+    /// [`Error::Internal`] if a guest does not compile or does not match this host's ABI.
+    pub fn precompile(&self) -> Result<()> {
+        self.guest(GuestKind::SafetensorsHeader).map(|_| ())
+    }
+
+    fn guest(&self, kind: GuestKind) -> Result<&InstancePre<GuestState>> {
+        let slot = &self.inner.guests[kind.index()];
+        slot.get_or_init(|| {
+            let module = Module::new(&self.inner.engine, kind.wasm()).map_err(|e| format!("compiling {}: {e:#}", kind.name()))?;
+            for name in [exports::MEMORY, exports::ABI_VERSION, exports::ALLOC, exports::CALL] {
+                if module.get_export(name).is_none() {
+                    return Err(format!("guest {} does not export {name}", kind.name()));
+                }
+            }
+            self.inner.linker.instantiate_pre(&module).map_err(|e| format!("linking {}: {e:#}", kind.name()))
+        })
+        .as_ref()
+        .map_err(|e| Error::Internal(e.clone()))
+    }
+
+    /// Runs one guest call in a fresh store: writes `request` and `payload` into the guest,
+    /// calls it, and returns a copy of its response bytes. Records what happened in `stats`.
+    pub(crate) fn call(
+        &self,
+        kind: GuestKind,
+        file: &Path,
+        request: &[u8],
+        payload: &[u8],
+        stats: &mut GuestStats,
+    ) -> Result<Vec<u8>> {
+        let pre = self.guest(kind)?;
+        stats.guest = Some(kind.name());
+        let _slot = self.inner.slots.acquire();
+        let started = Instant::now();
+        let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
+        // Deny-by-default WASI: no args, env, stdin, preopens or sockets; stderr into memory.
+        let wasi = WasiCtxBuilder::new().stderr(stderr.clone()).build_p1();
+        let cap = self.inner.limits.guest_memory_bytes as usize;
+        let mut store = Store::new(&self.inner.engine, GuestState { wasi, limiter: GuestLimiter::new(cap) });
+        store.limiter(|s| &mut s.limiter);
+        store.set_epoch_deadline(self.inner.deadline_ticks);
+        store.epoch_deadline_trap();
+
+        let result = run_call(&mut store, pre, request, payload);
+        stats.guest_time = started.elapsed();
+        stats.peak_memory_bytes = store.data().limiter.peak as u64;
+        result.map_err(|failure| self.classify(failure, kind, file, &store.data().limiter, &stderr))
+    }
+
+    fn classify(&self, failure: CallFailure, kind: GuestKind, file: &Path, limiter: &GuestLimiter, stderr: &MemoryOutputPipe) -> Error {
+        let file = file.to_path_buf();
+        let guest = kind.name();
+        if let Some(requested) = limiter.denied {
+            return Error::GuestOutOfMemory {
+                file,
+                guest,
+                limit: self.inner.limits.guest_memory_bytes,
+                requested: requested as u64,
+            };
+        }
+        match failure {
+            CallFailure::Wasm(e) => {
+                if let Some(Trap::Interrupt) = e.downcast_ref::<Trap>() {
+                    return Error::GuestTimeout { file, guest, limit: self.inner.limits.guest_time };
+                }
+                let panic = String::from_utf8_lossy(&stderr.contents()).trim().to_string();
+                let message = if panic.is_empty() { format!("{e:#}") } else { format!("{e}; guest said: {panic}") };
+                Error::GuestTrap { file, guest, message }
+            }
+            CallFailure::Protocol(message) => Error::GuestTrap { file, guest, message },
+            CallFailure::Setup(message) => Error::Internal(format!("{guest}: {message}")),
+        }
+    }
+}
+
+/// What one guest call cost, for [`Receipt`]s.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct GuestStats {
+    pub guest: Option<&'static str>,
+    pub peak_memory_bytes: u64,
+    pub guest_time: Duration,
+}
+
+impl GuestStats {
+    pub(crate) fn receipt<T>(&self, sandbox: &Sandbox, file: PathBuf, format: Format, started: Instant, result: &Result<T>) -> Receipt {
+        Receipt {
+            file,
+            format,
+            guest: self.guest,
+            limits: sandbox.inner.limits.clone(),
+            pooling: sandbox.inner.pooling,
+            guest_peak_memory_bytes: self.peak_memory_bytes,
+            guest_time: self.guest_time,
+            total_time: started.elapsed(),
+            outcome: match result {
+                Ok(_) => Outcome::Accepted,
+                Err(e) => Outcome::Rejected { kind: e.kind() },
+            },
+        }
+    }
+}
+
+enum CallFailure {
+    /// A trap, an exit, or a host-function error from wasmtime.
+    Wasm(wasmtime::Error),
+    /// The guest broke the ABI (bad pointer, bad length): treated as a crash.
+    Protocol(String),
+    /// The sandbox could not be set up (not the file's fault).
+    Setup(String),
+}
+
+fn run_call(store: &mut Store<GuestState>, pre: &InstancePre<GuestState>, request: &[u8], payload: &[u8]) -> std::result::Result<Vec<u8>, CallFailure> {
+    use CallFailure::{Protocol, Setup, Wasm};
+    let instance = pre.instantiate(&mut *store).map_err(|e| {
+        // Instantiation fails for the file's sake only through the memory cap (handled by the
+        // caller via the limiter); anything else is an environment problem.
+        if store.data().limiter.denied.is_some() { Wasm(e) } else { Setup(format!("instantiate: {e:#}")) }
+    })?;
+    if let Ok(init) = instance.get_typed_func::<(), ()>(&mut *store, exports::INITIALIZE) {
+        init.call(&mut *store, ()).map_err(Wasm)?;
+    }
+    let version = instance
+        .get_typed_func::<(), u32>(&mut *store, exports::ABI_VERSION)
+        .map_err(|e| Setup(format!("{e:#}")))?
+        .call(&mut *store, ())
+        .map_err(Wasm)?;
+    if version != sandload_abi::ABI_VERSION {
+        return Err(Setup(format!("guest ABI version {version}, host expects {}", sandload_abi::ABI_VERSION)));
+    }
+    let memory = instance.get_memory(&mut *store, exports::MEMORY).ok_or_else(|| Setup("no memory export".into()))?;
+    let alloc = instance.get_typed_func::<u32, u32>(&mut *store, exports::ALLOC).map_err(|e| Setup(format!("{e:#}")))?;
+    let call = instance
+        .get_typed_func::<(u32, u32, u32, u32), u64>(&mut *store, exports::CALL)
+        .map_err(|e| Setup(format!("{e:#}")))?;
+
+    let mut place = |bytes: &[u8]| -> std::result::Result<(u32, u32), CallFailure> {
+        let len = u32::try_from(bytes.len()).map_err(|_| Protocol(format!("input of {} bytes exceeds 4 GiB", bytes.len())))?;
+        let ptr = alloc.call(&mut *store, len).map_err(Wasm)?;
+        if ptr == 0 {
+            return Err(Protocol(format!("guest could not allocate {len} bytes for its input")));
+        }
+        memory
+            .write(&mut *store, ptr as usize, bytes)
+            .map_err(|_| Protocol(format!("guest returned an out-of-bounds buffer {ptr:#x}+{len}")))?;
+        Ok((ptr, len))
+    };
+    let (req_ptr, req_len) = place(request)?;
+    let (data_ptr, data_len) = place(payload)?;
+    let packed = call.call(&mut *store, (req_ptr, req_len, data_ptr, data_len)).map_err(Wasm)?;
+    // Tainted: the guest chose these numbers.
+    let (ptr, len) = ((packed >> 32) as usize, (packed & 0xffff_ffff) as usize);
+    let data = memory.data(&*store);
+    let end = ptr.checked_add(len).ok_or_else(|| Protocol("response pointer overflows".into()))?;
+    let bytes = data
+        .get(ptr..end)
+        .ok_or_else(|| Protocol(format!("response {ptr:#x}+{len} lies outside guest memory ({} bytes)", data.len())))?;
+    Ok(bytes.to_vec())
+}
+
+/// Per-store state: the WASI context and the memory accounting.
+pub(crate) struct GuestState {
+    wasi: WasiP1Ctx,
+    limiter: GuestLimiter,
+}
+
+/// Caps linear memory and records the peak and any denied growth.
+struct GuestLimiter {
+    cap: usize,
+    peak: usize,
+    denied: Option<usize>,
+}
+
+impl GuestLimiter {
+    fn new(cap: usize) -> Self {
+        GuestLimiter { cap, peak: 0, denied: None }
+    }
+}
+
+impl ResourceLimiter for GuestLimiter {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.cap {
+            self.denied = Some(self.denied.map_or(desired, |d| d.max(desired)));
+            return Ok(false);
+        }
+        self.peak = self.peak.max(desired);
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+}
+
+/// A counting semaphore over pool slots: calls beyond the pool's size wait instead of failing.
+struct Slots {
+    max: u32,
+    free: Mutex<u32>,
+    freed: Condvar,
+}
+
+struct SlotGuard<'a>(&'a Slots);
+
+impl Slots {
+    fn new(max: u32) -> Self {
+        Slots { max, free: Mutex::new(max), freed: Condvar::new() }
+    }
+
+    fn acquire(&self) -> SlotGuard<'_> {
+        let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
+        while *free == 0 {
+            free = self.freed.wait(free).unwrap_or_else(|p| p.into_inner());
+        }
+        *free -= 1;
+        SlotGuard(self)
+    }
+}
+
+impl Drop for SlotGuard<'_> {
+    fn drop(&mut self) {
+        let mut free = self.0.free.lock().unwrap_or_else(|p| p.into_inner());
+        *free += 1;
+        self.0.freed.notify_one();
+    }
+}
+
+/// Advances the engine's epoch every [`EPOCH_TICK`] until dropped.
+struct Ticker {
+    stop: Arc<(Mutex<bool>, Condvar)>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl Ticker {
+    fn start(engine: Engine) -> std::io::Result<Ticker> {
+        let stop = Arc::new((Mutex::new(false), Condvar::new()));
+        let flag = Arc::clone(&stop);
+        let handle = std::thread::Builder::new()
+            .name("sandload-epoch".into())
+            .spawn(move || {
+                let (lock, cv) = &*flag;
+                let mut stopped = lock.lock().unwrap_or_else(|p| p.into_inner());
+                while !*stopped {
+                    let (guard, _) = cv.wait_timeout(stopped, EPOCH_TICK).unwrap_or_else(|p| p.into_inner());
+                    stopped = guard;
+                    engine.increment_epoch();
+                }
+            })?;
+        Ok(Ticker { stop, handle: Some(handle) })
+    }
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        let (lock, cv) = &*self.stop;
+        *lock.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        cv.notify_all();
+        if let Some(handle) = self.handle.take() {
+            let _ = handle.join();
+        }
+    }
+}

@@ -1,0 +1,328 @@
+//! safetensors checkpoints: header validated in a guest, re-validated here, data zero-copy.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use bytes::Bytes;
+use sandload_abi::safetensors::{Request, Response, Table};
+use sandload_abi::{GuestError, Rule};
+
+use crate::error::{Error, Result};
+use crate::input::Input;
+use crate::limits::{Limit, Limits};
+use crate::receipt::Receipt;
+use crate::refusal::refuse_as_checkpoint;
+use crate::sandbox::{GuestKind, GuestStats, Sandbox};
+use crate::sniff::{Format, sniff};
+
+pub use sandload_abi::safetensors::Dtype;
+
+const N_LEN: u64 = 8;
+
+/// A validated safetensors checkpoint. Tensor data is shared, not copied: every
+/// [`TensorView::data`] is a slice of one mapping (or one read) of the file.
+#[derive(Debug, Clone)]
+pub struct Checkpoint {
+    file: PathBuf,
+    data: Bytes,
+    tensors: Vec<TensorInfo>,
+    by_name: HashMap<String, usize>,
+    metadata: Option<BTreeMap<String, String>>,
+    header_len: u64,
+    receipt: Receipt,
+}
+
+/// Name, type, shape and location of one tensor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TensorInfo {
+    /// The tensor's name.
+    pub name: String,
+    /// Element type.
+    pub dtype: Dtype,
+    /// Dimensions, outermost first (C order).
+    pub shape: Vec<u64>,
+    /// Byte range within the data section (after the header).
+    pub data_offsets: (u64, u64),
+}
+
+/// One tensor with its bytes (little-endian, C order), sharing the checkpoint's buffer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TensorView<'a> {
+    /// The tensor's name.
+    pub name: &'a str,
+    /// Element type.
+    pub dtype: Dtype,
+    /// Dimensions, outermost first.
+    pub shape: &'a [u64],
+    /// The tensor's bytes.
+    pub data: Bytes,
+}
+
+impl Checkpoint {
+    /// The file this checkpoint came from.
+    pub fn file(&self) -> &Path {
+        &self.file
+    }
+
+    /// All tensors, in data-offset order.
+    pub fn tensors(&self) -> &[TensorInfo] {
+        &self.tensors
+    }
+
+    /// Number of tensors.
+    pub fn len(&self) -> usize {
+        self.tensors.len()
+    }
+
+    /// True if the checkpoint holds no tensors.
+    pub fn is_empty(&self) -> bool {
+        self.tensors.is_empty()
+    }
+
+    /// The tensor called `name`, or `None`.
+    pub fn tensor(&self, name: &str) -> Option<TensorView<'_>> {
+        self.by_name.get(name).map(|&i| self.view(&self.tensors[i]))
+    }
+
+    /// Every tensor with its data, in data-offset order.
+    pub fn iter(&self) -> impl Iterator<Item = TensorView<'_>> {
+        self.tensors.iter().map(|t| self.view(t))
+    }
+
+    /// The header's `__metadata__` map, if it has one.
+    pub fn metadata(&self) -> Option<&BTreeMap<String, String>> {
+        self.metadata.as_ref()
+    }
+
+    /// Length of the JSON header in bytes.
+    pub fn header_len(&self) -> u64 {
+        self.header_len
+    }
+
+    /// What the sandbox did to open this checkpoint.
+    pub fn receipt(&self) -> &Receipt {
+        &self.receipt
+    }
+
+    fn view<'a>(&'a self, t: &'a TensorInfo) -> TensorView<'a> {
+        // Offsets were checked against data.len() in validate_table.
+        let (begin, end) = (t.data_offsets.0 as usize, t.data_offsets.1 as usize);
+        TensorView { name: &t.name, dtype: t.dtype, shape: &t.shape, data: self.data.slice(begin..end) }
+    }
+}
+
+impl Sandbox {
+    /// Opens an untrusted safetensors checkpoint.
+    ///
+    /// The format is recognised from content: pickles, PyTorch zip/tar files, NumPy files and
+    /// other formats are refused with [`Error::Refused`] whatever the file is called. The header is
+    /// parsed and validated in the `safetensors-header` guest (which never sees tensor data);
+    /// the table it returns is then re-validated here against the real file before any tensor is
+    /// exposed.
+    ///
+    /// # Errors
+    /// [`Error::Refused`], [`Error::LimitExceeded`], [`Error::Malformed`] (with the rule and
+    /// offset), [`Error::GuestTrap`], [`Error::GuestTimeout`], [`Error::GuestOutOfMemory`],
+    /// [`Error::Io`].
+    ///
+    /// # Examples
+    /// ```
+    /// # fn main() -> sandload::Result<()> {
+    /// // A one-tensor file: {"w": F32 [2]}.
+    /// let header = br#"{"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#;
+    /// let mut file = (header.len() as u64).to_le_bytes().to_vec();
+    /// file.extend_from_slice(header);
+    /// file.extend_from_slice(&[0, 0, 128, 63, 0, 0, 0, 64]); // 1.0, 2.0
+    ///
+    /// let sandbox = sandload::Sandbox::new()?;
+    /// let ckpt = sandbox.open_safetensors(sandload::Input::from_bytes(file, "w.safetensors"))?;
+    /// let w = ckpt.tensor("w").unwrap();
+    /// assert_eq!((w.dtype, w.shape), (sandload::Dtype::F32, &[2u64][..]));
+    /// assert_eq!(&w.data[..4], &1.0f32.to_le_bytes());
+    /// # Ok(()) }
+    /// ```
+    pub fn open_safetensors(&self, input: Input) -> Result<Checkpoint> {
+        self.open_safetensors_with_receipt(input).0
+    }
+
+    /// [`open_safetensors`](Sandbox::open_safetensors), also returning the [`Receipt`] when the
+    /// file is rejected.
+    pub fn open_safetensors_with_receipt(&self, input: Input) -> (Result<Checkpoint>, Receipt) {
+        let started = Instant::now();
+        let file = input.name().to_path_buf();
+        let mut stats = GuestStats::default();
+        let mut format = Format::Unknown;
+        match self.open_inner(input, &mut stats, &mut format, started) {
+            Ok(ckpt) => {
+                let receipt = ckpt.receipt.clone();
+                (Ok(ckpt), receipt)
+            }
+            Err(e) => {
+                let result = Err(e);
+                let receipt = stats.receipt(self, file, format, started, &result);
+                (result, receipt)
+            }
+        }
+    }
+
+    fn open_inner(&self, input: Input, stats: &mut GuestStats, format: &mut Format, started: Instant) -> Result<Checkpoint> {
+        let limits = self.limits();
+        let file = input.name().to_path_buf();
+        let len = input.len()?;
+        if len > limits.max_file_bytes {
+            return Err(limit(&file, Limit::MaxFileBytes, limits, len));
+        }
+        let data = input.contents(len, self.data_access())?;
+        let sniffed = sniff(&data);
+        *format = sniffed.format;
+        if let Some(refusal) = refuse_as_checkpoint(&file, &sniffed) {
+            return Err(refusal);
+        }
+
+        // The host reads the length prefix only to bound what it copies into the guest; the
+        // guest parses and judges it. A prefix over the limit is refused before any copy.
+        let claimed = data.get(..N_LEN as usize).map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")));
+        if let Some(n) = claimed {
+            if n > limits.max_header_bytes {
+                return Err(limit(&file, Limit::MaxHeaderBytes, limits, n));
+            }
+        }
+        let payload_len = claimed.map_or(len, |n| (N_LEN + n).min(len)) as usize;
+        let request = Request { file_len: len, max_header_bytes: limits.max_header_bytes, max_tensors: limits.max_tensors };
+        let request = sandload_abi::encode(&request).map_err(|e| Error::Internal(format!("encoding request: {e}")))?;
+        let response = self.call(GuestKind::SafetensorsHeader, &file, &request, &data[..payload_len], stats)?;
+        let response: Response = sandload_abi::decode(&response).map_err(|e| Error::GuestTrap {
+            file: file.clone(),
+            guest: GuestKind::SafetensorsHeader.name(),
+            message: format!("response does not decode: {e}"),
+        })?;
+        let table = response.map_err(|e| guest_rejection(&file, *format, limits, e))?;
+        let layout = validate_table(&table, len, claimed.unwrap_or(0), limits)
+            .map_err(|v| Error::malformed(&file, *format, v.rule, v.offset, v.detail))?;
+
+        let data_start = (N_LEN + layout.header_len) as usize;
+        let data = data.slice(data_start..);
+        let Table { tensors, metadata, .. } = table;
+        let tensors: Vec<TensorInfo> = tensors
+            .into_iter()
+            .map(|t| TensorInfo { name: t.name, dtype: t.dtype, shape: t.shape, data_offsets: (t.begin, t.end) })
+            .collect();
+        let by_name = tensors.iter().enumerate().map(|(i, t)| (t.name.clone(), i)).collect();
+        let receipt = stats.receipt(self, file.clone(), *format, started, &Ok::<(), Error>(()));
+        Ok(Checkpoint {
+            file,
+            data,
+            tensors,
+            by_name,
+            metadata: metadata.map(|m| m.into_iter().collect()),
+            header_len: layout.header_len,
+            receipt,
+        })
+    }
+}
+
+fn limit(file: &Path, which: Limit, limits: &Limits, value: u64) -> Error {
+    Error::LimitExceeded { file: file.to_path_buf(), limit: which, limit_value: limits.get(which), value }
+}
+
+fn guest_rejection(file: &Path, format: Format, limits: &Limits, e: GuestError) -> Error {
+    match e.rule {
+        Rule::TooManyTensors => limit(file, Limit::MaxTensors, limits, e.value.unwrap_or(limits.max_tensors + 1)),
+        Rule::HeaderOverLimit => limit(file, Limit::MaxHeaderBytes, limits, e.value.unwrap_or(0)),
+        Rule::BadRequest => Error::Internal(format!("safetensors-header guest: {}", e.detail)),
+        rule => Error::malformed(file, format, rule.name(), e.offset, e.detail),
+    }
+}
+
+/// A rule the guest's table broke on the host's re-check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[doc(hidden)]
+pub struct Violation {
+    pub rule: &'static str,
+    pub offset: Option<u64>,
+    pub detail: String,
+}
+
+/// What the host learned from a table it accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[doc(hidden)]
+pub struct Layout {
+    pub header_len: u64,
+    pub data_len: u64,
+}
+
+/// Re-checks a guest's table against the file: the guest is not trusted, so every number is
+/// checked again with overflow-checked arithmetic. Public (hidden) for the fuzz targets.
+///
+/// `header_len` is the length prefix the host itself read from the file.
+#[doc(hidden)]
+pub fn validate_table(table: &Table, file_len: u64, header_len: u64, limits: &Limits) -> std::result::Result<Layout, Violation> {
+    let bad = |rule: Rule, offset: Option<u64>, detail: String| Violation { rule: rule.name(), offset, detail };
+    if table.header_len != header_len {
+        return Err(bad(
+            Rule::HeaderJson,
+            Some(0),
+            format!("guest reported header length {} but the file says {header_len}", table.header_len),
+        ));
+    }
+    if header_len > limits.max_header_bytes {
+        return Err(bad(Rule::HeaderOverLimit, Some(0), format!("header length {header_len} over max_header_bytes")));
+    }
+    let data_start = N_LEN
+        .checked_add(header_len)
+        .filter(|&s| s <= file_len)
+        .ok_or_else(|| bad(Rule::HeaderPastEof, Some(0), format!("header length {header_len} past end of file ({file_len} bytes)")))?;
+    let data_len = file_len - data_start;
+    if table.tensors.len() as u64 > limits.max_tensors {
+        return Err(bad(Rule::TooManyTensors, None, format!("{} tensors over max_tensors {}", table.tensors.len(), limits.max_tensors)));
+    }
+    let mut names: HashSet<&str> = HashSet::with_capacity(table.tensors.len());
+    let mut expected_begin = 0u64;
+    for t in &table.tensors {
+        if !names.insert(t.name.as_str()) {
+            return Err(bad(Rule::DuplicateKey, None, format!("tensor name {:?} appears twice", t.name)));
+        }
+        if t.begin != expected_begin || t.end < t.begin {
+            return Err(bad(
+                Rule::InvalidOffset,
+                data_start.checked_add(t.begin),
+                format!("tensor {:?}: data_offsets [{}, {}], expected to start at {expected_begin}", t.name, t.begin, t.end),
+            ));
+        }
+        if t.end > data_len {
+            return Err(bad(
+                Rule::IncompleteCoverage,
+                Some(file_len),
+                format!("tensor {:?} ends at data offset {} but the data section has {data_len} bytes", t.name, t.end),
+            ));
+        }
+        let size = t.dtype.byte_len(&t.shape).map_err(|_| {
+            bad(Rule::ShapeOverflow, None, format!("tensor {:?}: shape {:?} of {} has no valid byte size", t.name, t.shape, t.dtype.name()))
+        })?;
+        if size != t.end - t.begin {
+            return Err(bad(
+                Rule::SizeMismatch,
+                data_start.checked_add(t.begin),
+                format!("tensor {:?}: {} x {:?} is {size} bytes, offsets span {}", t.name, t.dtype.name(), t.shape, t.end - t.begin),
+            ));
+        }
+        expected_begin = t.end;
+    }
+    if expected_begin != data_len {
+        return Err(bad(
+            Rule::IncompleteCoverage,
+            data_start.checked_add(expected_begin),
+            format!("tensors cover {expected_begin} of {data_len} data bytes"),
+        ));
+    }
+    if let Some(meta) = &table.metadata {
+        let mut keys: HashSet<&str> = HashSet::with_capacity(meta.len());
+        for (k, _) in meta {
+            if !keys.insert(k) {
+                return Err(bad(Rule::DuplicateKey, None, format!("__metadata__ key {k:?} appears twice")));
+            }
+        }
+    }
+    Ok(Layout { header_len, data_len })
+}
