@@ -20,6 +20,7 @@ mod input;
 mod limits;
 mod receipt;
 mod refusal;
+pub mod samples;
 mod sandbox;
 mod sniff;
 mod tensors;

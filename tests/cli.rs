@@ -1,0 +1,134 @@
+//! The `sandload inspect` contract: JSON lines, verdicts, exit codes.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use sandload::samples;
+use serde_json::Value;
+
+fn sandload(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sandload")).args(args).output().expect("run sandload")
+}
+
+fn write(dir: &Path, name: &str, bytes: &[u8]) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+fn json_lines(out: &Output) -> Vec<Value> {
+    String::from_utf8(out.stdout.clone())
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect()
+}
+
+#[test]
+fn accepted_file_json() {
+    let tmp = tmpdir();
+    let good = write(&tmp, "model.safetensors", &samples::small_checkpoint());
+    let out = sandload(&["inspect", "--json", "--digest", &good]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let lines = json_lines(&out);
+    assert_eq!(lines.len(), 1);
+    let v = &lines[0];
+    assert_eq!(v["path"], good.as_str());
+    assert_eq!(v["verdict"], "accepted");
+    assert_eq!(v["format"], "safetensors");
+    assert!(v["error"].is_null());
+    let tensors = v["tensors"].as_array().unwrap();
+    assert_eq!(tensors.len(), 3);
+    assert_eq!(tensors[0]["name"], "embed.weight");
+    assert_eq!(tensors[0]["dtype"], "F32");
+    assert_eq!(tensors[0]["shape"], serde_json::json!([4, 8]));
+    let sha = tensors[0]["sha256"].as_str().unwrap();
+    assert_eq!(sha.len(), 64);
+    // The digest is of the tensor's bytes.
+    let expected = samples::Tensor::patterned("embed.weight", sandload::Dtype::F32, &[4, 8]).data;
+    use sha2::Digest;
+    let want: String = sha2::Sha256::digest(&expected).iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(sha, want);
+    assert_eq!(v["metadata"]["format"], "pt");
+
+    // Without --digest there is no sha256.
+    let out = sandload(&["inspect", "--json", &good]);
+    assert!(json_lines(&out)[0]["tensors"][0].get("sha256").is_none());
+}
+
+#[test]
+fn mixed_inputs_exit_1_with_one_line_each() {
+    let tmp = tmpdir();
+    let good = write(&tmp, "good.safetensors", &samples::small_checkpoint());
+    let pickle = write(&tmp, "evil.safetensors", &samples::malicious_pickle());
+    let zip = write(&tmp, "pytorch_model.bin", &samples::pytorch_zip());
+    let missing = tmp.join("missing.safetensors").to_str().unwrap().to_string();
+    let out = sandload(&["inspect", "--json", &good, &pickle, &zip, &missing]);
+    assert_eq!(out.status.code(), Some(1));
+    let lines = json_lines(&out);
+    assert_eq!(lines.len(), 4);
+    assert_eq!(lines[0]["verdict"], "accepted");
+    assert_eq!(lines[1]["verdict"], "rejected");
+    assert_eq!(lines[1]["format"], "pickle");
+    assert_eq!(lines[1]["error"]["kind"], "refused_format");
+    assert!(lines[1]["error"]["message"].as_str().unwrap().contains("safetensors.torch.save_file"));
+    assert_eq!(lines[2]["format"], "pytorch-zip");
+    assert_eq!(lines[3]["error"]["kind"], "io");
+}
+
+#[test]
+fn malformed_reports_rule() {
+    let tmp = tmpdir();
+    let mut f = samples::with_header(r#"{"a":{"dtype":"U8","shape":[4],"data_offsets":[0,4]}}"#);
+    f.extend_from_slice(&[0; 9]);
+    let bad = write(&tmp, "trailing.safetensors", &f);
+    let out = sandload(&["inspect", "--json", &bad]);
+    assert_eq!(out.status.code(), Some(1));
+    let v = &json_lines(&out)[0];
+    assert_eq!(v["error"]["kind"], "malformed");
+    assert_eq!(v["error"]["rule"], "incomplete_coverage");
+}
+
+#[test]
+fn limits_flags_apply() {
+    let tmp = tmpdir();
+    let good = write(&tmp, "model.safetensors", &samples::small_checkpoint());
+    let out = sandload(&["inspect", "--json", "--max-file-size", "10", &good]);
+    assert_eq!(out.status.code(), Some(1));
+    let v = &json_lines(&out)[0];
+    assert_eq!(v["error"]["kind"], "limit_exceeded");
+    assert!(v["error"]["message"].as_str().unwrap().contains("max_file_bytes is 10"));
+
+    let out = sandload(&["inspect", "--json", "--max-memory", "1048576", "--timeout", "0.5", &good]);
+    assert_eq!(out.status.code(), Some(0));
+    let v = &json_lines(&out)[0];
+    assert_eq!(v["receipt"]["limits"]["guest_memory_bytes"], 1048576);
+    assert_eq!(v["receipt"]["limits"]["guest_time_ms"], 500);
+}
+
+#[test]
+fn human_output_and_usage_errors() {
+    let tmp = tmpdir();
+    let good = write(&tmp, "model.safetensors", &samples::small_checkpoint());
+    let out = sandload(&["inspect", &good]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("accepted safetensors, 3 tensors"), "{text}");
+    assert!(text.contains("embed.weight F32 [4, 8]"), "{text}");
+
+    assert_eq!(sandload(&["inspect"]).status.code(), Some(2), "no paths");
+    assert_eq!(sandload(&["inspect", "--bogus", &good]).status.code(), Some(2));
+    assert_eq!(sandload(&["frobnicate"]).status.code(), Some(2));
+    assert_eq!(sandload(&["inspect", "--timeout", "-1", &good]).status.code(), Some(2));
+}
+
+/// A fresh directory under cargo's per-target temp dir (the CLI takes real paths).
+fn tmpdir() -> std::path::PathBuf {
+    let base = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let unique = format!("cli-{}-{}", std::process::id(), COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+    let path = base.join(unique);
+    std::fs::create_dir_all(&path).unwrap();
+    path
+}
+
+static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);

@@ -1,0 +1,122 @@
+//! A guest that exceeds its memory cap or its deadline yields the matching error, the host stays
+//! up, and the same Sandbox keeps working for the next file.
+
+use std::time::{Duration, Instant};
+
+use sandload::samples::{self, Tensor};
+use sandload::{Dtype, Error, Input, Limits, Outcome, Sandbox};
+
+/// A valid header that is expensive to parse: many tensors with long names.
+fn heavy_checkpoint(tensors: usize) -> Vec<u8> {
+    let list: Vec<Tensor> = (0..tensors)
+        .map(|i| Tensor::patterned(&format!("model.layers.{i}.self_attn.q_proj.weight.{}", "x".repeat(40)), Dtype::U8, &[0]))
+        .collect();
+    samples::safetensors(&list, &[])
+}
+
+#[test]
+fn memory_cap_gives_guest_out_of_memory_and_sandbox_recovers() {
+    const CAP: u64 = 16 << 20;
+    let limits = Limits::default().with_guest_memory_bytes(CAP);
+    let sandbox = Sandbox::with_limits(limits).unwrap();
+    // ~11 MB of header fits in the cap, but parsing it needs several times that.
+    let big = heavy_checkpoint(100_000);
+    assert!((big.len() as u64) < CAP);
+    let (result, receipt) = sandbox.open_safetensors_with_receipt(Input::from_bytes(big, "big.safetensors"));
+    match result.unwrap_err() {
+        Error::GuestOutOfMemory { limit, requested, guest, .. } => {
+            assert_eq!(limit, CAP);
+            assert!(requested > limit, "requested {requested}");
+            assert_eq!(guest, "safetensors-header");
+        }
+        other => panic!("expected GuestOutOfMemory, got {other}"),
+    }
+    assert_eq!(receipt.outcome, Outcome::Rejected { kind: "guest_out_of_memory" });
+    assert!(receipt.guest_peak_memory_bytes <= CAP, "peak {}", receipt.guest_peak_memory_bytes);
+    assert!(receipt.guest_peak_memory_bytes > CAP / 2, "the input alone fills most of the cap");
+
+    // The same sandbox opens the next file normally.
+    let ok = sandbox.open_safetensors(Input::from_bytes(samples::small_checkpoint(), "ok.safetensors")).unwrap();
+    assert_eq!(ok.len(), 3);
+}
+
+#[test]
+fn input_larger_than_the_cap_gives_guest_out_of_memory() {
+    let sandbox = Sandbox::with_limits(Limits::default().with_guest_memory_bytes(2 << 20)).unwrap();
+    let err = sandbox.open_safetensors(Input::from_bytes(heavy_checkpoint(40_000), "big.safetensors")).unwrap_err();
+    assert_eq!(err.kind(), "guest_out_of_memory", "{err}");
+}
+
+#[test]
+fn deadline_gives_guest_timeout_and_sandbox_recovers() {
+    let limits = Limits::default().with_guest_time(Duration::from_millis(1));
+    let sandbox = Sandbox::with_limits(limits).unwrap();
+    sandbox.precompile().unwrap();
+    let big = heavy_checkpoint(200_000);
+    let started = Instant::now();
+    let err = sandbox.open_safetensors(Input::from_bytes(big, "slow.safetensors")).unwrap_err();
+    let took = started.elapsed();
+    match err {
+        Error::GuestTimeout { limit, .. } => assert_eq!(limit, Duration::from_millis(1)),
+        other => panic!("expected GuestTimeout, got {other}"),
+    }
+    // Bounded: nowhere near the seconds a full parse would take. (Generous for a loaded machine.)
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+
+    let relaxed = Sandbox::with_limits(Limits::default()).unwrap();
+    assert!(relaxed.open_safetensors(Input::from_bytes(samples::small_checkpoint(), "ok.safetensors")).is_ok());
+    // The strict sandbox still works on tiny files after the timeout (1 ms is enough for them
+    // only sometimes on a busy machine, so accept either verdict but never a hang or a panic).
+    let _ = sandbox.open_safetensors(Input::from_bytes(samples::small_checkpoint(), "ok.safetensors"));
+}
+
+#[test]
+fn receipt_reports_limits_and_costs() {
+    let sandbox = Sandbox::new().unwrap();
+    let ckpt = sandbox.open_safetensors(Input::from_bytes(samples::small_checkpoint(), "r.safetensors")).unwrap();
+    let r = ckpt.receipt();
+    assert_eq!(r.outcome, Outcome::Accepted);
+    assert_eq!(r.guest, Some("safetensors-header"));
+    assert_eq!(r.limits, Limits::default());
+    assert!(r.guest_peak_memory_bytes >= 64 * 1024, "a wasm memory is at least one page");
+    assert!(r.guest_time > Duration::ZERO && r.guest_time <= r.total_time);
+    assert_eq!(r.file.to_str(), Some("r.safetensors"));
+
+    // Refused before any guest ran: the receipt says so.
+    let (result, r) = sandbox.open_safetensors_with_receipt(Input::from_bytes(samples::pickle(4), "p.safetensors"));
+    assert!(result.is_err());
+    assert_eq!(r.guest, None);
+    assert_eq!(r.format, sandload::Format::Pickle);
+    assert_eq!(r.outcome, Outcome::Rejected { kind: "refused_format" });
+}
+
+#[test]
+fn oversized_memory_limit_is_refused_at_build() {
+    let err = Sandbox::with_limits(Limits::default().with_guest_memory_bytes(5 << 30)).unwrap_err();
+    assert_eq!(err.kind(), "internal");
+}
+
+#[test]
+fn many_threads_share_one_sandbox() {
+    let sandbox = Sandbox::builder().max_concurrent(2).build().unwrap();
+    let files: Vec<(Vec<u8>, bool)> = vec![
+        (samples::small_checkpoint(), true),
+        (samples::pickle(2), false),
+        (samples::pytorch_zip(), false),
+        (samples::with_header("{\"a\":1}"), false),
+        (samples::safetensors(&[Tensor::patterned("t", Dtype::F64, &[3, 3])], &[]), true),
+    ];
+    std::thread::scope(|s| {
+        for t in 0..8 {
+            let sandbox = &sandbox;
+            let files = &files;
+            s.spawn(move || {
+                for i in 0..25 {
+                    let (bytes, ok) = &files[(t + i) % files.len()];
+                    let result = sandbox.open_safetensors(Input::from_bytes(bytes.clone(), format!("t{t}-{i}")));
+                    assert_eq!(result.is_ok(), *ok, "thread {t} file {i}: {result:?}");
+                }
+            });
+        }
+    });
+}
