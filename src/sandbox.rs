@@ -87,7 +87,7 @@ struct Inner {
     limits: Limits,
     data_access: DataAccess,
     pooling: bool,
-    guests: [OnceLock<std::result::Result<InstancePre<GuestState>, String>>; GuestKind::COUNT],
+    guests: [OnceLock<std::result::Result<InstancePre<GuestState>, GuestSetupError>>; GuestKind::COUNT],
     slots: Slots,
     deadline_ticks: u64,
     _ticker: Ticker,
@@ -237,22 +237,42 @@ impl Sandbox {
     /// # Errors
     /// [`Error::Internal`] if a guest does not compile or does not match this host's ABI.
     pub fn precompile(&self) -> Result<()> {
-        self.guest(GuestKind::SafetensorsHeader).map(|_| ())
+        self.guest(GuestKind::SafetensorsHeader).map(|_| ()).map_err(|e| e.to_error(self, GuestKind::SafetensorsHeader, Path::new("<precompile>")))
     }
 
-    fn guest(&self, kind: GuestKind) -> Result<&InstancePre<GuestState>> {
+    fn guest(&self, kind: GuestKind) -> std::result::Result<&InstancePre<GuestState>, &GuestSetupError> {
         let slot = &self.inner.guests[kind.index()];
         slot.get_or_init(|| {
-            let module = Module::new(&self.inner.engine, kind.wasm()).map_err(|e| format!("compiling {}: {e:#}", kind.name()))?;
-            for name in [exports::MEMORY, exports::ABI_VERSION, exports::ALLOC, exports::CALL] {
-                if module.get_export(name).is_none() {
-                    return Err(format!("guest {} does not export {name}", kind.name()));
+            let other = |msg: String| GuestSetupError::Other(msg);
+            // Compile without the pool's constraints first so that a memory cap smaller than the
+            // guest's own minimum is reported as such, not as a compile failure.
+            let module = Module::new(&self.inner.engine, kind.wasm());
+            let module = match module {
+                Ok(m) => m,
+                Err(e) => {
+                    let needed = minimum_memory(kind.wasm());
+                    return Err(match needed {
+                        Some(needed) if needed > self.inner.limits.guest_memory_bytes => GuestSetupError::MemoryTooSmall { needed },
+                        _ => other(format!("compiling {}: {e:#}", kind.name())),
+                    });
+                }
+            };
+            for export in module.exports() {
+                if let wasmtime::ExternType::Memory(m) = export.ty() {
+                    let needed = m.minimum().saturating_mul(m.page_size());
+                    if needed > self.inner.limits.guest_memory_bytes {
+                        return Err(GuestSetupError::MemoryTooSmall { needed });
+                    }
                 }
             }
-            self.inner.linker.instantiate_pre(&module).map_err(|e| format!("linking {}: {e:#}", kind.name()))
+            for name in [exports::MEMORY, exports::ABI_VERSION, exports::ALLOC, exports::CALL] {
+                if module.get_export(name).is_none() {
+                    return Err(other(format!("guest {} does not export {name}", kind.name())));
+                }
+            }
+            self.inner.linker.instantiate_pre(&module).map_err(|e| other(format!("linking {}: {e:#}", kind.name())))
         })
         .as_ref()
-        .map_err(|e| Error::Internal(e.clone()))
     }
 
     /// Runs one guest call in a fresh store: writes `request` and `payload` into the guest,
@@ -265,8 +285,8 @@ impl Sandbox {
         payload: &[u8],
         stats: &mut GuestStats,
     ) -> Result<Vec<u8>> {
-        let pre = self.guest(kind)?;
         stats.guest = Some(kind.name());
+        let pre = self.guest(kind).map_err(|e| e.to_error(self, kind, file))?;
         let _slot = self.inner.slots.acquire();
         let started = Instant::now();
         let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
@@ -308,6 +328,39 @@ impl Sandbox {
             CallFailure::Setup(message) => Error::Internal(format!("{guest}: {message}")),
         }
     }
+}
+
+/// Why a guest could not be prepared. Kept per Sandbox: its limits do not change.
+#[derive(Debug)]
+enum GuestSetupError {
+    /// The guest's initial memory alone exceeds `guest_memory_bytes`.
+    MemoryTooSmall { needed: u64 },
+    /// Compilation or linking failed: a bug, not a property of any file.
+    Other(String),
+}
+
+impl GuestSetupError {
+    fn to_error(&self, sandbox: &Sandbox, kind: GuestKind, file: &Path) -> Error {
+        match self {
+            GuestSetupError::MemoryTooSmall { needed } => Error::GuestOutOfMemory {
+                file: file.to_path_buf(),
+                guest: kind.name(),
+                limit: sandbox.inner.limits.guest_memory_bytes,
+                requested: *needed,
+            },
+            GuestSetupError::Other(message) => Error::Internal(message.clone()),
+        }
+    }
+}
+
+/// The initial size of a module's first memory, read with a module compiled outside the pool.
+fn minimum_memory(wasm: &[u8]) -> Option<u64> {
+    let engine = Engine::new(Config::new().epoch_interruption(true)).ok()?;
+    let module = Module::new(&engine, wasm).ok()?;
+    module.exports().find_map(|e| match e.ty() {
+        wasmtime::ExternType::Memory(m) => Some(m.minimum().saturating_mul(m.page_size())),
+        _ => None,
+    })
 }
 
 /// What one guest call cost, for [`Receipt`]s.

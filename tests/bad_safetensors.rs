@@ -112,7 +112,7 @@ fn reference_cap_applies_even_when_limit_is_raised() {
 
 #[test]
 fn invalid_utf8_reports_its_offset() {
-    let mut f = with_header("{\"a\xff\":{}}   ");
+    let mut f = with_header("{\"abc\":{}}   ");
     // with_header takes &str; patch in an invalid byte at header position 3.
     f[8 + 3] = 0xff;
     let err = assert_rule(f, "header_not_utf8");

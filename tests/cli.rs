@@ -99,10 +99,10 @@ fn limits_flags_apply() {
     assert_eq!(v["error"]["kind"], "limit_exceeded");
     assert!(v["error"]["message"].as_str().unwrap().contains("max_file_bytes is 10"));
 
-    let out = sandload(&["inspect", "--json", "--max-memory", "1048576", "--timeout", "0.5", &good]);
+    let out = sandload(&["inspect", "--json", "--max-memory", "4194304", "--timeout", "0.5", &good]);
     assert_eq!(out.status.code(), Some(0));
     let v = &json_lines(&out)[0];
-    assert_eq!(v["receipt"]["limits"]["guest_memory_bytes"], 1048576);
+    assert_eq!(v["receipt"]["limits"]["guest_memory_bytes"], 4194304);
     assert_eq!(v["receipt"]["limits"]["guest_time_ms"], 500);
 }
 

@@ -114,8 +114,11 @@ impl Rng {
 fn mutate(rng: &mut Rng, file: &[u8]) -> Vec<u8> {
     const BYTES: &[u8] = b"0123456789[]{},:\" -.eEFUIBO_abcdefghijklmnopqrstuvwxyz\\\0\xff";
     let mut f = file.to_vec();
-    let header_end = (8 + u64::from_le_bytes(f[..8].try_into().unwrap()) as usize).min(f.len());
     for _ in 0..1 + rng.below(3) {
+        let header_end = match f.get(..8) {
+            Some(prefix) => (8 + u64::from_le_bytes(prefix.try_into().unwrap()).min(1 << 32) as usize).min(f.len()),
+            None => 0,
+        };
         match rng.below(8) {
             0..=2 if header_end > 8 => {
                 let at = 8 + rng.below(header_end - 8);
@@ -125,13 +128,13 @@ fn mutate(rng: &mut Rng, file: &[u8]) -> Vec<u8> {
                 // Insert a byte into the header and fix the prefix so the file stays coherent.
                 let at = 8 + rng.below(header_end - 8);
                 f.insert(at, BYTES[rng.below(BYTES.len())]);
-                let n = u64::from_le_bytes(f[..8].try_into().unwrap()) + 1;
+                let n = u64::from_le_bytes(f[..8].try_into().unwrap()).wrapping_add(1);
                 f[..8].copy_from_slice(&n.to_le_bytes());
             }
             4 if header_end > 9 => {
                 let at = 8 + rng.below(header_end - 8);
                 f.remove(at);
-                let n = u64::from_le_bytes(f[..8].try_into().unwrap()) - 1;
+                let n = u64::from_le_bytes(f[..8].try_into().unwrap()).wrapping_sub(1);
                 f[..8].copy_from_slice(&n.to_le_bytes());
             }
             5 => {

@@ -91,6 +91,16 @@ fn receipt_reports_limits_and_costs() {
 }
 
 #[test]
+fn cap_below_the_guest_minimum_is_guest_out_of_memory() {
+    let sandbox = Sandbox::with_limits(Limits::default().with_guest_memory_bytes(64 * 1024)).unwrap();
+    let err = sandbox.open_safetensors(Input::from_bytes(samples::small_checkpoint(), "s.safetensors")).unwrap_err();
+    match err {
+        Error::GuestOutOfMemory { limit, requested, .. } => assert!(requested > limit),
+        other => panic!("expected GuestOutOfMemory, got {other}"),
+    }
+}
+
+#[test]
 fn oversized_memory_limit_is_refused_at_build() {
     let err = Sandbox::with_limits(Limits::default().with_guest_memory_bytes(5 << 30)).unwrap_err();
     assert_eq!(err.kind(), "internal");

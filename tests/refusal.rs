@@ -94,7 +94,7 @@ fn sniff_recognises_safetensors_and_unknown() {
     assert_eq!(sniff(b"").format, Format::Unknown);
     assert_eq!(sniff(&samples::tar(&[("notes.txt", b"hi")])).format, Format::Unknown);
     // A safetensors header length of 0x280 starts with the bytes of a protocol-2 pickle.
-    let mut tricky = samples::with_header(&format!("{{\"__metadata__\":{{\"p\":\"{}\"}}}}", "x".repeat(0x280 - 25)));
+    let tricky = samples::with_header(&format!("{{\"__metadata__\":{{\"p\":\"{}\"}}}}", "x".repeat(0x280 - 25)));
     assert_eq!(&tricky[..2], b"\x80\x02");
     assert_eq!(sniff(&tricky).format, Format::Safetensors);
     assert!(sandbox().open_safetensors(Input::from_bytes(tricky, "tricky.safetensors")).is_ok());
