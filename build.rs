@@ -86,9 +86,7 @@ fn main() {
 
     let mut generated = String::new();
     for (name, konst) in GUESTS {
-        let wasm = target_dir
-            .join("wasm32-wasip1/release")
-            .join(format!("{}.wasm", name.replace('-', "_")));
+        let wasm = target_dir.join("wasm32-wasip1/release").join(format!("{}.wasm", name.replace('-', "_")));
         assert!(wasm.exists(), "guest {name} was built but {} is missing", wasm.display());
         writeln!(
             generated,
@@ -103,8 +101,5 @@ fn main() {
 /// The host's target directory: the nearest ancestor of OUT_DIR that cargo marked with
 /// CACHEDIR.TAG. Sharing it lets debug, release, bench and fuzz builds reuse one guest build.
 fn host_target_dir(out_dir: &Path) -> Option<PathBuf> {
-    out_dir
-        .ancestors()
-        .find(|dir| dir.join("CACHEDIR.TAG").exists())
-        .map(Path::to_path_buf)
+    out_dir.ancestors().find(|dir| dir.join("CACHEDIR.TAG").exists()).map(Path::to_path_buf)
 }

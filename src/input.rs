@@ -117,7 +117,10 @@ impl Input {
             Source::File(f) => f,
         };
         let size = usize::try_from(len).map_err(|_| {
-            Error::io(&name, std::io::Error::new(std::io::ErrorKind::FileTooLarge, "file larger than the address space"))
+            Error::io(
+                &name,
+                std::io::Error::new(std::io::ErrorKind::FileTooLarge, "file larger than the address space"),
+            )
         })?;
         if size == 0 {
             return Ok(Bytes::new());
@@ -127,13 +130,17 @@ impl Input {
                 // SAFETY: the mapping is read-only and private to this process; the remaining risk,
                 // another process truncating the file (SIGBUS), is documented on DataAccess::Map.
                 #[allow(unsafe_code)]
-                let map = unsafe { memmap2::MmapOptions::new().len(size).map(&file) }.map_err(|e| Error::io(&name, e))?;
+                let map =
+                    unsafe { memmap2::MmapOptions::new().len(size).map(&file) }.map_err(|e| Error::io(&name, e))?;
                 Ok(Bytes::from_owner(map))
             }
             DataAccess::Read => {
                 let mut buf = Vec::new();
                 buf.try_reserve_exact(size).map_err(|_| {
-                    Error::io(&name, std::io::Error::new(std::io::ErrorKind::OutOfMemory, "cannot allocate file buffer"))
+                    Error::io(
+                        &name,
+                        std::io::Error::new(std::io::ErrorKind::OutOfMemory, "cannot allocate file buffer"),
+                    )
                 })?;
                 (&file).seek(SeekFrom::Start(0)).map_err(|e| Error::io(&name, e))?;
                 let mut reader = (&file).take(len);

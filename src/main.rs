@@ -183,7 +183,12 @@ fn human_report(path: &Path, result: &Result<Checkpoint, Error>, receipt: Option
     match result {
         Err(e) => format!("{}: REJECTED ({format}, {}): {e}", path.display(), e.kind()),
         Ok(ckpt) => {
-            let mut s = format!("{}: accepted {format}, {} tensors, header {} bytes", path.display(), ckpt.len(), ckpt.header_len());
+            let mut s = format!(
+                "{}: accepted {format}, {} tensors, header {} bytes",
+                path.display(),
+                ckpt.len(),
+                ckpt.header_len()
+            );
             if let Some(r) = receipt {
                 s += &format!(
                     " (guest {:.2} ms, peak guest memory {} KiB)",

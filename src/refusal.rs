@@ -18,14 +18,12 @@ pub(crate) fn refuse_as_checkpoint(file: &Path, sniffed: &Sniffed) -> Option<Err
             "Unpickling runs arbitrary code chosen by whoever made the file, so sandload never loads pickles.",
             FROM_TORCH,
         ),
-        Format::PytorchZip => (
-            "torch.load unpickles its data.pkl, which can run arbitrary code, so sandload never loads it.",
-            FROM_TORCH,
-        ),
-        Format::PytorchTar => (
-            "torch.load unpickles its members, which can run arbitrary code, so sandload never loads it.",
-            FROM_TORCH,
-        ),
+        Format::PytorchZip => {
+            ("torch.load unpickles its data.pkl, which can run arbitrary code, so sandload never loads it.", FROM_TORCH)
+        }
+        Format::PytorchTar => {
+            ("torch.load unpickles its members, which can run arbitrary code, so sandload never loads it.", FROM_TORCH)
+        }
         Format::Numpy => (
             "NumPy files are not accepted as checkpoints, and object arrays are pickles that can run code.",
             "in a trusted environment run `a = numpy.load(path, allow_pickle=False)` then \
@@ -50,10 +48,9 @@ pub(crate) fn refuse_as_checkpoint(file: &Path, sniffed: &Sniffed) -> Option<Err
             "A zip archive is not a checkpoint format sandload accepts (and archives can hide pickles).",
             "extract the archive in a trusted environment and open the .safetensors files it contains.",
         ),
-        Format::Tiff | Format::Dng | Format::Raw | Format::Png | Format::Jpeg => (
-            "It is an image, not a checkpoint.",
-            "open it as an image instead of as a checkpoint.",
-        ),
+        Format::Tiff | Format::Dng | Format::Raw | Format::Png | Format::Jpeg => {
+            ("It is an image, not a checkpoint.", "open it as an image instead of as a checkpoint.")
+        }
     };
     Some(Error::Refused { file: file.to_path_buf(), format: sniffed.format, what: sniffed.what.clone(), why, remedy })
 }

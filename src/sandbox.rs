@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use sandload_abi::exports;
 use wasmtime::{
-    Config, Engine, InstanceAllocationStrategy, InstancePre, Linker, Module, PoolingAllocationConfig,
-    ResourceLimiter, Store, Trap,
+    Config, Engine, InstanceAllocationStrategy, InstancePre, Linker, Module, PoolingAllocationConfig, ResourceLimiter,
+    Store, Trap,
 };
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::p1::WasiP1Ctx;
@@ -115,7 +115,12 @@ pub struct SandboxBuilder {
 
 impl Default for SandboxBuilder {
     fn default() -> Self {
-        SandboxBuilder { limits: Limits::default(), data_access: DataAccess::default(), max_concurrent: None, pooling: true }
+        SandboxBuilder {
+            limits: Limits::default(),
+            data_access: DataAccess::default(),
+            max_concurrent: None,
+            pooling: true,
+        }
     }
 }
 
@@ -182,8 +187,8 @@ impl SandboxBuilder {
             .map_err(|e| Error::Internal(format!("linking WASI: {e:#}")))?;
         let tick_ns = EPOCH_TICK.as_nanos().max(1);
         let deadline_ticks = u64::try_from(limits.guest_time.as_nanos().div_ceil(tick_ns)).unwrap_or(u64::MAX).max(1);
-        let ticker = Ticker::start(engine.clone())
-            .map_err(|e| Error::Internal(format!("starting the epoch thread: {e}")))?;
+        let ticker =
+            Ticker::start(engine.clone()).map_err(|e| Error::Internal(format!("starting the epoch thread: {e}")))?;
         Ok(Sandbox {
             inner: Arc::new(Inner {
                 engine,
@@ -237,7 +242,9 @@ impl Sandbox {
     /// # Errors
     /// [`Error::Internal`] if a guest does not compile or does not match this host's ABI.
     pub fn precompile(&self) -> Result<()> {
-        self.guest(GuestKind::SafetensorsHeader).map(|_| ()).map_err(|e| e.to_error(self, GuestKind::SafetensorsHeader, Path::new("<precompile>")))
+        self.guest(GuestKind::SafetensorsHeader)
+            .map(|_| ())
+            .map_err(|e| e.to_error(self, GuestKind::SafetensorsHeader, Path::new("<precompile>")))
     }
 
     fn guest(&self, kind: GuestKind) -> std::result::Result<&InstancePre<GuestState>, &GuestSetupError> {
@@ -252,7 +259,9 @@ impl Sandbox {
                 Err(e) => {
                     let needed = minimum_memory(kind.wasm());
                     return Err(match needed {
-                        Some(needed) if needed > self.inner.limits.guest_memory_bytes => GuestSetupError::MemoryTooSmall { needed },
+                        Some(needed) if needed > self.inner.limits.guest_memory_bytes => {
+                            GuestSetupError::MemoryTooSmall { needed }
+                        }
                         _ => other(format!("compiling {}: {e:#}", kind.name())),
                     });
                 }
@@ -304,7 +313,14 @@ impl Sandbox {
         result.map_err(|failure| self.classify(failure, kind, file, &store.data().limiter, &stderr))
     }
 
-    fn classify(&self, failure: CallFailure, kind: GuestKind, file: &Path, limiter: &GuestLimiter, stderr: &MemoryOutputPipe) -> Error {
+    fn classify(
+        &self,
+        failure: CallFailure,
+        kind: GuestKind,
+        file: &Path,
+        limiter: &GuestLimiter,
+        stderr: &MemoryOutputPipe,
+    ) -> Error {
         let file = file.to_path_buf();
         let guest = kind.name();
         if let Some(requested) = limiter.denied {
@@ -372,7 +388,14 @@ pub(crate) struct GuestStats {
 }
 
 impl GuestStats {
-    pub(crate) fn receipt<T>(&self, sandbox: &Sandbox, file: PathBuf, format: Format, started: Instant, result: &Result<T>) -> Receipt {
+    pub(crate) fn receipt<T>(
+        &self,
+        sandbox: &Sandbox,
+        file: PathBuf,
+        format: Format,
+        started: Instant,
+        result: &Result<T>,
+    ) -> Receipt {
         Receipt {
             file,
             format,
@@ -399,7 +422,12 @@ enum CallFailure {
     Setup(String),
 }
 
-fn run_call(store: &mut Store<GuestState>, pre: &InstancePre<GuestState>, request: &[u8], payload: &[u8]) -> std::result::Result<Vec<u8>, CallFailure> {
+fn run_call(
+    store: &mut Store<GuestState>,
+    pre: &InstancePre<GuestState>,
+    request: &[u8],
+    payload: &[u8],
+) -> std::result::Result<Vec<u8>, CallFailure> {
     use CallFailure::{Protocol, Setup, Wasm};
     let instance = pre.instantiate(&mut *store).map_err(|e| {
         // Instantiation fails for the file's sake only through the memory cap (handled by the
@@ -418,13 +446,15 @@ fn run_call(store: &mut Store<GuestState>, pre: &InstancePre<GuestState>, reques
         return Err(Setup(format!("guest ABI version {version}, host expects {}", sandload_abi::ABI_VERSION)));
     }
     let memory = instance.get_memory(&mut *store, exports::MEMORY).ok_or_else(|| Setup("no memory export".into()))?;
-    let alloc = instance.get_typed_func::<u32, u32>(&mut *store, exports::ALLOC).map_err(|e| Setup(format!("{e:#}")))?;
+    let alloc =
+        instance.get_typed_func::<u32, u32>(&mut *store, exports::ALLOC).map_err(|e| Setup(format!("{e:#}")))?;
     let call = instance
         .get_typed_func::<(u32, u32, u32, u32), u64>(&mut *store, exports::CALL)
         .map_err(|e| Setup(format!("{e:#}")))?;
 
     let mut place = |bytes: &[u8]| -> std::result::Result<(u32, u32), CallFailure> {
-        let len = u32::try_from(bytes.len()).map_err(|_| Protocol(format!("input of {} bytes exceeds 4 GiB", bytes.len())))?;
+        let len = u32::try_from(bytes.len())
+            .map_err(|_| Protocol(format!("input of {} bytes exceeds 4 GiB", bytes.len())))?;
         let ptr = alloc.call(&mut *store, len).map_err(Wasm)?;
         if ptr == 0 {
             return Err(Protocol(format!("guest could not allocate {len} bytes for its input")));
@@ -523,17 +553,15 @@ impl Ticker {
     fn start(engine: Engine) -> std::io::Result<Ticker> {
         let stop = Arc::new((Mutex::new(false), Condvar::new()));
         let flag = Arc::clone(&stop);
-        let handle = std::thread::Builder::new()
-            .name("sandload-epoch".into())
-            .spawn(move || {
-                let (lock, cv) = &*flag;
-                let mut stopped = lock.lock().unwrap_or_else(|p| p.into_inner());
-                while !*stopped {
-                    let (guard, _) = cv.wait_timeout(stopped, EPOCH_TICK).unwrap_or_else(|p| p.into_inner());
-                    stopped = guard;
-                    engine.increment_epoch();
-                }
-            })?;
+        let handle = std::thread::Builder::new().name("sandload-epoch".into()).spawn(move || {
+            let (lock, cv) = &*flag;
+            let mut stopped = lock.lock().unwrap_or_else(|p| p.into_inner());
+            while !*stopped {
+                let (guard, _) = cv.wait_timeout(stopped, EPOCH_TICK).unwrap_or_else(|p| p.into_inner());
+                stopped = guard;
+                engine.increment_epoch();
+            }
+        })?;
         Ok(Ticker { stop, handle: Some(handle) })
     }
 }

@@ -326,8 +326,22 @@ fn camera_raw(data: &[u8]) -> Option<Sniffed> {
 /// Camera makers whose TIFF-based RAW files (NEF, ARW, PEF, SRW, 3FR, IIQ, ...) carry their name in
 /// the IFD0 Make tag.
 const CAMERA_MAKERS: [&str; 16] = [
-    "canon", "nikon", "sony", "pentax", "olympus", "panasonic", "fujifilm", "leica", "samsung",
-    "hasselblad", "phase one", "sigma", "kodak", "minolta", "ricoh", "mamiya",
+    "canon",
+    "nikon",
+    "sony",
+    "pentax",
+    "olympus",
+    "panasonic",
+    "fujifilm",
+    "leica",
+    "samsung",
+    "hasselblad",
+    "phase one",
+    "sigma",
+    "kodak",
+    "minolta",
+    "ricoh",
+    "mamiya",
 ];
 
 fn tiff(data: &[u8]) -> Sniffed {

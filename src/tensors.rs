@@ -166,7 +166,13 @@ impl Sandbox {
         }
     }
 
-    fn open_inner(&self, input: Input, stats: &mut GuestStats, format: &mut Format, started: Instant) -> Result<Checkpoint> {
+    fn open_inner(
+        &self,
+        input: Input,
+        stats: &mut GuestStats,
+        format: &mut Format,
+        started: Instant,
+    ) -> Result<Checkpoint> {
         let limits = self.limits();
         let file = input.name().to_path_buf();
         let len = input.len()?;
@@ -189,7 +195,8 @@ impl Sandbox {
             }
         }
         let payload_len = claimed.map_or(len, |n| (N_LEN + n).min(len)) as usize;
-        let request = Request { file_len: len, max_header_bytes: limits.max_header_bytes, max_tensors: limits.max_tensors };
+        let request =
+            Request { file_len: len, max_header_bytes: limits.max_header_bytes, max_tensors: limits.max_tensors };
         let request = sandload_abi::encode(&request).map_err(|e| Error::Internal(format!("encoding request: {e}")))?;
         let response = self.call(GuestKind::SafetensorsHeader, &file, &request, &data[..payload_len], stats)?;
         let response: Response = sandload_abi::decode(&response).map_err(|e| Error::GuestTrap {
@@ -257,7 +264,12 @@ pub struct Layout {
 ///
 /// `header_len` is the length prefix the host itself read from the file.
 #[doc(hidden)]
-pub fn validate_table(table: &Table, file_len: u64, header_len: u64, limits: &Limits) -> std::result::Result<Layout, Violation> {
+pub fn validate_table(
+    table: &Table,
+    file_len: u64,
+    header_len: u64,
+    limits: &Limits,
+) -> std::result::Result<Layout, Violation> {
     let bad = |rule: Rule, offset: Option<u64>, detail: String| Violation { rule: rule.name(), offset, detail };
     if table.header_len != header_len {
         return Err(bad(
@@ -269,13 +281,16 @@ pub fn validate_table(table: &Table, file_len: u64, header_len: u64, limits: &Li
     if header_len > limits.max_header_bytes {
         return Err(bad(Rule::HeaderOverLimit, Some(0), format!("header length {header_len} over max_header_bytes")));
     }
-    let data_start = N_LEN
-        .checked_add(header_len)
-        .filter(|&s| s <= file_len)
-        .ok_or_else(|| bad(Rule::HeaderPastEof, Some(0), format!("header length {header_len} past end of file ({file_len} bytes)")))?;
+    let data_start = N_LEN.checked_add(header_len).filter(|&s| s <= file_len).ok_or_else(|| {
+        bad(Rule::HeaderPastEof, Some(0), format!("header length {header_len} past end of file ({file_len} bytes)"))
+    })?;
     let data_len = file_len - data_start;
     if table.tensors.len() as u64 > limits.max_tensors {
-        return Err(bad(Rule::TooManyTensors, None, format!("{} tensors over max_tensors {}", table.tensors.len(), limits.max_tensors)));
+        return Err(bad(
+            Rule::TooManyTensors,
+            None,
+            format!("{} tensors over max_tensors {}", table.tensors.len(), limits.max_tensors),
+        ));
     }
     let mut names: HashSet<&str> = HashSet::with_capacity(table.tensors.len());
     let mut expected_begin = 0u64;
@@ -287,7 +302,10 @@ pub fn validate_table(table: &Table, file_len: u64, header_len: u64, limits: &Li
             return Err(bad(
                 Rule::InvalidOffset,
                 data_start.checked_add(t.begin),
-                format!("tensor {:?}: data_offsets [{}, {}], expected to start at {expected_begin}", t.name, t.begin, t.end),
+                format!(
+                    "tensor {:?}: data_offsets [{}, {}], expected to start at {expected_begin}",
+                    t.name, t.begin, t.end
+                ),
             ));
         }
         if t.end > data_len {
@@ -298,13 +316,23 @@ pub fn validate_table(table: &Table, file_len: u64, header_len: u64, limits: &Li
             ));
         }
         let size = t.dtype.byte_len(&t.shape).map_err(|_| {
-            bad(Rule::ShapeOverflow, None, format!("tensor {:?}: shape {:?} of {} has no valid byte size", t.name, t.shape, t.dtype.name()))
+            bad(
+                Rule::ShapeOverflow,
+                None,
+                format!("tensor {:?}: shape {:?} of {} has no valid byte size", t.name, t.shape, t.dtype.name()),
+            )
         })?;
         if size != t.end - t.begin {
             return Err(bad(
                 Rule::SizeMismatch,
                 data_start.checked_add(t.begin),
-                format!("tensor {:?}: {} x {:?} is {size} bytes, offsets span {}", t.name, t.dtype.name(), t.shape, t.end - t.begin),
+                format!(
+                    "tensor {:?}: {} x {:?} is {size} bytes, offsets span {}",
+                    t.name,
+                    t.dtype.name(),
+                    t.shape,
+                    t.end - t.begin
+                ),
             ));
         }
         expected_begin = t.end;

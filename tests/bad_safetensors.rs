@@ -211,7 +211,8 @@ fn duplicate_metadata_keys() {
 
 #[test]
 fn duplicate_metadata_sections() {
-    let h = format!(r#"{{"__metadata__":{{"k":"a"}},"__metadata__":{{"k":"b"}},{}}}"#, tensor_json("w", "U8", "[1]", 0, 1));
+    let h =
+        format!(r#"{{"__metadata__":{{"k":"a"}},"__metadata__":{{"k":"b"}},{}}}"#, tensor_json("w", "U8", "[1]", 0, 1));
     assert_rule(file(&h, 1), "duplicate_key");
 }
 
@@ -262,7 +263,9 @@ fn polyglot_with_zip_appended() {
 fn too_many_tensors() {
     let sandbox = Sandbox::with_limits(Limits::default().with_max_tensors(3)).unwrap();
     let tensors: Vec<Tensor> = (0..5).map(|i| Tensor::patterned(&format!("t{i}"), Dtype::U8, &[1])).collect();
-    let err = sandbox.open_safetensors(Input::from_bytes(samples::safetensors(&tensors, &[]), "many.safetensors")).unwrap_err();
+    let err = sandbox
+        .open_safetensors(Input::from_bytes(samples::safetensors(&tensors, &[]), "many.safetensors"))
+        .unwrap_err();
     match err {
         Error::LimitExceeded { limit: Limit::MaxTensors, limit_value: 3, value, .. } => assert!(value > 3),
         other => panic!("expected LimitExceeded, got {other}"),

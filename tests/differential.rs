@@ -52,8 +52,12 @@ fn assert_agree(bytes: &[u8], what: &str) -> bool {
         }
         (Err(_), Err(_)) => false,
         (Err(e), Ok(_)) if e.rule() == Some("duplicate_key") => false,
-        (Err(e), Ok(_)) => panic!("{what}: reference accepts, sandload rejects: {e}\nfile: {:?}", String::from_utf8_lossy(bytes)),
-        (Ok(_), Err(e)) => panic!("{what}: sandload accepts, reference rejects: {e}\nfile: {:?}", String::from_utf8_lossy(bytes)),
+        (Err(e), Ok(_)) => {
+            panic!("{what}: reference accepts, sandload rejects: {e}\nfile: {:?}", String::from_utf8_lossy(bytes))
+        }
+        (Ok(_), Err(e)) => {
+            panic!("{what}: sandload accepts, reference rejects: {e}\nfile: {:?}", String::from_utf8_lossy(bytes))
+        }
     }
 }
 
@@ -78,7 +82,8 @@ fn valid_corpus() -> Vec<(String, Vec<u8>)> {
         Tensor::patterned("", Dtype::I32, &[1]),
     ];
     files.push(("unicode names".into(), samples::safetensors(&unicode, &[("ключ", "значение"), ("", "")])));
-    let many: Vec<Tensor> = (0..300).map(|i| Tensor::patterned(&format!("layer.{i}.w"), Dtype::BF16, &[i % 5, 2])).collect();
+    let many: Vec<Tensor> =
+        (0..300).map(|i| Tensor::patterned(&format!("layer.{i}.w"), Dtype::BF16, &[i % 5, 2])).collect();
     files.push(("300 tensors".into(), samples::safetensors(&many, &[])));
     // Header entries out of offset order, extra unknown fields, odd whitespace: all valid.
     let mut odd = samples::with_header(

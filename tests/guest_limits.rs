@@ -9,7 +9,9 @@ use sandload::{Dtype, Error, Input, Limits, Outcome, Sandbox};
 /// A valid header that is expensive to parse: many tensors with long names.
 fn heavy_checkpoint(tensors: usize) -> Vec<u8> {
     let list: Vec<Tensor> = (0..tensors)
-        .map(|i| Tensor::patterned(&format!("model.layers.{i}.self_attn.q_proj.weight.{}", "x".repeat(40)), Dtype::U8, &[0]))
+        .map(|i| {
+            Tensor::patterned(&format!("model.layers.{i}.self_attn.q_proj.weight.{}", "x".repeat(40)), Dtype::U8, &[0])
+        })
         .collect();
     samples::safetensors(&list, &[])
 }

@@ -54,7 +54,12 @@ fn pickle_protocol_is_reported() {
 #[test]
 fn pytorch_zip_under_misleading_names() {
     for name in ["model.safetensors", "pytorch_model.bin", "model.pt", "model.ckpt", "model.pth", "README.txt"] {
-        assert_refused(samples::pytorch_zip(), name, Format::PytorchZip, &["torch.save", "data.pkl", "weights_only=True"]);
+        assert_refused(
+            samples::pytorch_zip(),
+            name,
+            Format::PytorchZip,
+            &["torch.save", "data.pkl", "weights_only=True"],
+        );
     }
 }
 
@@ -65,7 +70,12 @@ fn pytorch_legacy_tar() {
 
 #[test]
 fn numpy_files() {
-    assert_refused(samples::npy("<f4", &[2], &[0; 8]), "a.safetensors", Format::Numpy, &["NumPy", "allow_pickle=False"]);
+    assert_refused(
+        samples::npy("<f4", &[2], &[0; 8]),
+        "a.safetensors",
+        Format::Numpy,
+        &["NumPy", "allow_pickle=False"],
+    );
     assert_refused(samples::npy_object(), "obj.safetensors", Format::Numpy, &["object array", "pickled"]);
     assert_refused(samples::npz(), "arrays.safetensors", Format::Numpy, &[".npz"]);
 }
@@ -106,8 +116,21 @@ fn format_names_are_the_cli_contract() {
     assert_eq!(
         names,
         [
-            "safetensors", "pickle", "pytorch-zip", "pytorch-tar", "numpy", "gguf", "hdf5", "onnx", "zip", "tiff", "dng",
-            "raw", "png", "jpeg", "unknown"
+            "safetensors",
+            "pickle",
+            "pytorch-zip",
+            "pytorch-tar",
+            "numpy",
+            "gguf",
+            "hdf5",
+            "onnx",
+            "zip",
+            "tiff",
+            "dng",
+            "raw",
+            "png",
+            "jpeg",
+            "unknown"
         ]
     );
 }

@@ -206,10 +206,14 @@ macro_rules! guest_main {
             });
             // SAFETY: the host passes back exactly the regions `sandload_alloc` returned, which were
             // leaked and are never freed while the instance lives (one instance, one call).
-            let req: &[u8] = if req_len == 0 { &[] } else {
+            let req: &[u8] = if req_len == 0 {
+                &[]
+            } else {
                 unsafe { ::std::slice::from_raw_parts(req_ptr as *const u8, req_len as usize) }
             };
-            let data: &[u8] = if data_len == 0 { &[] } else {
+            let data: &[u8] = if data_len == 0 {
+                &[]
+            } else {
                 unsafe { ::std::slice::from_raw_parts(data_ptr as *const u8, data_len as usize) }
             };
             let response = match $crate::decode::<$request>(req) {

@@ -163,10 +163,7 @@ impl Dtype {
     /// [`SizeError::Overflow`] if the element or bit count overflows `u64`;
     /// [`SizeError::Misaligned`] if the bit count is not a whole number of bytes.
     pub fn byte_len(self, shape: &[u64]) -> Result<u64, SizeError> {
-        let elements = shape
-            .iter()
-            .try_fold(1u64, |acc, &d| acc.checked_mul(d))
-            .ok_or(SizeError::Overflow)?;
+        let elements = shape.iter().try_fold(1u64, |acc, &d| acc.checked_mul(d)).ok_or(SizeError::Overflow)?;
         let bits = elements.checked_mul(self.bits()).ok_or(SizeError::Overflow)?;
         if bits % 8 != 0 {
             return Err(SizeError::Misaligned);

@@ -85,15 +85,10 @@ pub fn validate(req: Request, payload: &[u8]) -> Response {
         ));
     }
     let Some(header) = payload.get(N_LEN as usize..stop as usize) else {
-        return Err(fail(
-            Rule::BadRequest,
-            None,
-            format!("host sent {} bytes, header needs {stop}", payload.len()),
-        ));
+        return Err(fail(Rule::BadRequest, None, format!("host sent {} bytes, header needs {stop}", payload.len())));
     };
-    let text = std::str::from_utf8(header).map_err(|e| {
-        fail(Rule::HeaderNotUtf8, Some(N_LEN + e.valid_up_to() as u64), "header is not valid UTF-8")
-    })?;
+    let text = std::str::from_utf8(header)
+        .map_err(|e| fail(Rule::HeaderNotUtf8, Some(N_LEN + e.valid_up_to() as u64), "header is not valid UTF-8"))?;
 
     check_keys(text, req.max_tensors)?;
 
@@ -173,7 +168,12 @@ fn check_layout(tensors: &[TensorEntry]) -> Result<u64, GuestError> {
             SizeError::Misaligned => fail(
                 Rule::MisalignedSlice,
                 None,
-                format!("tensor {:?}: shape {:?} of {} is not a whole number of bytes", t.name, t.shape, t.dtype.name()),
+                format!(
+                    "tensor {:?}: shape {:?} of {} is not a whole number of bytes",
+                    t.name,
+                    t.shape,
+                    t.dtype.name()
+                ),
             ),
         })?;
         if t.end - t.begin != size {

@@ -1,0 +1,116 @@
+//! The interface is versioned: the encoding of a canonical set of messages is committed in
+//! `tests/golden-v{ABI_VERSION}.txt`. Changing a message type without bumping `ABI_VERSION` (and
+//! blessing a new golden file with `SANDLOAD_BLESS=1 cargo test -p sandload-abi`) fails here, so a
+//! host and a guest built from different interfaces cannot silently disagree.
+
+use sandload_abi::safetensors::{Dtype, Request, Response, Table, TensorEntry};
+use sandload_abi::{ABI_VERSION, GuestError, Rule, decode, encode, exports};
+
+fn canonical() -> String {
+    let request = Request { file_len: 1 << 40, max_header_bytes: 100_000_000, max_tensors: 1_000_000 };
+    let ok: Response = Ok(Table {
+        header_len: 264,
+        tensors: vec![
+            TensorEntry { name: "embed.weight".into(), dtype: Dtype::F32, shape: vec![4, 8], begin: 0, end: 128 },
+            TensorEntry { name: "ünï".into(), dtype: Dtype::F8_E5M2FNUZ, shape: vec![], begin: 128, end: 129 },
+        ],
+        metadata: Some(vec![("format".into(), "pt".into())]),
+    });
+    let err: Response = Err(GuestError {
+        rule: Rule::TooManyTensors,
+        offset: Some(8),
+        value: Some(u64::MAX),
+        detail: "more than max_tensors".into(),
+    });
+    let mut out = format!("abi_version {ABI_VERSION}\n");
+    out += &format!(
+        "exports {} {} {} {} {}\n",
+        exports::MEMORY,
+        exports::INITIALIZE,
+        exports::ABI_VERSION,
+        exports::ALLOC,
+        exports::CALL
+    );
+    for (name, bytes) in [
+        ("request", encode(&request).unwrap()),
+        ("response_ok", encode(&ok).unwrap()),
+        ("response_err", encode(&err).unwrap()),
+    ] {
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        out += &format!("{name} {hex}\n");
+    }
+    for dtype in Dtype::ALL {
+        out += &format!("dtype {} {} {}\n", dtype.name(), dtype.bits(), hex(&encode(&dtype).unwrap()));
+    }
+    for rule in [
+        Rule::HeaderTooSmall,
+        Rule::HeaderTooLarge,
+        Rule::HeaderPastEof,
+        Rule::HeaderNotUtf8,
+        Rule::HeaderJson,
+        Rule::DuplicateKey,
+        Rule::UnknownDtype,
+        Rule::InvalidOffset,
+        Rule::ShapeOverflow,
+        Rule::MisalignedSlice,
+        Rule::SizeMismatch,
+        Rule::IncompleteCoverage,
+        Rule::HeaderOverLimit,
+        Rule::TooManyTensors,
+        Rule::BadRequest,
+    ] {
+        out += &format!("rule {} {}\n", rule.name(), hex(&encode(&rule).unwrap()));
+    }
+    out
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[test]
+fn interface_matches_the_committed_golden_file() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/golden-v{ABI_VERSION}.txt"));
+    let live = canonical();
+    if std::env::var_os("SANDLOAD_BLESS").is_some() {
+        std::fs::write(&path, &live).unwrap();
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_else(|_| {
+        panic!("{} is missing: a new ABI_VERSION needs a blessed golden file", path.display())
+    });
+    assert_eq!(live, committed, "the ABI changed: bump ABI_VERSION and bless a new golden file");
+}
+
+#[test]
+fn decode_refuses_trailing_and_truncated_bytes() {
+    let req = Request { file_len: 1, max_header_bytes: 2, max_tensors: 3 };
+    let mut bytes = encode(&req).unwrap();
+    assert_eq!(decode::<Request>(&bytes).unwrap(), req);
+    bytes.push(0);
+    assert!(decode::<Request>(&bytes).is_err());
+    bytes.truncate(bytes.len() - 2);
+    assert!(decode::<Request>(&bytes).is_err());
+}
+
+#[test]
+fn decode_does_not_trust_sequence_lengths() {
+    // A table claiming 2^32 tensors in a few bytes must fail fast, not allocate.
+    let mut bytes = vec![0x00]; // Ok variant
+    bytes.push(8); // header_len
+    bytes.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0x0f]); // tensors: len 2^32 - 1
+    assert!(decode::<Response>(&bytes).is_err());
+}
+
+#[test]
+fn byte_len_is_overflow_checked() {
+    use sandload_abi::safetensors::SizeError;
+    assert_eq!(Dtype::F32.byte_len(&[2, 3]), Ok(24));
+    assert_eq!(Dtype::F32.byte_len(&[]), Ok(4));
+    assert_eq!(Dtype::F4.byte_len(&[3]), Err(SizeError::Misaligned));
+    assert_eq!(Dtype::U8.byte_len(&[u64::MAX, 2]), Err(SizeError::Overflow));
+    assert_eq!(Dtype::F64.byte_len(&[u64::MAX / 4]), Err(SizeError::Overflow));
+    for d in Dtype::ALL {
+        assert_eq!(Dtype::from_name(d.name()), Some(d));
+    }
+    assert_eq!(Dtype::from_name("F128"), None);
+}
