@@ -53,6 +53,15 @@ fn cold(c: &mut Criterion) {
             black_box(sandbox.open_safetensors(Input::from_bytes(bytes.clone(), "cold")).unwrap().len())
         })
     });
+    let cache = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("bench-cache");
+    std::fs::create_dir_all(&cache).unwrap();
+    let cache = cap_std::fs::Dir::open_ambient_dir(&cache, cap_std::ambient_authority()).unwrap();
+    g.bench_function("sandload-new-sandbox-first-open-disk-cache", |b| {
+        b.iter(|| {
+            let sandbox = Sandbox::builder().cache_dir(cache.try_clone().unwrap()).build().unwrap();
+            black_box(sandbox.open_safetensors(Input::from_bytes(bytes.clone(), "cold")).unwrap().len())
+        })
+    });
     g.finish();
 }
 
@@ -63,7 +72,12 @@ fn big_file() -> PathBuf {
         return path;
     }
     let tensors: Vec<Tensor> = (0..64)
-        .map(|i| Tensor { name: format!("layer.{i}.weight"), dtype: Dtype::F32, shape: vec![2048, 2048], data: Vec::new() })
+        .map(|i| Tensor {
+            name: format!("layer.{i}.weight"),
+            dtype: Dtype::F32,
+            shape: vec![2048, 2048],
+            data: Vec::new(),
+        })
         .collect();
     let mut header = String::from("{");
     for (i, t) in tensors.iter().enumerate() {
@@ -137,9 +151,7 @@ fn many_tensors(c: &mut Criterion) {
     sandbox.precompile().unwrap();
     let mut g = c.benchmark_group("100k-tensors");
     g.sample_size(10);
-    g.bench_function("native", |b| {
-        b.iter(|| black_box(safetensors::SafeTensors::deserialize(&bytes).unwrap().len()))
-    });
+    g.bench_function("native", |b| b.iter(|| black_box(safetensors::SafeTensors::deserialize(&bytes).unwrap().len())));
     g.bench_function("sandload", |b| {
         b.iter(|| black_box(sandbox.open_safetensors(Input::from_bytes(shared.clone(), "100k")).unwrap().len()))
     });
@@ -156,12 +168,7 @@ fn first_use(_c: &mut Criterion) {
     let first = started.elapsed();
     let again = Instant::now();
     sandbox.open_safetensors(Input::from_bytes(bytes, "second")).unwrap();
-    eprintln!(
-        "first use: Sandbox::new {:?}, + first open {:?} (second open {:?})",
-        built,
-        first,
-        again.elapsed()
-    );
+    eprintln!("first use: Sandbox::new {:?}, + first open {:?} (second open {:?})", built, first, again.elapsed());
 }
 
 fn config() -> Criterion {

@@ -15,6 +15,7 @@
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 
+mod cache;
 mod error;
 mod input;
 mod limits;

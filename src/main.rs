@@ -67,7 +67,12 @@ fn main() -> ExitCode {
                     }
                 }
             }
-            let sandbox = match Sandbox::with_limits(limits) {
+            let mut builder = Sandbox::builder();
+            builder.limits(limits);
+            if let Some(dir) = cache_dir() {
+                builder.cache_dir(dir);
+            }
+            let sandbox = match builder.build() {
                 Ok(s) => s,
                 Err(e) => {
                     eprintln!("sandload: {e}");
@@ -103,6 +108,22 @@ fn inspect(sandbox: &Sandbox, paths: &[PathBuf], json: bool, digest: bool) -> Ex
         }
     }
     if all_accepted { ExitCode::SUCCESS } else { ExitCode::from(1) }
+}
+
+/// Compiled guests are cached in `$SANDLOAD_CACHE_DIR`, else `$XDG_CACHE_HOME/sandload`, else
+/// `~/.cache/sandload`; `SANDLOAD_CACHE_DIR=off` disables the cache. A cache that cannot be
+/// created is skipped: it only costs the compile time.
+fn cache_dir() -> Option<Dir> {
+    let path = match std::env::var_os("SANDLOAD_CACHE_DIR") {
+        Some(v) if v == "off" => return None,
+        Some(v) => PathBuf::from(v),
+        None => match std::env::var_os("XDG_CACHE_HOME") {
+            Some(x) if !x.is_empty() => PathBuf::from(x).join("sandload"),
+            _ => PathBuf::from(std::env::var_os("HOME")?).join(".cache/sandload"),
+        },
+    };
+    std::fs::create_dir_all(&path).ok()?;
+    Dir::open_ambient_dir(&path, ambient_authority()).ok()
 }
 
 /// The CLI's one use of ambient authority: the user named this path on the command line.

@@ -14,8 +14,11 @@ fn sandbox() -> &'static Sandbox {
 
 /// A directory tree: `<root>/granted/model.safetensors` and `<root>/secret.safetensors`.
 fn tree() -> (std::path::PathBuf, cap_std::fs::Dir) {
-    let root = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("input-{}-{}", std::process::id(), COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed)));
+    let root = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "input-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
     std::fs::create_dir_all(root.join("granted/sub")).unwrap();
     std::fs::write(root.join("granted/model.safetensors"), samples::small_checkpoint()).unwrap();
     std::fs::write(root.join("secret.safetensors"), samples::small_checkpoint()).unwrap();

@@ -75,9 +75,8 @@ fn interface_matches_the_committed_golden_file() {
     if std::env::var_os("SANDLOAD_BLESS").is_some() {
         std::fs::write(&path, &live).unwrap();
     }
-    let committed = std::fs::read_to_string(&path).unwrap_or_else(|_| {
-        panic!("{} is missing: a new ABI_VERSION needs a blessed golden file", path.display())
-    });
+    let committed = std::fs::read_to_string(&path)
+        .unwrap_or_else(|_| panic!("{} is missing: a new ABI_VERSION needs a blessed golden file", path.display()));
     assert_eq!(live, committed, "the ABI changed: bump ABI_VERSION and bless a new golden file");
 }
 
