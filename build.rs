@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// (crate name in guests/, const name in the host)
-const GUESTS: &[(&str, &str)] = &[("safetensors-header", "SAFETENSORS_HEADER")];
+const GUESTS: &[(&str, &str)] =
+    &[("safetensors-header", "SAFETENSORS_HEADER"), ("raw-decoder", "RAW_DECODER"), ("image-decoder", "IMAGE_DECODER")];
 
 fn main() {
     let root = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
@@ -22,6 +23,8 @@ fn main() {
         "guests/Cargo.lock".to_string(),
         "abi/src".to_string(),
         "abi/Cargo.toml".to_string(),
+        "guests/picture/src".to_string(),
+        "guests/picture/Cargo.toml".to_string(),
     ];
     for (name, _) in GUESTS {
         watched.push(format!("guests/{name}/src"));

@@ -110,6 +110,18 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// The file is valid but the requested operation does not apply to it (e.g. RGGB Bayer
+    /// planes of an X-Trans or linear RAW file).
+    #[error("{file}: cannot {operation}: {reason}")]
+    Unsupported {
+        /// The file.
+        file: PathBuf,
+        /// What was asked, e.g. "pack RGGB Bayer planes".
+        operation: &'static str,
+        /// Why the file does not allow it.
+        reason: String,
+    },
+
     /// A bug or a broken environment, not a property of the file: a guest that does not match
     /// this host, or wasmtime failing to set up. Report these.
     #[error("sandload internal error: {0}")]
@@ -127,6 +139,7 @@ impl Error {
             Error::GuestTimeout { .. } => "guest_timeout",
             Error::GuestOutOfMemory { .. } => "guest_out_of_memory",
             Error::Io { .. } => "io",
+            Error::Unsupported { .. } => "unsupported",
             Error::Internal(_) => "internal",
         }
     }
@@ -147,6 +160,7 @@ impl Error {
             | Error::GuestTrap { file, .. }
             | Error::GuestTimeout { file, .. }
             | Error::GuestOutOfMemory { file, .. }
+            | Error::Unsupported { file, .. }
             | Error::Io { file, .. } => Some(file),
             Error::Internal(_) => None,
         }

@@ -7,6 +7,7 @@ use bytes::Bytes;
 use cap_std::fs::Dir;
 
 use crate::error::{Error, Result};
+use crate::limits::{Limit, Limits};
 
 /// An untrusted file to open, with the name errors will use for it.
 ///
@@ -166,5 +167,24 @@ fn describe(ft: &cap_std::fs::FileType) -> String {
         "a symbolic link".into()
     } else {
         "a FIFO, socket or device".into()
+    }
+}
+
+impl Input {
+    /// The whole content for a guest that needs all of it (image decoders): refused with
+    /// [`Error::LimitExceeded`] before any read when it exceeds `max_file_bytes`, or cannot fit
+    /// in the guest's memory cap, which must also hold the decoded pixels.
+    pub(crate) fn read_for_guest(self, limits: &Limits, access: DataAccess) -> Result<(PathBuf, Bytes)> {
+        let file = self.name().to_path_buf();
+        let len = self.len()?;
+        for (limit, limit_value) in
+            [(Limit::MaxFileBytes, limits.max_file_bytes), (Limit::GuestMemoryBytes, limits.guest_memory_bytes)]
+        {
+            if len > limit_value {
+                return Err(Error::LimitExceeded { file, limit, limit_value, value: len });
+            }
+        }
+        let data = self.contents(len, access)?;
+        Ok((file, data))
     }
 }

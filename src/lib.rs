@@ -7,6 +7,8 @@
 //! - [`Input`]: what to open — a path under a `cap_std::fs::Dir` capability, an open file, or
 //!   bytes. There is no way to hand the library an ambient path.
 //! - [`Checkpoint`]: an accepted safetensors file; tensors are zero-copy [`bytes::Bytes`] views.
+//! - [`RawImage`]: a decoded camera RAW frame (rawler in a guest), with Bayer planes and a
+//!   developed RGB image; [`DecodedImage`]: a PNG/JPEG/TIFF/WebP decoded in a guest.
 //! - [`Error`]: one enum for everything; [`Error::kind`] gives a stable name.
 //! - [`Receipt`]: what the sandbox did for one call (limits, guest memory peak, time, outcome).
 //! - [`sniff`]: content-based format recognition, used to refuse pickles and friends.
@@ -16,9 +18,12 @@
 #![deny(unsafe_code)]
 
 mod cache;
+mod develop;
 mod error;
 mod input;
 mod limits;
+mod picture;
+mod raw;
 mod receipt;
 mod refusal;
 pub mod samples;
@@ -27,9 +32,13 @@ mod sniff;
 mod tensors;
 
 pub use bytes::Bytes;
+pub use develop::BayerPlanes;
 pub use error::{Error, Result};
+pub use image;
 pub use input::{DataAccess, Input};
 pub use limits::{Limit, Limits};
+pub use picture::DecodedImage;
+pub use raw::{Cfa, CfaColor, RawImage, RawInfo, Rect};
 pub use receipt::{Outcome, Receipt};
 pub use sandbox::{Sandbox, SandboxBuilder};
 pub use sniff::{Format, Sniffed, sniff};
@@ -38,6 +47,8 @@ pub use tensors::{Checkpoint, Dtype, TensorInfo, TensorView};
 #[doc(hidden)]
 pub mod fuzzing {
     //! Entry points for the fuzz targets; not a stable API.
+    pub use crate::picture::to_image;
+    pub use crate::raw::validate_frame;
     pub use crate::tensors::{Layout, Violation, validate_table};
     pub use sandload_abi as abi;
 }
@@ -47,5 +58,7 @@ const _: () = {
     const fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<Sandbox>();
     assert_send_sync::<Checkpoint>();
+    assert_send_sync::<RawImage>();
+    assert_send_sync::<DecodedImage>();
     assert_send_sync::<Error>();
 };

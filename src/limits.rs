@@ -28,6 +28,10 @@ pub struct Limits {
     pub max_header_bytes: u64,
     /// Most tensors in one safetensors file. By default this is [`Limits::DEFAULT_MAX_TENSORS`].
     pub max_tensors: u64,
+    /// Most pixels (width x height) of one decoded image: a RAW frame, an image, or a RAW file's
+    /// embedded preview. Checked against the dimensions a file declares before the decoder
+    /// allocates. By default this is [`Limits::DEFAULT_MAX_PIXELS`].
+    pub max_pixels: u64,
     /// Linear-memory cap of one guest instance, in bytes. By default this is
     /// [`Limits::DEFAULT_GUEST_MEMORY_BYTES`].
     pub guest_memory_bytes: u64,
@@ -43,7 +47,9 @@ impl Limits {
     pub const DEFAULT_MAX_HEADER_BYTES: u64 = 100_000_000;
     /// 1,000,000 tensors (the largest public checkpoints have tens of thousands).
     pub const DEFAULT_MAX_TENSORS: u64 = 1_000_000;
-    /// 1 GiB: enough to parse a 100 MB header; virtual, reserved per pool slot, not committed.
+    /// 200 megapixels: above every production camera sensor (the largest are ~150 MP).
+    pub const DEFAULT_MAX_PIXELS: u64 = 200_000_000;
+    /// 1 GiB: enough to parse a 100 MB header or decode a 100 MP RAW file; virtual, reserved per pool slot, not committed.
     pub const DEFAULT_GUEST_MEMORY_BYTES: u64 = 1 << 30;
     /// 10 seconds of guest execution per file.
     pub const DEFAULT_GUEST_TIME: Duration = Duration::from_secs(10);
@@ -65,6 +71,11 @@ impl Limits {
         self.max_tensors = count;
         self
     }
+    /// Sets [`max_pixels`](Limits::max_pixels).
+    pub fn with_max_pixels(mut self, pixels: u64) -> Self {
+        self.max_pixels = pixels;
+        self
+    }
     /// Sets [`guest_memory_bytes`](Limits::guest_memory_bytes) (at most 4 GiB).
     pub fn with_guest_memory_bytes(mut self, bytes: u64) -> Self {
         self.guest_memory_bytes = bytes;
@@ -82,6 +93,7 @@ impl Limits {
             Limit::MaxFileBytes => self.max_file_bytes,
             Limit::MaxHeaderBytes => self.max_header_bytes,
             Limit::MaxTensors => self.max_tensors,
+            Limit::MaxPixels => self.max_pixels,
             Limit::GuestMemoryBytes => self.guest_memory_bytes,
             Limit::GuestTimeMillis => u64::try_from(self.guest_time.as_millis()).unwrap_or(u64::MAX),
         }
@@ -94,6 +106,7 @@ impl Default for Limits {
             max_file_bytes: Self::DEFAULT_MAX_FILE_BYTES,
             max_header_bytes: Self::DEFAULT_MAX_HEADER_BYTES,
             max_tensors: Self::DEFAULT_MAX_TENSORS,
+            max_pixels: Self::DEFAULT_MAX_PIXELS,
             guest_memory_bytes: Self::DEFAULT_GUEST_MEMORY_BYTES,
             guest_time: Self::DEFAULT_GUEST_TIME,
         }
@@ -110,6 +123,8 @@ pub enum Limit {
     MaxHeaderBytes,
     /// [`Limits::max_tensors`].
     MaxTensors,
+    /// [`Limits::max_pixels`].
+    MaxPixels,
     /// [`Limits::guest_memory_bytes`].
     GuestMemoryBytes,
     /// [`Limits::guest_time`], in milliseconds.
@@ -123,6 +138,7 @@ impl Limit {
             Limit::MaxFileBytes => "max_file_bytes",
             Limit::MaxHeaderBytes => "max_header_bytes",
             Limit::MaxTensors => "max_tensors",
+            Limit::MaxPixels => "max_pixels",
             Limit::GuestMemoryBytes => "guest_memory_bytes",
             Limit::GuestTimeMillis => "guest_time_ms",
         }

@@ -54,3 +54,46 @@ pub(crate) fn refuse_as_checkpoint(file: &Path, sniffed: &Sniffed) -> Option<Err
     };
     Some(Error::Refused { file: file.to_path_buf(), format: sniffed.format, what: sniffed.what.clone(), why, remedy })
 }
+
+/// The refusal error for a file sniffed as `sniffed` when a camera RAW image was expected, or
+/// `None` when the file should go on to the RAW decoder (DNG, maker RAW, TIFF-based, unknown).
+pub(crate) fn refuse_as_raw(file: &Path, sniffed: &Sniffed) -> Option<Error> {
+    let (why, remedy): (&'static str, &'static str) = match sniffed.format {
+        Format::Dng | Format::Raw | Format::Tiff | Format::Unknown => return None,
+        Format::Png | Format::Jpeg => {
+            ("It is an already-developed image, not camera RAW data.", "decode it with `Sandbox::decode_image`.")
+        }
+        _ => not_an_image(sniffed.format),
+    };
+    Some(Error::Refused { file: file.to_path_buf(), format: sniffed.format, what: sniffed.what.clone(), why, remedy })
+}
+
+/// The refusal error for a file sniffed as `sniffed` when a PNG/JPEG/TIFF/WebP image was
+/// expected, or `None` when the file should go on to the image decoder.
+pub(crate) fn refuse_as_image(file: &Path, sniffed: &Sniffed) -> Option<Error> {
+    let (why, remedy): (&'static str, &'static str) = match sniffed.format {
+        Format::Png | Format::Jpeg | Format::Tiff | Format::Unknown => return None,
+        Format::Dng | Format::Raw => (
+            "It is camera RAW data, which needs a RAW decoder.",
+            "decode it with `Sandbox::decode_raw` (or `Sandbox::raw_preview` for its embedded JPEG).",
+        ),
+        _ => not_an_image(sniffed.format),
+    };
+    Some(Error::Refused { file: file.to_path_buf(), format: sniffed.format, what: sniffed.what.clone(), why, remedy })
+}
+
+/// Why a checkpoint or archive is refused where an image was expected.
+fn not_an_image(format: Format) -> (&'static str, &'static str) {
+    match format {
+        Format::Pickle | Format::PytorchZip | Format::PytorchTar => (
+            "It is not an image, and it contains a pickle, which can run arbitrary code, so it is never loaded.",
+            "if it is a model, convert it to safetensors (see `Sandbox::open_safetensors`).",
+        ),
+        Format::Safetensors => {
+            ("It is a safetensors checkpoint, not an image.", "open it with `Sandbox::open_safetensors`.")
+        }
+        _ => {
+            ("It is not an image format sandload decodes.", "convert it to PNG, TIFF or DNG in a trusted environment.")
+        }
+    }
+}

@@ -350,3 +350,354 @@ pub fn tiff(dng: bool, make: Option<&str>) -> Vec<u8> {
     out.extend_from_slice(&extra);
     out
 }
+
+/// A value of one TIFF directory entry, for [`tiff_file`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TiffValue {
+    /// The value's bytes (little-endian), stored inline or out of line as TIFF requires.
+    Bytes(Vec<u8>),
+    /// A LONG holding the file offset of directory `n` of the same file.
+    IfdOffset(usize),
+    /// A LONG holding the file offset of data block `n`.
+    BlobOffset(usize),
+}
+
+/// One directory entry: tag, TIFF type (1 BYTE, 2 ASCII, 3 SHORT, 4 LONG, 5 RATIONAL,
+/// 10 SRATIONAL), count, value.
+pub type TiffEntry = (u16, u16, u32, TiffValue);
+
+/// A little-endian TIFF: `ifds` are written in order after the header (the first is IFD0), each
+/// linked to the one `next[i]` names (`None`: end of chain), then the data `blobs`. Entries are
+/// sorted by tag as TIFF requires.
+pub fn tiff_file(ifds: &[Vec<TiffEntry>], next: &[Option<usize>], blobs: &[Vec<u8>]) -> Vec<u8> {
+    let value_len = |v: &TiffValue| match v {
+        TiffValue::Bytes(b) => b.len(),
+        TiffValue::IfdOffset(_) | TiffValue::BlobOffset(_) => 4,
+    };
+    let out_of_line = |v: &TiffValue| value_len(v).div_ceil(2) * 2;
+    let sizes: Vec<usize> = ifds
+        .iter()
+        .map(|entries| {
+            2 + 12 * entries.len()
+                + 4
+                + entries.iter().filter(|e| value_len(&e.3) > 4).map(|e| out_of_line(&e.3)).sum::<usize>()
+        })
+        .collect();
+    let mut ifd_at = Vec::new();
+    let mut at = 8usize;
+    for size in &sizes {
+        ifd_at.push(at as u32);
+        at += size;
+    }
+    let mut blob_at = Vec::new();
+    for blob in blobs {
+        blob_at.push(at as u32);
+        at += blob.len();
+    }
+    let resolve = |v: &TiffValue| match v {
+        TiffValue::Bytes(b) => b.clone(),
+        TiffValue::IfdOffset(i) => ifd_at[*i].to_le_bytes().to_vec(),
+        TiffValue::BlobOffset(i) => blob_at[*i].to_le_bytes().to_vec(),
+    };
+    let mut out = b"II*\0".to_vec();
+    out.extend_from_slice(&ifd_at.first().copied().unwrap_or(0).to_le_bytes());
+    for (i, entries) in ifds.iter().enumerate() {
+        let mut entries = entries.clone();
+        entries.sort_by_key(|e| e.0);
+        let mut extra_at = ifd_at[i] as usize + 2 + 12 * entries.len() + 4;
+        let mut extra = Vec::new();
+        out.extend_from_slice(&(entries.len() as u16).to_le_bytes());
+        for (tag, kind, count, value) in &entries {
+            out.extend_from_slice(&tag.to_le_bytes());
+            out.extend_from_slice(&kind.to_le_bytes());
+            out.extend_from_slice(&count.to_le_bytes());
+            let mut bytes = resolve(value);
+            if bytes.len() <= 4 {
+                bytes.resize(4, 0);
+                out.extend_from_slice(&bytes);
+            } else {
+                out.extend_from_slice(&(extra_at as u32).to_le_bytes());
+                bytes.resize(out_of_line(value), 0);
+                extra_at += bytes.len();
+                extra.extend_from_slice(&bytes);
+            }
+        }
+        let next_at = next.get(i).copied().flatten().map_or(0, |n| ifd_at[n]);
+        out.extend_from_slice(&next_at.to_le_bytes());
+        out.extend_from_slice(&extra);
+    }
+    for blob in blobs {
+        out.extend_from_slice(blob);
+    }
+    out
+}
+
+fn shorts(values: &[u16]) -> TiffValue {
+    TiffValue::Bytes(values.iter().flat_map(|v| v.to_le_bytes()).collect())
+}
+
+fn longs(values: &[u32]) -> TiffValue {
+    TiffValue::Bytes(values.iter().flat_map(|v| v.to_le_bytes()).collect())
+}
+
+fn ascii(s: &str) -> (u32, TiffValue) {
+    let mut b = s.as_bytes().to_vec();
+    b.push(0);
+    (b.len() as u32, TiffValue::Bytes(b))
+}
+
+/// Signed rationals with denominator 10000.
+fn srationals(values: &[f32]) -> TiffValue {
+    TiffValue::Bytes(
+        values
+            .iter()
+            .flat_map(|v| [((v * 10000.0).round() as i32).to_le_bytes(), 10000i32.to_le_bytes()])
+            .flatten()
+            .collect(),
+    )
+}
+
+/// An uncompressed 16-bit DNG (DNG 1.4 layout: IFD0 holds the camera tags and, if there is one,
+/// an 8-bit RGB preview; the raw image is IFD0 itself or its SubIFD).
+///
+/// Fields are public so tests can write files that lie: `declared_size` overrides the
+/// dimensions in the tags, `strip_offset` the data offset, `self_loop` links IFD0 to itself.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dng {
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// Components per pixel: 1 (CFA mosaic) or 3 (linear RGB, `LinearRaw`).
+    pub cpp: u16,
+    /// The samples, row-major, `width x height x cpp`.
+    pub samples: Vec<u16>,
+    /// The 2x2 CFA pattern as colour indices (0 R, 1 G, 2 B). By default RGGB.
+    pub cfa: [u8; 4],
+    /// Black level (all positions).
+    pub black_level: u16,
+    /// White level.
+    pub white_level: u16,
+    /// Camera make.
+    pub make: String,
+    /// Camera model.
+    pub model: String,
+    /// XYZ -> camera matrix (`ColorMatrix1`), row-major.
+    pub color_matrix: [f32; 9],
+    /// As-shot neutral (`AsShotNeutral`): the camera's response to white, R G B.
+    pub as_shot_neutral: [f32; 3],
+    /// `ActiveArea` as (top, left, bottom, right), if any.
+    pub active_area: Option<[u32; 4]>,
+    /// An 8-bit RGB preview (width, height, pixels) in IFD0, the raw image then in a SubIFD.
+    pub preview: Option<(u32, u32, Vec<u8>)>,
+    /// Dimensions written in the tags instead of the real ones.
+    pub declared_size: Option<(u32, u32)>,
+    /// Strip offset written instead of the real one.
+    pub strip_offset: Option<u32>,
+    /// Link IFD0's next-IFD pointer to IFD0 itself (an IFD cycle).
+    pub self_loop: bool,
+}
+
+impl Dng {
+    /// A DNG of an RGGB mosaic with the given samples (row-major, `width x height`); black 0,
+    /// white 65535, an sRGB-like colour matrix, neutral white balance, no preview.
+    ///
+    /// # Panics
+    /// If `samples.len() != width * height`.
+    pub fn new(width: u32, height: u32, samples: Vec<u16>) -> Dng {
+        assert_eq!(samples.len(), width as usize * height as usize, "samples must be width x height");
+        Dng {
+            width,
+            height,
+            cpp: 1,
+            samples,
+            cfa: [0, 1, 1, 2],
+            black_level: 0,
+            white_level: 65535,
+            make: "Sandload".into(),
+            model: "Synthetic 16".into(),
+            // sRGB's XYZ -> linear RGB (D65): develops to the identity colour transform.
+            color_matrix: [
+                3.2404542, -1.5371385, -0.4985314, -0.969266, 1.8760108, 0.041556, 0.0556434, -0.2040259, 1.0572252,
+            ],
+            as_shot_neutral: [1.0, 1.0, 1.0],
+            active_area: None,
+            preview: None,
+            declared_size: None,
+            strip_offset: None,
+            self_loop: false,
+        }
+    }
+
+    /// A `width x height` mosaic of a smooth, deterministic test pattern spanning 12 bits above a
+    /// black level of 256 (white 4095 + 256): the benchmark and example input.
+    pub fn patterned(width: u32, height: u32) -> Dng {
+        let samples = (0..height)
+            .flat_map(|y| (0..width).map(move |x| 256 + ((x * 7 + y * 13 + (x * y) % 101) % 4096) as u16))
+            .collect();
+        Dng { black_level: 256, white_level: 4095 + 256, ..Dng::new(width, height, samples) }
+    }
+
+    /// The file's bytes.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let (w, h) = self.declared_size.unwrap_or((self.width, self.height));
+        let data: Vec<u8> = self.samples.iter().flat_map(|s| s.to_le_bytes()).collect();
+        let strip = match self.strip_offset {
+            Some(at) => longs(&[at]),
+            None => TiffValue::BlobOffset(0),
+        };
+        let cpp = self.cpp;
+        let mut raw: Vec<TiffEntry> = vec![
+            (254, 4, 1, longs(&[0])), // NewSubFileType: main image
+            (256, 4, 1, longs(&[w])),
+            (257, 4, 1, longs(&[h])),
+            (258, 3, u32::from(cpp), shorts(&vec![16; usize::from(cpp)])),
+            (259, 3, 1, shorts(&[1])),                                    // Compression: none
+            (262, 3, 1, shorts(&[if cpp == 1 { 32803 } else { 34892 }])), // CFA / LinearRaw
+            (273, 4, 1, strip),
+            (277, 3, 1, shorts(&[cpp])),
+            (278, 4, 1, longs(&[h])),
+            (279, 4, 1, longs(&[data.len() as u32])),
+            (284, 3, 1, shorts(&[1])),
+            (50713, 3, 2, shorts(&[1, 1])), // BlackLevelRepeatDim
+            (50714, 4, u32::from(cpp), longs(&vec![u32::from(self.black_level); usize::from(cpp)])),
+            (50717, 4, u32::from(cpp), longs(&vec![u32::from(self.white_level); usize::from(cpp)])),
+        ];
+        if cpp == 1 {
+            raw.push((33421, 3, 2, shorts(&[2, 2]))); // CFARepeatPatternDim
+            raw.push((33422, 1, 4, TiffValue::Bytes(self.cfa.to_vec()))); // CFAPattern
+        }
+        if let Some(area) = self.active_area {
+            raw.push((50829, 4, 4, longs(&area)));
+        }
+        let (make_n, make) = ascii(&self.make);
+        let (model_n, model) = ascii(&self.model);
+        let (unique_n, unique) = ascii(&format!("{} {}", self.make, self.model));
+        let camera: Vec<TiffEntry> = vec![
+            (271, 2, make_n, make),
+            (272, 2, model_n, model),
+            (274, 3, 1, shorts(&[1])),                         // Orientation: normal
+            (50706, 1, 4, TiffValue::Bytes(vec![1, 4, 0, 0])), // DNGVersion
+            (50707, 1, 4, TiffValue::Bytes(vec![1, 1, 0, 0])), // DNGBackwardVersion
+            (50708, 2, unique_n, unique),                      // UniqueCameraModel
+            (50721, 10, 9, srationals(&self.color_matrix)),    // ColorMatrix1
+            (
+                50728,
+                5,
+                3,
+                TiffValue::Bytes(
+                    self.as_shot_neutral
+                        .iter()
+                        .flat_map(|v| [((v * 10000.0).round() as u32).to_le_bytes(), 10000u32.to_le_bytes()])
+                        .flatten()
+                        .collect(),
+                ),
+            ), // AsShotNeutral
+            (50778, 3, 1, shorts(&[21])),                      // CalibrationIlluminant1: D65
+        ];
+        let next = [if self.self_loop { Some(0) } else { None }, None];
+        match &self.preview {
+            None => {
+                let mut ifd0 = raw;
+                ifd0.extend(camera);
+                tiff_file(&[ifd0], &next, &[data])
+            }
+            Some((pw, ph, pixels)) => {
+                let mut ifd0: Vec<TiffEntry> = vec![
+                    (254, 4, 1, longs(&[1])), // NewSubFileType: reduced-resolution preview
+                    (256, 4, 1, longs(&[*pw])),
+                    (257, 4, 1, longs(&[*ph])),
+                    (258, 3, 3, shorts(&[8, 8, 8])),
+                    (259, 3, 1, shorts(&[1])),
+                    (262, 3, 1, shorts(&[2])), // RGB
+                    (273, 4, 1, TiffValue::BlobOffset(1)),
+                    (277, 3, 1, shorts(&[3])),
+                    (278, 4, 1, longs(&[*ph])),
+                    (279, 4, 1, longs(&[pixels.len() as u32])),
+                    (284, 3, 1, shorts(&[1])),
+                    (330, 4, 1, TiffValue::IfdOffset(1)), // SubIFDs
+                ];
+                ifd0.extend(camera);
+                tiff_file(&[ifd0, raw], &next, &[data, pixels.clone()])
+            }
+        }
+    }
+}
+
+/// A `width x height` 8-bit greyscale PNG of a gradient (zlib stored blocks, real CRCs).
+pub fn png_image(width: u32, height: u32) -> Vec<u8> {
+    let mut raw = Vec::with_capacity((width as usize + 1) * height as usize);
+    for y in 0..height {
+        raw.push(0); // filter: none
+        raw.extend((0..width).map(|x| ((x * 255) / width.max(1) + y) as u8));
+    }
+    png_with_header(width, height, 0, &raw)
+}
+
+/// A PNG whose IHDR declares `width x height` grey pixels but whose data is only `scanlines`
+/// (already filtered): with huge dimensions, a decompression/dimension bomb.
+pub fn png_with_header(width: u32, height: u32, color_type: u8, scanlines: &[u8]) -> Vec<u8> {
+    fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
+        out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        let mut crc_input = kind.to_vec();
+        crc_input.extend_from_slice(data);
+        out.extend_from_slice(&crc_input);
+        out.extend_from_slice(&crc32(&crc_input).to_be_bytes());
+    }
+    let mut ihdr = width.to_be_bytes().to_vec();
+    ihdr.extend_from_slice(&height.to_be_bytes());
+    ihdr.extend_from_slice(&[8, color_type, 0, 0, 0]);
+    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+    chunk(&mut out, b"IHDR", &ihdr);
+    chunk(&mut out, b"IDAT", &zlib_stored(scanlines));
+    chunk(&mut out, b"IEND", &[]);
+    out
+}
+
+/// A zlib stream of `data` in stored (uncompressed) deflate blocks.
+fn zlib_stored(data: &[u8]) -> Vec<u8> {
+    let mut out = vec![0x78, 0x01];
+    let mut blocks = data.chunks(65535).peekable();
+    if blocks.peek().is_none() {
+        out.extend_from_slice(&[1, 0, 0, 0xff, 0xff]);
+    }
+    while let Some(block) = blocks.next() {
+        out.push(u8::from(blocks.peek().is_none()));
+        let len = block.len() as u16;
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(&(!len).to_le_bytes());
+        out.extend_from_slice(block);
+    }
+    let (mut a, mut b) = (1u32, 0u32);
+    for &byte in data {
+        a = (a + u32::from(byte)) % 65521;
+        b = (b + a) % 65521;
+    }
+    out.extend_from_slice(&((b << 16) | a).to_be_bytes());
+    out
+}
+
+/// A baseline JPEG head whose SOF0 declares `width x height` (3 components) followed by a scan
+/// header and a few bytes of entropy data: a dimension bomb when the dimensions are huge.
+pub fn jpeg_with_dimensions(width: u16, height: u16) -> Vec<u8> {
+    let mut out = vec![0xFF, 0xD8];
+    // DQT: one table of 1s.
+    out.extend_from_slice(&[0xFF, 0xDB, 0x00, 0x43, 0x00]);
+    out.extend_from_slice(&[1u8; 64]);
+    // SOF0: 8-bit, height, width, 3 components sharing table 0, no subsampling.
+    out.extend_from_slice(&[0xFF, 0xC0, 0x00, 0x11, 0x08]);
+    out.extend_from_slice(&height.to_be_bytes());
+    out.extend_from_slice(&width.to_be_bytes());
+    out.extend_from_slice(&[0x03, 0x01, 0x11, 0x00, 0x02, 0x11, 0x00, 0x03, 0x11, 0x00]);
+    // DHT: DC table 0 and AC table 0, each with one 1-bit code.
+    for class in [0x00u8, 0x10] {
+        out.extend_from_slice(&[0xFF, 0xC4, 0x00, 0x14, class, 1]);
+        out.extend_from_slice(&[0u8; 15]);
+        out.push(0);
+    }
+    // SOS: 3 components, tables 0/0.
+    out.extend_from_slice(&[0xFF, 0xDA, 0x00, 0x0C, 0x03, 0x01, 0x00, 0x02, 0x00, 0x03, 0x00, 0x00, 0x3F, 0x00]);
+    out.extend_from_slice(&[0x00; 16]);
+    out.extend_from_slice(&[0xFF, 0xD9]);
+    out
+}

@@ -39,20 +39,30 @@ const MAX_TABLE_ELEMENTS: usize = 100_000;
 pub(crate) enum GuestKind {
     /// `guests/safetensors-header`.
     SafetensorsHeader,
+    /// `guests/raw-decoder` (rawler).
+    RawDecoder,
+    /// `guests/image-decoder` (the image crate).
+    ImageDecoder,
 }
 
 impl GuestKind {
-    const COUNT: usize = 1;
+    const COUNT: usize = 3;
+    const ALL: [GuestKind; GuestKind::COUNT] =
+        [GuestKind::SafetensorsHeader, GuestKind::RawDecoder, GuestKind::ImageDecoder];
 
     pub(crate) fn name(self) -> &'static str {
         match self {
             GuestKind::SafetensorsHeader => "safetensors-header",
+            GuestKind::RawDecoder => "raw-decoder",
+            GuestKind::ImageDecoder => "image-decoder",
         }
     }
 
     fn wasm(self) -> &'static [u8] {
         match self {
             GuestKind::SafetensorsHeader => artifacts::SAFETENSORS_HEADER,
+            GuestKind::RawDecoder => artifacts::RAW_DECODER,
+            GuestKind::ImageDecoder => artifacts::IMAGE_DECODER,
         }
     }
 
@@ -273,9 +283,10 @@ impl Sandbox {
     /// # Errors
     /// [`Error::Internal`] if a guest does not compile or does not match this host's ABI.
     pub fn precompile(&self) -> Result<()> {
-        self.guest(GuestKind::SafetensorsHeader)
-            .map(|_| ())
-            .map_err(|e| e.to_error(self, GuestKind::SafetensorsHeader, Path::new("<precompile>")))
+        for kind in GuestKind::ALL {
+            self.guest(kind).map_err(|e| e.to_error(self, kind, Path::new("<precompile>")))?;
+        }
+        Ok(())
     }
 
     fn guest(&self, kind: GuestKind) -> std::result::Result<&InstancePre<GuestState>, &GuestSetupError> {
@@ -328,6 +339,21 @@ impl Sandbox {
         payload: &[u8],
         stats: &mut GuestStats,
     ) -> Result<Vec<u8>> {
+        self.call_with(kind, file, request, payload, stats, |response, _| Ok(response.to_vec()))
+    }
+
+    /// Like [`call`](Sandbox::call), but hands `extract` the response bytes and the whole guest
+    /// memory before the instance is dropped, so that bulk output (decoded pixels) can be copied
+    /// out once, straight from where the guest left it. `extract` must treat both as hostile.
+    pub(crate) fn call_with<T>(
+        &self,
+        kind: GuestKind,
+        file: &Path,
+        request: &[u8],
+        payload: &[u8],
+        stats: &mut GuestStats,
+        extract: impl FnOnce(&[u8], &[u8]) -> Result<T>,
+    ) -> Result<T> {
         stats.guest = Some(kind.name());
         let pre = self.guest(kind).map_err(|e| e.to_error(self, kind, file))?;
         let _slot = self.inner.slots.acquire();
@@ -344,7 +370,11 @@ impl Sandbox {
         let result = run_call(&mut store, pre, request, payload);
         stats.guest_time = started.elapsed();
         stats.peak_memory_bytes = store.data().limiter.peak as u64;
-        result.map_err(|failure| self.classify(failure, kind, file, &store.data().limiter, &stderr))
+        let (memory, response) =
+            result.map_err(|failure| self.classify(failure, kind, file, &store.data().limiter, &stderr))?;
+        let data = memory.data(&store);
+        // run_call checked the range against this same memory, which has not changed since.
+        extract(&data[response], data)
     }
 
     fn classify(
@@ -456,12 +486,13 @@ enum CallFailure {
     Setup(String),
 }
 
+/// Runs the guest; returns its memory and the (bounds-checked) byte range of its response.
 fn run_call(
     store: &mut Store<GuestState>,
     pre: &InstancePre<GuestState>,
     request: &[u8],
     payload: &[u8],
-) -> std::result::Result<Vec<u8>, CallFailure> {
+) -> std::result::Result<(wasmtime::Memory, std::ops::Range<usize>), CallFailure> {
     use CallFailure::{Protocol, Setup, Wasm};
     let instance = pre.instantiate(&mut *store).map_err(|e| {
         // Instantiation fails for the file's sake only through the memory cap (handled by the
@@ -503,12 +534,12 @@ fn run_call(
     let packed = call.call(&mut *store, (req_ptr, req_len, data_ptr, data_len)).map_err(Wasm)?;
     // Tainted: the guest chose these numbers.
     let (ptr, len) = ((packed >> 32) as usize, (packed & 0xffff_ffff) as usize);
-    let data = memory.data(&*store);
+    let size = memory.data_size(&*store);
     let end = ptr.checked_add(len).ok_or_else(|| Protocol("response pointer overflows".into()))?;
-    let bytes = data
-        .get(ptr..end)
-        .ok_or_else(|| Protocol(format!("response {ptr:#x}+{len} lies outside guest memory ({} bytes)", data.len())))?;
-    Ok(bytes.to_vec())
+    if end > size {
+        return Err(Protocol(format!("response {ptr:#x}+{len} lies outside guest memory ({size} bytes)")));
+    }
+    Ok((memory, ptr..end))
 }
 
 /// Per-store state: the WASI context and the memory accounting.

@@ -5,7 +5,7 @@
 //! `tests/golden.rs` fails until [`ABI_VERSION`] and the committed golden encoding are updated
 //! together.
 //!
-//! # The ABI (version 1)
+//! # The ABI (version 2)
 //!
 //! A guest is a `wasm32-wasip1` *reactor* module (a `cdylib`). It exports its linear memory as
 //! `memory` and these functions (see [`exports`]):
@@ -44,10 +44,12 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
 
+pub mod image;
+pub mod raw;
 pub mod safetensors;
 
 /// Version of this interface. Bump it whenever an encoding or an export changes.
-pub const ABI_VERSION: u32 = 1;
+pub const ABI_VERSION: u32 = 2;
 
 /// The most bytes of a panic message a guest writes to its stderr.
 pub const PANIC_MESSAGE_MAX: usize = 4096;
@@ -115,6 +117,18 @@ pub enum Rule {
     TooManyTensors,
     /// The guest could not handle the request (a host/guest mismatch, not bad input).
     BadRequest,
+    /// No RAW decoder recognises the file, or it uses a feature the decoder lacks.
+    RawUnsupported,
+    /// The RAW decoder found the file inconsistent (truncated, bad offsets, bad tags).
+    RawMalformed,
+    /// The image declares more pixels than the host's `max_pixels` (value: width x height).
+    PixelLimit,
+    /// The image decoder does not recognise the format, or it uses a feature it lacks.
+    ImageUnsupported,
+    /// The image decoder found the file inconsistent (truncated, bad chunk, bad marker).
+    ImageMalformed,
+    /// Decoding would allocate more than the decoder's allocation limit (value: the limit).
+    DecodeLimit,
 }
 
 impl Rule {
@@ -136,6 +150,12 @@ impl Rule {
             Rule::HeaderOverLimit => "header_over_limit",
             Rule::TooManyTensors => "too_many_tensors",
             Rule::BadRequest => "bad_request",
+            Rule::RawUnsupported => "raw_unsupported",
+            Rule::RawMalformed => "raw_malformed",
+            Rule::PixelLimit => "pixel_limit",
+            Rule::ImageUnsupported => "image_unsupported",
+            Rule::ImageMalformed => "image_malformed",
+            Rule::DecodeLimit => "decode_limit",
         }
     }
 }

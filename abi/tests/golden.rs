@@ -3,6 +3,8 @@
 //! blessing a new golden file with `SANDLOAD_BLESS=1 cargo test -p sandload-abi`) fails here, so a
 //! host and a guest built from different interfaces cannot silently disagree.
 
+use sandload_abi::image::{self, Layout, Picture};
+use sandload_abi::raw::{self, Rect, Region};
 use sandload_abi::safetensors::{Dtype, Request, Response, Table, TensorEntry};
 use sandload_abi::{ABI_VERSION, GuestError, Rule, decode, encode, exports};
 
@@ -39,6 +41,10 @@ fn canonical() -> String {
         let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
         out += &format!("{name} {hex}\n");
     }
+    out += &raw_messages();
+    for layout in Layout::ALL {
+        out += &format!("layout {layout:?} {} {}\n", layout.bytes_per_pixel(), hex(&encode(&layout).unwrap()));
+    }
     for dtype in Dtype::ALL {
         out += &format!("dtype {} {} {}\n", dtype.name(), dtype.bits(), hex(&encode(&dtype).unwrap()));
     }
@@ -58,8 +64,60 @@ fn canonical() -> String {
         Rule::HeaderOverLimit,
         Rule::TooManyTensors,
         Rule::BadRequest,
+        Rule::RawUnsupported,
+        Rule::RawMalformed,
+        Rule::PixelLimit,
+        Rule::ImageUnsupported,
+        Rule::ImageMalformed,
+        Rule::DecodeLimit,
     ] {
         out += &format!("rule {} {}\n", rule.name(), hex(&encode(&rule).unwrap()));
+    }
+    out
+}
+
+fn raw_messages() -> String {
+    let region = Region { ptr: 0x1000, len: 24 };
+    let request = raw::Request { file_len: 123_456, max_pixels: 250_000_000, output: raw::Output::Samples };
+    let preview = raw::Request { output: raw::Output::Preview, ..request.clone() };
+    let frame: raw::Response = Ok(raw::Frame {
+        decoder: "dng".into(),
+        width: 4,
+        height: 3,
+        cpp: 1,
+        bits_per_sample: 16,
+        cfa: vec![0, 1, 1, 2],
+        cfa_width: 2,
+        cfa_height: 2,
+        black_levels: vec![512.0, 512.5, 513.0, 514.0],
+        black_width: 2,
+        black_height: 2,
+        white_levels: vec![16383],
+        wb_coeffs: [2.0, 1.0, 1.5, f32::NAN],
+        xyz_to_cam: [[0.5, -0.25, 0.125], [1.0, 0.0, -1.0], [0.0, 0.0, 1.0], [0.0; 3]],
+        active_area: Some(Rect { x: 0, y: 0, width: 4, height: 3 }),
+        crop_area: None,
+        orientation: 6,
+        make: "Sandload".into(),
+        model: "Test Cam".into(),
+        iso: Some(400),
+        exposure_time: Some((1, 125)),
+        timestamp: Some("2026:11:22 10:00:00".into()),
+        samples: Some(region),
+        preview: Some(Picture { format: "jpeg".into(), width: 2, height: 1, layout: Layout::Rgb8, pixels: region }),
+    });
+    let image_request = image::Request { file_len: 99, max_pixels: 1 << 28, max_alloc_bytes: 1 << 30 };
+    let picture: image::Response =
+        Ok(Picture { format: "png".into(), width: 2, height: 3, layout: Layout::Rgba16, pixels: region });
+    let mut out = String::new();
+    for (name, bytes) in [
+        ("raw_request", encode(&request).unwrap()),
+        ("raw_request_preview", encode(&preview).unwrap()),
+        ("raw_response_ok", encode(&frame).unwrap()),
+        ("image_request", encode(&image_request).unwrap()),
+        ("image_response_ok", encode(&picture).unwrap()),
+    ] {
+        out += &format!("{name} {}\n", hex(&bytes));
     }
     out
 }

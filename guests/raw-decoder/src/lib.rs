@@ -1,0 +1,173 @@
+//! sandload guest: decode a camera RAW file with rawler.
+//!
+//! Input: the whole file (rawler's `decode_file` memory-maps, which WASI lacks, so the host copies
+//! the bytes in and rawler reads them from a `RawSource` buffer). Output: the frame's metadata,
+//! and the samples (u16 little-endian) left in guest memory for the host to copy once.
+//!
+//! Before the decoder allocates the image, the declared dimensions of the raw IFD are checked
+//! against the pixel limit. Formats without a TIFF raw IFD are bounded by the guest memory cap
+//! and checked again after decoding. A decoder panic (rawler has `todo!()`s on odd files) traps,
+//! which the host reports as a guest crash.
+
+use rawler::decoders::{RawDecodeParams, WellKnownIFD};
+use rawler::formats::tiff::IFD;
+use rawler::rawimage::{RawImageData, RawPhotometricInterpretation};
+use rawler::rawsource::RawSource;
+use rawler::tags::TiffCommonTag;
+use sandload_abi::raw::{Frame, Output, Rect, Request, Response};
+use sandload_abi::{GuestError, Rule};
+
+sandload_abi::guest_main!(Request, decode);
+
+fn fail(rule: Rule, value: Option<u64>, detail: impl Into<String>) -> GuestError {
+    GuestError { rule, offset: None, value, detail: detail.into() }
+}
+
+/// Declared pixels of an IFD (width x height).
+fn declared_pixels(ifd: &IFD) -> Option<(u64, u64)> {
+    let w = ifd.get_entry(TiffCommonTag::ImageWidth)?.force_u32(0) as u64;
+    let h = ifd.get_entry(TiffCommonTag::ImageLength)?.force_u32(0) as u64;
+    Some((w, h))
+}
+
+/// Decodes `payload` (a whole RAW file).
+pub fn decode(req: Request, payload: &[u8]) -> Response {
+    let source = RawSource::new_from_slice(payload);
+    let params = RawDecodeParams::default();
+    let decoder = rawler::get_decoder(&source)
+        .map_err(|e| fail(Rule::RawUnsupported, None, format!("no RAW decoder accepts this file: {e}")))?;
+
+    if let Ok(Some(raw_ifd)) = decoder.ifd(WellKnownIFD::Raw) {
+        if let Some((w, h)) = declared_pixels(&raw_ifd) {
+            if w * h > req.max_pixels {
+                return Err(fail(
+                    Rule::PixelLimit,
+                    Some(w * h),
+                    format!("raw IFD declares {w}x{h} = {} pixels, over max_pixels {}", w * h, req.max_pixels),
+                ));
+            }
+        }
+    }
+
+    // The samples are decoded in every mode: a file whose pixel data does not decode is not a
+    // valid RAW file, whatever its metadata says.
+    let mut image = decoder
+        .raw_image(&source, &params, false)
+        .map_err(|e| fail(Rule::RawMalformed, None, format!("rawler: {e}")))?;
+
+    let pixels = (image.width as u64).saturating_mul(image.height as u64);
+    if pixels > req.max_pixels {
+        return Err(fail(
+            Rule::PixelLimit,
+            Some(pixels),
+            format!("decoded image has {pixels} pixels, over max_pixels {}", req.max_pixels),
+        ));
+    }
+
+    let (cfa, cfa_width, cfa_height) = match &image.photometric {
+        RawPhotometricInterpretation::Cfa(config) if image.cpp == 1 => {
+            let c = &config.cfa;
+            let mut pattern = Vec::with_capacity(c.width * c.height);
+            for row in 0..c.height {
+                for col in 0..c.width {
+                    pattern.push(c.color_at(row, col) as u8);
+                }
+            }
+            (pattern, c.width as u64, c.height as u64)
+        }
+        _ => (Vec::new(), 0, 0),
+    };
+
+    let rect =
+        |r: &rawler::imgop::Rect| Rect { x: r.p.x as u64, y: r.p.y as u64, width: r.d.w as u64, height: r.d.h as u64 };
+    let metadata = decoder.raw_metadata(&source, &params).ok();
+    let exif = metadata.as_ref().map(|m| &m.exif);
+
+    let samples = match std::mem::replace(&mut image.data, RawImageData::Integer(Vec::new())) {
+        // wasm32 is little-endian, so the decoder's own u16 buffer already is the wire format.
+        RawImageData::Integer(data) if req.output == Output::Samples => Some(picture::leak(data)),
+        RawImageData::Integer(_) => None,
+        RawImageData::Float(_) => {
+            return Err(fail(Rule::RawUnsupported, None, "floating-point RAW data is not supported"));
+        }
+    };
+    let preview = match req.output {
+        Output::Preview => preview(decoder.as_ref(), &source, &params, req.max_pixels)?,
+        Output::Metadata | Output::Samples => None,
+    };
+
+    Ok(Frame {
+        decoder: format!("{:?}", decoder.format_hint()).to_lowercase(),
+        width: image.width as u64,
+        height: image.height as u64,
+        cpp: image.cpp as u64,
+        bits_per_sample: image.bps as u64,
+        cfa,
+        cfa_width,
+        cfa_height,
+        black_levels: image.blacklevel.levels.iter().map(|r| r.as_f32()).collect(),
+        black_width: image.blacklevel.width as u64,
+        black_height: image.blacklevel.height as u64,
+        white_levels: image.whitelevel.0.clone(),
+        wb_coeffs: image.wb_coeffs,
+        xyz_to_cam: xyz_to_cam(&image),
+        active_area: image.active_area.as_ref().map(rect),
+        crop_area: image.crop_area.as_ref().map(rect),
+        orientation: image.orientation.to_u16(),
+        make: image.make.clone(),
+        model: image.model.clone(),
+        iso: exif.and_then(|e| e.iso_speed.or(e.iso_speed_ratings.map(u32::from))),
+        exposure_time: exif.and_then(|e| e.exposure_time).map(|r| (r.n, r.d)),
+        timestamp: exif.and_then(|e| e.date_time_original.clone()),
+        samples,
+        preview,
+    })
+}
+
+/// The largest embedded image rawler can extract (preview, else full-size JPEG, else thumbnail).
+fn preview(
+    decoder: &dyn rawler::decoders::Decoder,
+    source: &RawSource,
+    params: &RawDecodeParams,
+    max_pixels: u64,
+) -> Result<Option<sandload_abi::image::Picture>, GuestError> {
+    let malformed = |e: rawler::RawlerError| fail(Rule::RawMalformed, None, format!("embedded preview: {e}"));
+    let found = match decoder.preview_image(source, params).map_err(malformed)? {
+        Some(image) => Some(image),
+        None => match decoder.full_image(source, params).map_err(malformed)? {
+            Some(image) => Some(image),
+            None => decoder.thumbnail_image(source, params).map_err(malformed)?,
+        },
+    };
+    let Some(image) = found else { return Ok(None) };
+    let pixels = u64::from(image.width()) * u64::from(image.height());
+    if pixels > max_pixels {
+        return Err(fail(
+            Rule::PixelLimit,
+            Some(pixels),
+            format!("embedded preview has {pixels} pixels, over max_pixels {max_pixels}"),
+        ));
+    }
+    Ok(Some(picture::picture("preview", image)))
+}
+
+/// The XYZ -> camera matrix: the file's D65 `ColorMatrix` if it has one (DNG), else any
+/// illuminant's (chosen deterministically), else rawler's camera-catalog matrix.
+fn xyz_to_cam(image: &rawler::RawImage) -> [[f32; 3]; 4] {
+    use rawler::imgop::xyz::Illuminant;
+    let matrix = image.color_matrix.get(&Illuminant::D65).or_else(|| {
+        let mut all: Vec<_> = image.color_matrix.iter().collect();
+        all.sort_by_key(|(illuminant, _)| format!("{illuminant:?}"));
+        all.first().map(|(_, m)| *m)
+    });
+    match matrix {
+        Some(m) if !m.is_empty() && m.len() % 3 == 0 && m.len() <= 12 => {
+            let mut out = [[0.0; 3]; 4];
+            for (row, chunk) in out.iter_mut().zip(m.chunks_exact(3)) {
+                row.copy_from_slice(chunk);
+            }
+            out
+        }
+        _ => image.xyz_to_cam,
+    }
+}

@@ -1,0 +1,209 @@
+//! PNG, JPEG, TIFF and WebP images (the `image-decoder` guest), and RAW files' embedded previews.
+
+use std::path::{Path, PathBuf};
+
+use image::{DynamicImage, ImageBuffer};
+use sandload_abi::image::{Layout, Picture, Request, Response};
+use sandload_abi::raw::Output;
+use sandload_abi::{GuestError, Rule};
+
+use crate::error::{Error, Result};
+use crate::input::Input;
+use crate::limits::{Limit, Limits};
+use crate::raw::{RawInfo, region_bytes};
+use crate::receipt::Receipt;
+use crate::refusal::refuse_as_image;
+use crate::sandbox::{GuestKind, Sandbox};
+use crate::sniff::{Format, sniff};
+use crate::tensors::Violation;
+
+/// A decoded image: pixels copied once out of the guest into an `image` crate buffer.
+#[derive(Debug, Clone)]
+pub struct DecodedImage {
+    /// The file.
+    pub file: PathBuf,
+    /// The format the decoder recognised (e.g. `"png"`; `"preview"` for a RAW file's preview).
+    pub format: String,
+    /// The pixels, in the file's own layout (8/16-bit grey or RGB(A), or 32-bit float).
+    pub image: DynamicImage,
+    /// What the sandbox did to decode it.
+    pub receipt: Receipt,
+}
+
+impl Sandbox {
+    /// Decodes an untrusted PNG, JPEG, TIFF or WebP image in the `image-decoder` guest.
+    ///
+    /// The header's dimensions are checked against [`Limits::max_pixels`] before any pixel buffer
+    /// is allocated, and the decoder runs under `image::Limits` with an allocation cap of half
+    /// the guest's memory: a decompression bomb is refused, not decoded.
+    ///
+    /// # Errors
+    /// [`Error::Refused`] (a checkpoint, a RAW file), [`Error::LimitExceeded`] (`max_pixels`),
+    /// [`Error::Malformed`] (rules `image_unsupported`, `image_malformed`, `decode_limit`),
+    /// [`Error::GuestTrap`], [`Error::GuestTimeout`], [`Error::GuestOutOfMemory`], [`Error::Io`].
+    ///
+    /// # Examples
+    /// ```
+    /// # fn main() -> sandload::Result<()> {
+    /// let png = sandload::samples::png_image(3, 2);
+    /// let sandbox = sandload::Sandbox::new()?;
+    /// let decoded = sandbox.decode_image(sandload::Input::from_bytes(png, "photo.jpg"))?;
+    /// assert_eq!((decoded.format.as_str(), decoded.image.width(), decoded.image.height()), ("png", 3, 2));
+    /// # Ok(()) }
+    /// ```
+    pub fn decode_image(&self, input: Input) -> Result<DecodedImage> {
+        self.decode_image_with_receipt(input).0
+    }
+
+    /// [`decode_image`](Sandbox::decode_image), also returning the [`Receipt`] when the file is
+    /// rejected.
+    pub fn decode_image_with_receipt(&self, input: Input) -> (Result<DecodedImage>, Receipt) {
+        let (result, receipt) = self.with_receipt(input, |sandbox, input, stats, format| {
+            let (file, data) = input.read_for_guest(sandbox.limits(), sandbox.data_access())?;
+            let sniffed = sniff(&data);
+            *format = sniffed.format;
+            if let Some(refusal) = refuse_as_image(&file, &sniffed) {
+                return Err(refusal);
+            }
+            let limits = sandbox.limits();
+            let request = Request {
+                file_len: data.len() as u64,
+                max_pixels: limits.max_pixels,
+                // Half the guest's memory: the other half holds the file and the decoder's state.
+                max_alloc_bytes: limits.guest_memory_bytes / 2,
+            };
+            let request =
+                sandload_abi::encode(&request).map_err(|e| Error::Internal(format!("encoding request: {e}")))?;
+            let format = *format;
+            sandbox.call_with(GuestKind::ImageDecoder, &file, &request, &data, stats, |response, memory| {
+                let response: Response = decode_response(response, &file, GuestKind::ImageDecoder)?;
+                let picture = response.map_err(|e| guest_rejection(&file, format, limits, e))?;
+                let image = to_image(&picture, memory, limits).map_err(|v| violation(&file, format, limits, v))?;
+                Ok((picture.format, image))
+            })
+        });
+        let result = result.map(|(format, image)| DecodedImage {
+            file: receipt.file.clone(),
+            format,
+            image,
+            receipt: receipt.clone(),
+        });
+        (result, receipt)
+    }
+
+    /// Extracts the largest embedded preview of a camera RAW file (usually a full-size JPEG),
+    /// decoded in the `raw-decoder` guest, together with the RAW frame's metadata. `Ok(None)`
+    /// if the file has no preview.
+    ///
+    /// # Errors
+    /// As [`decode_raw`](Sandbox::decode_raw).
+    pub fn raw_preview(&self, input: Input) -> Result<Option<(RawInfo, DecodedImage)>> {
+        let (result, receipt) = self.with_receipt(input, |sandbox, input, stats, format| {
+            let (file, data) = input.read_for_guest(sandbox.limits(), sandbox.data_access())?;
+            let limits = sandbox.limits();
+            let sniffed = sniff(&data);
+            *format = sniffed.format;
+            if let Some(refusal) = crate::refusal::refuse_as_raw(&file, &sniffed) {
+                return Err(refusal);
+            }
+            let request = sandload_abi::raw::Request {
+                file_len: data.len() as u64,
+                max_pixels: limits.max_pixels,
+                output: Output::Preview,
+            };
+            let request =
+                sandload_abi::encode(&request).map_err(|e| Error::Internal(format!("encoding request: {e}")))?;
+            let format = *format;
+            sandbox.call_with(GuestKind::RawDecoder, &file, &request, &data, stats, |response, memory| {
+                let response: sandload_abi::raw::Response = decode_response(response, &file, GuestKind::RawDecoder)?;
+                let frame = response.map_err(|e| guest_rejection(&file, format, limits, e))?;
+                let info = crate::raw::validate_frame(&frame, limits, &file, format)
+                    .map_err(|v| violation(&file, format, limits, v))?;
+                let Some(preview) = frame.preview else { return Ok(None) };
+                let image = to_image(&preview, memory, limits).map_err(|v| violation(&file, format, limits, v))?;
+                Ok(Some((info, image)))
+            })
+        });
+        result.map(|found| {
+            found.map(|(info, image)| {
+                let file = info.file.clone();
+                (info, DecodedImage { file, format: "preview".into(), image, receipt })
+            })
+        })
+    }
+}
+
+fn decode_response<T: serde::de::DeserializeOwned>(response: &[u8], file: &Path, guest: GuestKind) -> Result<T> {
+    sandload_abi::decode(response).map_err(|e| Error::GuestTrap {
+        file: file.to_path_buf(),
+        guest: guest.name(),
+        message: format!("response does not decode: {e}"),
+    })
+}
+
+fn guest_rejection(file: &Path, format: Format, limits: &Limits, e: GuestError) -> Error {
+    match e.rule {
+        Rule::PixelLimit => Error::LimitExceeded {
+            file: file.to_path_buf(),
+            limit: Limit::MaxPixels,
+            limit_value: limits.max_pixels,
+            value: e.value.unwrap_or(limits.max_pixels.saturating_add(1)),
+        },
+        Rule::BadRequest => Error::Internal(format!("image guest: {}", e.detail)),
+        rule => Error::malformed(file, format, rule.name(), e.offset, e.detail),
+    }
+}
+
+fn violation(file: &Path, format: Format, limits: &Limits, v: Violation) -> Error {
+    if v.rule == Rule::PixelLimit.name() {
+        return Error::LimitExceeded {
+            file: file.to_path_buf(),
+            limit: Limit::MaxPixels,
+            limit_value: limits.max_pixels,
+            value: v.offset.unwrap_or(limits.max_pixels.saturating_add(1)),
+        };
+    }
+    Error::malformed(file, format, v.rule, v.offset, v.detail)
+}
+
+/// Checks a guest's picture against its memory and the limits, and copies the pixels once into an
+/// image buffer. Public (hidden) for the fuzz targets.
+#[doc(hidden)]
+pub fn to_image(picture: &Picture, memory: &[u8], limits: &Limits) -> std::result::Result<DynamicImage, Violation> {
+    let bad = |detail: String| Violation { rule: Rule::ImageMalformed.name(), offset: None, detail };
+    let (w, h) = (picture.width, picture.height);
+    if w == 0 || h == 0 || w > u64::from(u32::MAX) || h > u64::from(u32::MAX) {
+        return Err(bad(format!("picture is {w}x{h}")));
+    }
+    let pixels = w * h; // both < 2^32: no overflow
+    if pixels > limits.max_pixels {
+        return Err(Violation {
+            rule: Rule::PixelLimit.name(),
+            offset: Some(pixels),
+            detail: format!("{w}x{h} over max_pixels"),
+        });
+    }
+    if picture.format.len() > 32 {
+        return Err(bad("format name longer than 32 bytes".into()));
+    }
+    let layout = picture.layout;
+    let expected = pixels.checked_mul(layout.bytes_per_pixel()).ok_or_else(|| bad(format!("{w}x{h} overflows")))?;
+    let bytes = region_bytes(memory, picture.pixels, expected, "pixels").map_err(|v| bad(v.detail))?;
+    let (w, h) = (w as u32, h as u32);
+    let u16s = || bytes.chunks_exact(2).map(|b| u16::from_le_bytes([b[0], b[1]])).collect::<Vec<_>>();
+    let f32s = || bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect::<Vec<_>>();
+    // Lengths were checked above, so from_raw cannot fail.
+    let image = match layout {
+        Layout::L8 => ImageBuffer::from_raw(w, h, bytes.to_vec()).map(DynamicImage::ImageLuma8),
+        Layout::La8 => ImageBuffer::from_raw(w, h, bytes.to_vec()).map(DynamicImage::ImageLumaA8),
+        Layout::Rgb8 => ImageBuffer::from_raw(w, h, bytes.to_vec()).map(DynamicImage::ImageRgb8),
+        Layout::Rgba8 => ImageBuffer::from_raw(w, h, bytes.to_vec()).map(DynamicImage::ImageRgba8),
+        Layout::L16 => ImageBuffer::from_raw(w, h, u16s()).map(DynamicImage::ImageLuma16),
+        Layout::La16 => ImageBuffer::from_raw(w, h, u16s()).map(DynamicImage::ImageLumaA16),
+        Layout::Rgb16 => ImageBuffer::from_raw(w, h, u16s()).map(DynamicImage::ImageRgb16),
+        Layout::Rgba16 => ImageBuffer::from_raw(w, h, u16s()).map(DynamicImage::ImageRgba16),
+        Layout::Rgb32F => ImageBuffer::from_raw(w, h, f32s()).map(DynamicImage::ImageRgb32F),
+        Layout::Rgba32F => ImageBuffer::from_raw(w, h, f32s()).map(DynamicImage::ImageRgba32F),
+    };
+    image.ok_or_else(|| bad(format!("{w}x{h} {layout:?} buffer of {} bytes", bytes.len())))
+}

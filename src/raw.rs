@@ -1,0 +1,533 @@
+//! Camera RAW files: decoded by rawler in the `raw-decoder` guest, every field re-checked here.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use bytes::Bytes;
+use sandload_abi::raw::{Frame, Output, Request, Response};
+use sandload_abi::{GuestError, Rule};
+
+use crate::error::{Error, Result};
+use crate::input::Input;
+use crate::limits::{Limit, Limits};
+use crate::receipt::Receipt;
+use crate::refusal::refuse_as_raw;
+use crate::sandbox::{GuestKind, GuestStats, Sandbox};
+use crate::sniff::{Format, sniff};
+use crate::tensors::Violation;
+
+/// Longest text field (make, model, timestamp, decoder name) accepted from the guest.
+const MAX_TEXT_BYTES: usize = 256;
+/// Largest CFA repeat pattern accepted (X-Trans is 6x6; nothing real exceeds 8x8).
+const MAX_CFA_SIDE: u64 = 16;
+/// Largest black-level repeat block accepted.
+const MAX_BLACK_SIDE: u64 = 16;
+
+/// A colour of a CFA (colour filter array) position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CfaColor {
+    /// Red.
+    Red,
+    /// Green.
+    Green,
+    /// Blue.
+    Blue,
+    /// A fourth filter colour (emerald, cyan...), found on a few old sensors.
+    Other,
+}
+
+impl CfaColor {
+    fn from_index(i: u8) -> Option<CfaColor> {
+        Some(match i {
+            0 => CfaColor::Red,
+            1 => CfaColor::Green,
+            2 => CfaColor::Blue,
+            3 => CfaColor::Other,
+            _ => return None,
+        })
+    }
+
+    /// One letter: `R`, `G`, `B` or `E`.
+    pub fn letter(self) -> char {
+        match self {
+            CfaColor::Red => 'R',
+            CfaColor::Green => 'G',
+            CfaColor::Blue => 'B',
+            CfaColor::Other => 'E',
+        }
+    }
+}
+
+/// The repeating colour-filter pattern over the sensor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cfa {
+    /// Columns in one repeat of the pattern (2 for Bayer, 6 for X-Trans).
+    pub width: usize,
+    /// Rows in one repeat.
+    pub height: usize,
+    /// The pattern, row-major, `width x height` entries.
+    pub pattern: Vec<CfaColor>,
+}
+
+impl Cfa {
+    /// The colour of the filter over sensor pixel (`row`, `col`).
+    pub fn color_at(&self, row: usize, col: usize) -> CfaColor {
+        self.pattern[(row % self.height) * self.width + col % self.width]
+    }
+
+    /// The pattern as letters, e.g. `"RGGB"`.
+    pub fn name(&self) -> String {
+        self.pattern.iter().map(|c| c.letter()).collect()
+    }
+}
+
+/// A rectangle in sensor pixels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rect {
+    /// Left column.
+    pub x: usize,
+    /// Top row.
+    pub y: usize,
+    /// Width.
+    pub width: usize,
+    /// Height.
+    pub height: usize,
+}
+
+/// Metadata of a decoded RAW frame, every field checked by the host.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct RawInfo {
+    /// The file.
+    pub file: PathBuf,
+    /// The format recognised from content (`dng`, `raw` or `tiff`).
+    pub format: Format,
+    /// The rawler decoder that read it (e.g. `"dng"`).
+    pub decoder: String,
+    /// Width in pixels.
+    pub width: usize,
+    /// Height in pixels.
+    pub height: usize,
+    /// Components per pixel: 1 for a CFA mosaic, 3 for linear (demosaiced) RAW.
+    pub cpp: usize,
+    /// Bits per sample as stored.
+    pub bits_per_sample: u32,
+    /// The colour filter pattern, for mosaics (`cpp == 1`).
+    pub cfa: Option<Cfa>,
+    /// Black levels as a repeating block of `black_width x black_height x cpp` values.
+    pub black_levels: Vec<f32>,
+    /// Width of the black-level block.
+    pub black_width: usize,
+    /// Height of the black-level block.
+    pub black_height: usize,
+    /// White (saturation) level per component; `len() == cpp`.
+    pub white_levels: Vec<u32>,
+    /// As-shot white-balance multipliers (R, G, B, other); `None` where the file does not say.
+    pub wb_coeffs: [Option<f32>; 4],
+    /// XYZ (D65) to camera colour matrix, rows R, G, B, other; `None` if the file has none.
+    pub xyz_to_cam: Option<[[f32; 3]; 4]>,
+    /// The sensor area holding image data, if the file says.
+    pub active_area: Option<Rect>,
+    /// The recommended crop, if the file says.
+    pub crop_area: Option<Rect>,
+    /// EXIF orientation 1-8 (0 = unknown). Pixels are in sensor order, not rotated.
+    pub orientation: u16,
+    /// Camera make.
+    pub make: String,
+    /// Camera model.
+    pub model: String,
+    /// ISO speed.
+    pub iso: Option<u32>,
+    /// Exposure time in seconds as (numerator, denominator).
+    pub exposure_time: Option<(u32, u32)>,
+    /// Capture time as written in the file (EXIF `DateTimeOriginal`).
+    pub timestamp: Option<String>,
+}
+
+impl RawInfo {
+    /// The black level of sensor pixel (`row`, `col`), component `c`.
+    pub fn black_level(&self, row: usize, col: usize, c: usize) -> f32 {
+        let (r, k) = (row % self.black_height, col % self.black_width);
+        self.black_levels[(r * self.black_width + k) * self.cpp + c]
+    }
+
+    /// The area ML outputs cover: the crop if the file gives one, else the active area, else the
+    /// whole frame.
+    pub fn image_area(&self) -> Rect {
+        self.crop_area.or(self.active_area).unwrap_or(Rect { x: 0, y: 0, width: self.width, height: self.height })
+    }
+}
+
+/// A decoded camera RAW frame: validated metadata plus the samples, copied once out of the guest.
+#[derive(Debug, Clone)]
+pub struct RawImage {
+    info: RawInfo,
+    samples: Bytes,
+    receipt: Receipt,
+}
+
+impl RawImage {
+    /// The frame's metadata.
+    pub fn info(&self) -> &RawInfo {
+        &self.info
+    }
+
+    /// The samples as u16 little-endian bytes, row-major, `width x height x cpp` of them.
+    pub fn samples(&self) -> &Bytes {
+        &self.samples
+    }
+
+    /// Sample at (`row`, `col`), component `c`. Panics if out of range.
+    pub fn sample(&self, row: usize, col: usize, c: usize) -> u16 {
+        let i = ((row * self.info.width + col) * self.info.cpp + c) * 2;
+        u16::from_le_bytes([self.samples[i], self.samples[i + 1]])
+    }
+
+    /// The samples as a `Vec<u16>` (a copy; [`samples`](RawImage::samples) is the shared buffer).
+    pub fn samples_u16(&self) -> Vec<u16> {
+        self.samples.chunks_exact(2).map(|b| u16::from_le_bytes([b[0], b[1]])).collect()
+    }
+
+    /// What the sandbox did to decode this file.
+    pub fn receipt(&self) -> &Receipt {
+        &self.receipt
+    }
+}
+
+impl Sandbox {
+    /// Decodes an untrusted camera RAW file (DNG, CR2, CR3, NEF, ARW, RAF, ORF, RW2, ...).
+    ///
+    /// rawler runs in the `raw-decoder` guest under the memory cap and deadline; the pixel limit
+    /// is checked against the dimensions the file declares before the decoder allocates. Every
+    /// field the guest returns is then re-checked here (dimensions within limits, sample buffer
+    /// length exactly `width x height x cpp`, CFA pattern, black/white levels, areas) before
+    /// anything is exposed; the samples are copied out of guest memory once.
+    ///
+    /// # Errors
+    /// [`Error::Refused`] (not a RAW file: a pickle, a PNG...), [`Error::LimitExceeded`]
+    /// (`max_pixels`, `max_file_bytes`), [`Error::Malformed`], [`Error::GuestTrap`],
+    /// [`Error::GuestTimeout`], [`Error::GuestOutOfMemory`], [`Error::Io`].
+    ///
+    /// # Examples
+    /// ```
+    /// # fn main() -> sandload::Result<()> {
+    /// // A 4x2 RGGB mosaic, written as a DNG by sandload's own test-data generator.
+    /// let samples: Vec<u16> = (0..8).map(|i| 1000 + i * 100).collect();
+    /// let dng = sandload::samples::Dng::new(4, 2, samples.clone()).to_bytes();
+    ///
+    /// let sandbox = sandload::Sandbox::new()?;
+    /// let raw = sandbox.decode_raw(sandload::Input::from_bytes(dng, "shot.dng"))?;
+    /// assert_eq!((raw.info().width, raw.info().height), (4, 2));
+    /// assert_eq!(raw.info().cfa.as_ref().unwrap().name(), "RGGB");
+    /// assert_eq!(raw.samples_u16(), samples);
+    /// # Ok(()) }
+    /// ```
+    pub fn decode_raw(&self, input: Input) -> Result<RawImage> {
+        self.decode_raw_with_receipt(input).0
+    }
+
+    /// [`decode_raw`](Sandbox::decode_raw), also returning the [`Receipt`] when the file is
+    /// rejected.
+    pub fn decode_raw_with_receipt(&self, input: Input) -> (Result<RawImage>, Receipt) {
+        let (result, receipt) = self.with_receipt(input, |sandbox, input, stats, format| {
+            let (file, data) = input.read_for_guest(sandbox.limits(), sandbox.data_access())?;
+            let (info, samples) = sandbox.run_raw(&file, &data, Output::Samples, stats, format)?;
+            Ok((info, samples.unwrap_or_default()))
+        });
+        let result = result.map(|(info, samples)| RawImage { info, samples, receipt: receipt.clone() });
+        (result, receipt)
+    }
+
+    /// Decodes and checks a RAW file like [`decode_raw`](Sandbox::decode_raw) but returns only
+    /// its metadata (the samples stay in the guest).
+    ///
+    /// # Errors
+    /// As [`decode_raw`](Sandbox::decode_raw).
+    pub fn raw_info(&self, input: Input) -> Result<RawInfo> {
+        self.with_receipt(input, |sandbox, input, stats, format| {
+            let (file, data) = input.read_for_guest(sandbox.limits(), sandbox.data_access())?;
+            Ok(sandbox.run_raw(&file, &data, Output::Metadata, stats, format)?.0)
+        })
+        .0
+    }
+
+    /// Runs the raw-decoder guest on `data` and validates what it returns.
+    pub(crate) fn run_raw(
+        &self,
+        file: &Path,
+        data: &[u8],
+        output: Output,
+        stats: &mut GuestStats,
+        format: &mut Format,
+    ) -> Result<(RawInfo, Option<Bytes>)> {
+        let sniffed = sniff(data);
+        *format = sniffed.format;
+        if let Some(refusal) = refuse_as_raw(file, &sniffed) {
+            return Err(refusal);
+        }
+        let limits = self.limits();
+        let request = Request { file_len: data.len() as u64, max_pixels: limits.max_pixels, output };
+        let request = sandload_abi::encode(&request).map_err(|e| Error::Internal(format!("encoding request: {e}")))?;
+        let format = *format;
+        self.call_with(GuestKind::RawDecoder, file, &request, data, stats, |response, memory| {
+            let response: Response = sandload_abi::decode(response).map_err(|e| Error::GuestTrap {
+                file: file.to_path_buf(),
+                guest: GuestKind::RawDecoder.name(),
+                message: format!("response does not decode: {e}"),
+            })?;
+            let frame = response.map_err(|e| guest_rejection(file, format, limits, e))?;
+            let info = validate_frame(&frame, limits, file, format).map_err(|v| violation(file, format, limits, v))?;
+            let samples = match (output, frame.samples) {
+                (Output::Samples, Some(region)) => {
+                    let expected = (info.width * info.height * info.cpp * 2) as u64;
+                    let bytes = region_bytes(memory, region, expected, "samples")
+                        .map_err(|v| violation(file, format, limits, v))?;
+                    Some(Bytes::copy_from_slice(bytes))
+                }
+                (Output::Samples, None) => {
+                    return Err(violation(
+                        file,
+                        format,
+                        limits,
+                        bad(Rule::RawMalformed, "guest returned no samples".into()),
+                    ));
+                }
+                _ => None,
+            };
+            Ok((info, samples))
+        })
+    }
+
+    /// Runs `f` and builds the [`Receipt`] of what it did, accepted or not.
+    pub(crate) fn with_receipt<T>(
+        &self,
+        input: Input,
+        f: impl FnOnce(&Sandbox, Input, &mut GuestStats, &mut Format) -> Result<T>,
+    ) -> (Result<T>, Receipt) {
+        let started = Instant::now();
+        let file = input.name().to_path_buf();
+        let mut stats = GuestStats::default();
+        let mut format = Format::Unknown;
+        let result = f(self, input, &mut stats, &mut format);
+        let receipt = stats.receipt(self, file, format, started, &result);
+        (result, receipt)
+    }
+}
+
+fn bad(rule: Rule, detail: String) -> Violation {
+    Violation { rule: rule.name(), offset: None, detail }
+}
+
+/// The bytes of a guest memory region, which must be exactly `expected` bytes long.
+pub(crate) fn region_bytes<'m>(
+    memory: &'m [u8],
+    region: sandload_abi::raw::Region,
+    expected: u64,
+    what: &str,
+) -> std::result::Result<&'m [u8], Violation> {
+    if u64::from(region.len) != expected {
+        return Err(bad(
+            Rule::RawMalformed,
+            format!("guest returned {} bytes of {what}, the dimensions need exactly {expected}", region.len),
+        ));
+    }
+    let start = region.ptr as usize;
+    start.checked_add(region.len as usize).and_then(|end| memory.get(start..end)).ok_or_else(|| {
+        bad(
+            Rule::RawMalformed,
+            format!(
+                "guest's {what} at {:#x}+{} lie outside its memory ({} bytes)",
+                region.ptr,
+                region.len,
+                memory.len()
+            ),
+        )
+    })
+}
+
+fn violation(file: &Path, format: Format, limits: &Limits, v: Violation) -> Error {
+    if v.rule == Rule::PixelLimit.name() {
+        let value = v.offset.unwrap_or(limits.max_pixels.saturating_add(1));
+        return Error::LimitExceeded {
+            file: file.to_path_buf(),
+            limit: Limit::MaxPixels,
+            limit_value: limits.max_pixels,
+            value,
+        };
+    }
+    Error::malformed(file, format, v.rule, v.offset, v.detail)
+}
+
+fn guest_rejection(file: &Path, format: Format, limits: &Limits, e: GuestError) -> Error {
+    match e.rule {
+        Rule::PixelLimit => Error::LimitExceeded {
+            file: file.to_path_buf(),
+            limit: Limit::MaxPixels,
+            limit_value: limits.max_pixels,
+            value: e.value.unwrap_or(limits.max_pixels.saturating_add(1)),
+        },
+        Rule::BadRequest => Error::Internal(format!("raw-decoder guest: {}", e.detail)),
+        rule => Error::malformed(file, format, rule.name(), e.offset, e.detail),
+    }
+}
+
+/// Re-checks a guest's frame: the guest is not trusted, so every number is checked again with
+/// overflow-checked arithmetic before it sizes or indexes anything. A pixel-limit violation
+/// carries the pixel count in `offset`. Public (hidden) for the fuzz targets.
+#[doc(hidden)]
+pub fn validate_frame(
+    frame: &Frame,
+    limits: &Limits,
+    file: &Path,
+    format: Format,
+) -> std::result::Result<RawInfo, Violation> {
+    let malformed = |detail: String| bad(Rule::RawMalformed, detail);
+    let (w, h, cpp) = (frame.width, frame.height, frame.cpp);
+    if w == 0 || h == 0 {
+        return Err(malformed(format!("image is {w}x{h}")));
+    }
+    let pixels = w.checked_mul(h).ok_or_else(|| malformed(format!("{w}x{h} overflows")))?;
+    if pixels > limits.max_pixels {
+        return Err(Violation {
+            rule: Rule::PixelLimit.name(),
+            offset: Some(pixels),
+            detail: format!("{w}x{h} = {pixels} pixels, over max_pixels {}", limits.max_pixels),
+        });
+    }
+    if !(1..=4).contains(&cpp) {
+        return Err(malformed(format!("{cpp} components per pixel (1 to 4 expected)")));
+    }
+    // Whole buffer in bytes must be addressable; pixels <= max_pixels keeps this far from overflow
+    // only if max_pixels is sane, so check it anyway.
+    pixels
+        .checked_mul(cpp)
+        .and_then(|n| n.checked_mul(2))
+        .and_then(|n| usize::try_from(n).ok())
+        .ok_or_else(|| malformed(format!("{w}x{h}x{cpp} samples overflow")))?;
+    if !(1..=16).contains(&frame.bits_per_sample) {
+        return Err(malformed(format!("{} bits per sample (1 to 16 expected)", frame.bits_per_sample)));
+    }
+
+    let cfa = if cpp == 1 {
+        let (cw, ch) = (frame.cfa_width, frame.cfa_height);
+        if !(1..=MAX_CFA_SIDE).contains(&cw) || !(1..=MAX_CFA_SIDE).contains(&ch) {
+            return Err(bad(Rule::RawMalformed, format!("CFA pattern is {cw}x{ch} (1 to {MAX_CFA_SIDE} per side)")));
+        }
+        if frame.cfa.len() as u64 != cw * ch {
+            return Err(malformed(format!("CFA pattern {cw}x{ch} has {} entries", frame.cfa.len())));
+        }
+        let pattern = frame
+            .cfa
+            .iter()
+            .map(|&c| {
+                CfaColor::from_index(c).ok_or_else(|| malformed(format!("CFA colour index {c} (0 to 3 expected)")))
+            })
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        Some(Cfa { width: cw as usize, height: ch as usize, pattern })
+    } else {
+        if !frame.cfa.is_empty() {
+            return Err(malformed(format!("a {cpp}-component image cannot have a CFA pattern")));
+        }
+        None
+    };
+
+    let (bw, bh) = (frame.black_width, frame.black_height);
+    if !(1..=MAX_BLACK_SIDE).contains(&bw) || !(1..=MAX_BLACK_SIDE).contains(&bh) {
+        return Err(malformed(format!("black level block is {bw}x{bh} (1 to {MAX_BLACK_SIDE} per side)")));
+    }
+    if frame.black_levels.len() as u64 != bw * bh * cpp {
+        return Err(malformed(format!("black level block {bw}x{bh}x{cpp} has {} values", frame.black_levels.len())));
+    }
+    if let Some(b) = frame.black_levels.iter().find(|b| !b.is_finite() || **b < 0.0 || **b > 65535.0) {
+        return Err(malformed(format!("black level {b} (0 to 65535 expected)")));
+    }
+    let white_levels: Vec<u32> = match frame.white_levels.len() as u64 {
+        1 => vec![frame.white_levels[0]; cpp as usize],
+        n if n == cpp => frame.white_levels.clone(),
+        n => return Err(malformed(format!("{n} white levels for {cpp} components"))),
+    };
+    for (c, &white) in white_levels.iter().enumerate() {
+        if white == 0 || white > 65535 {
+            return Err(malformed(format!("white level {white} of component {c} (1 to 65535 expected)")));
+        }
+        let max_black = frame.black_levels.iter().skip(c).step_by(cpp as usize).fold(0f32, |m, &b| m.max(b));
+        if max_black >= white as f32 {
+            return Err(malformed(format!("black level {max_black} is not below white level {white} (component {c})")));
+        }
+    }
+
+    let mut wb_coeffs = [None; 4];
+    for (slot, &k) in wb_coeffs.iter_mut().zip(&frame.wb_coeffs) {
+        if k.is_nan() || k == 0.0 {
+            continue; // unknown
+        }
+        if !k.is_finite() || k < 0.0 || k > 1e4 {
+            return Err(malformed(format!("white-balance coefficient {k}")));
+        }
+        *slot = Some(k);
+    }
+    let xyz_to_cam = if frame.xyz_to_cam.iter().flatten().all(|v| *v == 0.0) {
+        None
+    } else if frame.xyz_to_cam.iter().flatten().all(|v| v.is_finite() && v.abs() < 1e4) {
+        Some(frame.xyz_to_cam)
+    } else {
+        return Err(malformed(format!("colour matrix {:?} has non-finite or huge values", frame.xyz_to_cam)));
+    };
+
+    let area = |name: &str, r: &Option<sandload_abi::raw::Rect>| -> std::result::Result<Option<Rect>, Violation> {
+        let Some(r) = r else { return Ok(None) };
+        let right = r.x.checked_add(r.width);
+        let bottom = r.y.checked_add(r.height);
+        match (right, bottom) {
+            (Some(right), Some(bottom)) if r.width > 0 && r.height > 0 && right <= w && bottom <= h => {
+                // In range of usize: bounded by w and h, which fit (checked above).
+                Ok(Some(Rect { x: r.x as usize, y: r.y as usize, width: r.width as usize, height: r.height as usize }))
+            }
+            _ => Err(malformed(format!(
+                "{name} {}x{} at ({}, {}) does not lie within the {w}x{h} image",
+                r.width, r.height, r.x, r.y
+            ))),
+        }
+    };
+    let active_area = area("active area", &frame.active_area)?;
+    let crop_area = area("crop area", &frame.crop_area)?;
+    if frame.orientation > 8 {
+        return Err(malformed(format!("orientation {} (0 to 8 expected)", frame.orientation)));
+    }
+    for (name, text) in [("decoder", Some(&frame.decoder)), ("make", Some(&frame.make)), ("model", Some(&frame.model))]
+        .into_iter()
+        .chain([("timestamp", frame.timestamp.as_ref())])
+    {
+        if text.is_some_and(|t| t.len() > MAX_TEXT_BYTES) {
+            return Err(malformed(format!("{name} is longer than {MAX_TEXT_BYTES} bytes")));
+        }
+    }
+    if frame.exposure_time.is_some_and(|(_, d)| d == 0) {
+        return Err(malformed("exposure time has a zero denominator".into()));
+    }
+
+    Ok(RawInfo {
+        file: file.to_path_buf(),
+        format,
+        decoder: frame.decoder.clone(),
+        width: w as usize,
+        height: h as usize,
+        cpp: cpp as usize,
+        bits_per_sample: frame.bits_per_sample as u32,
+        cfa,
+        black_levels: frame.black_levels.clone(),
+        black_width: bw as usize,
+        black_height: bh as usize,
+        white_levels,
+        wb_coeffs,
+        xyz_to_cam,
+        active_area,
+        crop_area,
+        orientation: frame.orientation,
+        make: frame.make.trim().to_string(),
+        model: frame.model.trim().to_string(),
+        iso: frame.iso,
+        exposure_time: frame.exposure_time,
+        timestamp: frame.timestamp.clone(),
+    })
+}

@@ -1,0 +1,35 @@
+//! Shared by the RAW and image test binaries: sandboxes that compile the (5 MB) RAW guest once per
+//! test run, through an on-disk cache in cargo's per-target temporary directory.
+
+#![allow(dead_code)]
+
+use std::sync::OnceLock;
+
+use sandload::{Limits, Sandbox};
+
+fn cache_dir() -> cap_std::fs::Dir {
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("sandload-test-cache");
+    std::fs::create_dir_all(&path).unwrap();
+    cap_std::fs::Dir::open_ambient_dir(&path, cap_std::ambient_authority()).unwrap()
+}
+
+/// A sandbox with `limits`, sharing the compiled-guest cache.
+pub fn sandbox_with(limits: Limits) -> Sandbox {
+    Sandbox::builder().limits(limits).cache_dir(cache_dir()).build().unwrap()
+}
+
+/// One default sandbox per test binary.
+pub fn sandbox() -> &'static Sandbox {
+    static SANDBOX: OnceLock<Sandbox> = OnceLock::new();
+    SANDBOX.get_or_init(|| sandbox_with(Limits::default()))
+}
+
+/// Peak resident set of this process so far, in bytes (Linux `VmHWM`).
+pub fn peak_rss() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
