@@ -188,3 +188,24 @@ impl Input {
         Ok((file, data))
     }
 }
+
+impl Input {
+    /// Reads the whole content into memory (no mapping), refusing it first if it is larger than
+    /// `limits.max_file_bytes`. For callers that look at the bytes themselves, e.g. to
+    /// [`sniff`](crate::sniff) them before choosing what to open them as.
+    ///
+    /// # Errors
+    /// [`Error::LimitExceeded`] or [`Error::Io`].
+    pub fn read_all(self, limits: &Limits) -> Result<Bytes> {
+        let len = self.len()?;
+        if len > limits.max_file_bytes {
+            return Err(Error::LimitExceeded {
+                file: self.name,
+                limit: Limit::MaxFileBytes,
+                limit_value: limits.max_file_bytes,
+                value: len,
+            });
+        }
+        self.contents(len, DataAccess::Read)
+    }
+}

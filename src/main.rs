@@ -1,4 +1,5 @@
-//! `sandload`: inspect untrusted checkpoint files from the command line.
+//! `sandload`: inspect untrusted checkpoints and camera RAW files, and convert RAW files and
+//! images into safe outputs, from the command line.
 //!
 //! The CLI is thin over the library. It is the one place that turns a user's path into a
 //! capability: it opens the file's parent directory and hands the library that `Dir`.
@@ -11,12 +12,12 @@ use std::time::Duration;
 use cap_std::ambient_authority;
 use cap_std::fs::Dir;
 use clap::{Parser, Subcommand};
-use sandload::{Checkpoint, Error, Input, Limits, Receipt, Sandbox};
+use sandload::{Error, Input, Limits, Opened, RawImage, Receipt, Sandbox};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 #[derive(Parser)]
-#[command(name = "sandload", version, about = "Open untrusted checkpoints in a wasmtime sandbox")]
+#[command(name = "sandload", version, about = "Open untrusted checkpoints and camera RAW files in a wasmtime sandbox")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -29,57 +30,83 @@ enum Command {
         /// One JSON object per input, each on its own line.
         #[arg(long)]
         json: bool,
-        /// Add the SHA-256 of every tensor's bytes.
+        /// Add the SHA-256 of every tensor's bytes (of a RAW file's decoded samples, as u16
+        /// little-endian).
         #[arg(long)]
         digest: bool,
-        /// Largest file accepted, in bytes.
-        #[arg(long, value_name = "BYTES")]
-        max_file_size: Option<u64>,
-        /// Guest linear-memory cap, in bytes (at most 4 GiB).
-        #[arg(long, value_name = "BYTES")]
-        max_memory: Option<u64>,
-        /// Guest CPU deadline per file, in seconds (fractions allowed).
-        #[arg(long, value_name = "SECS")]
-        timeout: Option<f64>,
+        #[command(flatten)]
+        limits: LimitArgs,
         /// Files to inspect.
         #[arg(required = true, value_name = "PATH")]
         paths: Vec<PathBuf>,
     },
+    /// Decode an untrusted camera RAW file or image and write a safe output: `.png` / `.tiff`
+    /// (developed 16-bit sRGB image) or, for RAW files, `.safetensors` (the raw samples plus
+    /// metadata, for dataset building).
+    Convert {
+        /// The RAW file (DNG, CR2, NEF, ARW, ...) or image (PNG, JPEG, TIFF, WebP).
+        #[arg(value_name = "INPUT")]
+        input: PathBuf,
+        /// Where to write; the extension picks the format.
+        #[arg(short, long, value_name = "OUTPUT")]
+        output: PathBuf,
+        #[command(flatten)]
+        limits: LimitArgs,
+    },
+}
+
+#[derive(clap::Args)]
+struct LimitArgs {
+    /// Largest file accepted, in bytes.
+    #[arg(long, value_name = "BYTES")]
+    max_file_size: Option<u64>,
+    /// Guest linear-memory cap, in bytes (at most 4 GiB).
+    #[arg(long, value_name = "BYTES")]
+    max_memory: Option<u64>,
+    /// Guest CPU deadline per file, in seconds (fractions allowed).
+    #[arg(long, value_name = "SECS")]
+    timeout: Option<f64>,
+}
+
+impl LimitArgs {
+    fn sandbox(&self) -> Result<Sandbox, String> {
+        let mut limits = Limits::default();
+        if let Some(bytes) = self.max_file_size {
+            limits = limits.with_max_file_bytes(bytes);
+        }
+        if let Some(bytes) = self.max_memory {
+            limits = limits.with_guest_memory_bytes(bytes);
+        }
+        if let Some(secs) = self.timeout {
+            match Duration::try_from_secs_f64(secs) {
+                Ok(d) if !d.is_zero() => limits = limits.with_guest_time(d),
+                _ => return Err(format!("--timeout must be a positive number of seconds, got {secs}")),
+            }
+        }
+        let mut builder = Sandbox::builder();
+        builder.limits(limits);
+        if let Some(dir) = cache_dir() {
+            builder.cache_dir(dir);
+        }
+        builder.build().map_err(|e| e.to_string())
+    }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
-        Command::Inspect { json, digest, max_file_size, max_memory, timeout, paths } => {
-            let mut limits = Limits::default();
-            if let Some(bytes) = max_file_size {
-                limits = limits.with_max_file_bytes(bytes);
-            }
-            if let Some(bytes) = max_memory {
-                limits = limits.with_guest_memory_bytes(bytes);
-            }
-            if let Some(secs) = timeout {
-                match Duration::try_from_secs_f64(secs) {
-                    Ok(d) if !d.is_zero() => limits = limits.with_guest_time(d),
-                    _ => {
-                        eprintln!("sandload: --timeout must be a positive number of seconds, got {secs}");
-                        return ExitCode::from(2);
-                    }
-                }
-            }
-            let mut builder = Sandbox::builder();
-            builder.limits(limits);
-            if let Some(dir) = cache_dir() {
-                builder.cache_dir(dir);
-            }
-            let sandbox = match builder.build() {
-                Ok(s) => s,
-                Err(e) => {
-                    eprintln!("sandload: {e}");
-                    return ExitCode::from(2);
-                }
-            };
-            inspect(&sandbox, &paths, json, digest)
+    let (limits, run): (&LimitArgs, Box<dyn FnOnce(&Sandbox) -> ExitCode>) = match &cli.command {
+        Command::Inspect { json, digest, limits, paths } => {
+            (limits, Box::new(move |sandbox| inspect(sandbox, paths, *json, *digest)))
+        }
+        Command::Convert { input, output, limits } => {
+            (limits, Box::new(move |sandbox| convert(sandbox, input, output)))
+        }
+    };
+    match limits.sandbox() {
+        Ok(sandbox) => run(&sandbox),
+        Err(message) => {
+            eprintln!("sandload: {message}");
+            ExitCode::from(2)
         }
     }
 }
@@ -88,25 +115,37 @@ fn inspect(sandbox: &Sandbox, paths: &[PathBuf], json: bool, digest: bool) -> Ex
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let mut all_accepted = true;
+    // Drawn on stderr only when it is a terminal, and only for several files.
+    let progress = if paths.len() > 1 {
+        indicatif::ProgressBar::new(paths.len() as u64)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    progress.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} files, {per_sec}, eta {eta}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
     for path in paths {
         let (result, receipt) = match open_input(path) {
             Ok(input) => {
-                let (result, receipt) = sandbox.open_safetensors_with_receipt(input);
+                let (result, receipt) = sandbox.open_with_receipt(input);
                 (result, Some(receipt))
             }
             Err(e) => (Err(e), None),
         };
+        progress.inc(1);
         all_accepted &= result.is_ok();
         let line = if json {
             json_report(path, &result, receipt.as_ref(), digest).to_string()
         } else {
             human_report(path, &result, receipt.as_ref(), digest)
         };
-        if writeln!(out, "{line}").is_err() {
+        if progress.suspend(|| writeln!(out, "{line}")).is_err() {
             // stdout closed (e.g. piped into `head`): stop quietly.
             return ExitCode::from(1);
         }
     }
+    progress.finish_and_clear();
     if all_accepted { ExitCode::SUCCESS } else { ExitCode::from(1) }
 }
 
@@ -148,7 +187,7 @@ fn sha256_hex(bytes: &[u8]) -> String {
     Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn json_report(path: &Path, result: &Result<Checkpoint, Error>, receipt: Option<&Receipt>, digest: bool) -> Value {
+fn json_report(path: &Path, result: &Result<Opened, Error>, receipt: Option<&Receipt>, digest: bool) -> Value {
     let format = receipt.map_or("unknown", |r| r.format.name());
     let mut report = json!({
         "path": path.display().to_string(),
@@ -163,7 +202,10 @@ fn json_report(path: &Path, result: &Result<Checkpoint, Error>, receipt: Option<
     if let Some(rule) = result.as_ref().err().and_then(Error::rule) {
         obj["error"]["rule"] = json!(rule);
     }
-    if let Ok(ckpt) = result {
+    if let Ok(Opened::Raw(raw)) = result {
+        obj.insert("raw".into(), raw_json(raw, digest));
+    }
+    if let Ok(Opened::Checkpoint(ckpt)) = result {
         let tensors: Vec<Value> = ckpt
             .iter()
             .map(|t| {
@@ -190,6 +232,7 @@ fn json_report(path: &Path, result: &Result<Checkpoint, Error>, receipt: Option<
                     "max_file_bytes": r.limits.max_file_bytes,
                     "max_header_bytes": r.limits.max_header_bytes,
                     "max_tensors": r.limits.max_tensors,
+                    "max_pixels": r.limits.max_pixels,
                     "guest_memory_bytes": r.limits.guest_memory_bytes,
                     "guest_time_ms": r.limits.guest_time.as_millis() as u64,
                 },
@@ -199,24 +242,76 @@ fn json_report(path: &Path, result: &Result<Checkpoint, Error>, receipt: Option<
     report
 }
 
-fn human_report(path: &Path, result: &Result<Checkpoint, Error>, receipt: Option<&Receipt>, digest: bool) -> String {
+fn raw_json(raw: &RawImage, digest: bool) -> Value {
+    let info = raw.info();
+    let mut v = json!({
+        "width": info.width,
+        "height": info.height,
+        "cpp": info.cpp,
+        "cfa": info.cfa.as_ref().map(|c| c.name()),
+        "black_levels": info.black_levels,
+        "white_level": info.white_levels.iter().max(),
+        "make": info.make,
+        "model": info.model,
+        "decoder": info.decoder,
+        "bits_per_sample": info.bits_per_sample,
+        "white_levels": info.white_levels,
+        "wb_coeffs": info.wb_coeffs,
+        "orientation": info.orientation,
+        "iso": info.iso,
+        "exposure_time": info.exposure_time.map(|(n, d)| format!("{n}/{d}")),
+        "timestamp": info.timestamp,
+        "active_area": info.active_area.map(|r| [r.x, r.y, r.width, r.height]),
+        "crop_area": info.crop_area.map(|r| [r.x, r.y, r.width, r.height]),
+    });
+    if digest {
+        v["pixels_sha256"] = json!(sha256_hex(raw.samples()));
+    }
+    v
+}
+
+fn human_report(path: &Path, result: &Result<Opened, Error>, receipt: Option<&Receipt>, digest: bool) -> String {
     let format = receipt.map_or("unknown", |r| r.format.name());
+    let guest = |s: &mut String| {
+        if let Some(r) = receipt {
+            *s += &format!(
+                " (guest {:.2} ms, peak guest memory {} KiB)",
+                r.guest_time.as_secs_f64() * 1e3,
+                r.guest_peak_memory_bytes / 1024
+            );
+        }
+    };
     match result {
         Err(e) => format!("{}: REJECTED ({format}, {}): {e}", path.display(), e.kind()),
-        Ok(ckpt) => {
+        Ok(Opened::Raw(raw)) => {
+            let info = raw.info();
+            let mut s = format!(
+                "{}: accepted {format}, {}x{} x{} {} bits, CFA {}, black {:?}, white {:?}, {} {}",
+                path.display(),
+                info.width,
+                info.height,
+                info.cpp,
+                info.bits_per_sample,
+                info.cfa.as_ref().map_or("none".into(), |c| c.name()),
+                info.black_levels,
+                info.white_levels,
+                info.make,
+                info.model
+            );
+            guest(&mut s);
+            if digest {
+                s += &format!("\n  pixels sha256={}", sha256_hex(raw.samples()));
+            }
+            s
+        }
+        Ok(Opened::Checkpoint(ckpt)) => {
             let mut s = format!(
                 "{}: accepted {format}, {} tensors, header {} bytes",
                 path.display(),
                 ckpt.len(),
                 ckpt.header_len()
             );
-            if let Some(r) = receipt {
-                s += &format!(
-                    " (guest {:.2} ms, peak guest memory {} KiB)",
-                    r.guest_time.as_secs_f64() * 1e3,
-                    r.guest_peak_memory_bytes / 1024
-                );
-            }
+            guest(&mut s);
             for t in ckpt.iter() {
                 s += &format!("\n  {} {} {:?}", t.name, t.dtype.name(), t.shape);
                 if digest {
@@ -230,5 +325,143 @@ fn human_report(path: &Path, result: &Result<Checkpoint, Error>, receipt: Option
             }
             s
         }
+        Ok(_) => format!("{}: accepted {format}", path.display()),
     }
+}
+
+/// `convert`: RAW files by content go to the RAW decoder, everything else to the image decoder;
+/// the output is written to a temporary file beside OUTPUT and renamed into place, so a failed
+/// run never leaves a partial file.
+fn convert(sandbox: &Sandbox, input: &Path, output: &Path) -> ExitCode {
+    match convert_inner(sandbox, input, output) {
+        Ok(summary) => {
+            eprintln!("{}: {summary} -> {}", input.display(), output.display());
+            ExitCode::SUCCESS
+        }
+        Err(ConvertError::Usage(message)) => {
+            eprintln!("sandload: {message}");
+            ExitCode::from(2)
+        }
+        Err(ConvertError::Rejected(e)) => {
+            eprintln!("{}: REJECTED ({}): {e}", input.display(), e.kind());
+            ExitCode::from(1)
+        }
+    }
+}
+
+enum ConvertError {
+    Usage(String),
+    Rejected(Error),
+}
+
+impl From<Error> for ConvertError {
+    fn from(e: Error) -> Self {
+        ConvertError::Rejected(e)
+    }
+}
+
+fn convert_inner(sandbox: &Sandbox, input: &Path, output: &Path) -> Result<String, ConvertError> {
+    let ext = output.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).unwrap_or_default();
+    let image_format = match ext.as_str() {
+        "png" => Some(sandload::image::ImageFormat::Png),
+        "tif" | "tiff" => Some(sandload::image::ImageFormat::Tiff),
+        "safetensors" => None,
+        other => {
+            return Err(ConvertError::Usage(format!(
+                "output extension {other:?} not supported: use .png, .tiff or .safetensors"
+            )));
+        }
+    };
+    let bytes = open_input(input)?.read_all(sandbox.limits())?;
+    let sniffed = sandload::sniff(&bytes);
+    let is_raw = matches!(sniffed.format, sandload::Format::Dng | sandload::Format::Raw);
+    let (encoded, summary) = if is_raw {
+        let raw = sandbox.decode_raw(Input::from_bytes(bytes, input))?;
+        let info = raw.info();
+        let summary = format!("{} {}x{} RAW ({} {})", sniffed.format, info.width, info.height, info.make, info.model);
+        match image_format {
+            Some(format) => (encode(&sandload::image::DynamicImage::ImageRgb16(raw.develop16()?), format)?, summary),
+            None => (raw_safetensors(&raw).map_err(ConvertError::Usage)?, summary),
+        }
+    } else {
+        let Some(format) = image_format else {
+            return Err(ConvertError::Usage(format!(
+                "{} is {}, not a RAW file: only RAW files convert to .safetensors",
+                input.display(),
+                sniffed.what
+            )));
+        };
+        let decoded = sandbox.decode_image(Input::from_bytes(bytes, input))?;
+        let summary = format!("{} {}x{}", decoded.format, decoded.image.width(), decoded.image.height());
+        (encode(&decoded.image, format)?, summary)
+    };
+    write_atomically(output, &encoded).map_err(|e| ConvertError::Usage(format!("{}: {e}", output.display())))?;
+    Ok(summary)
+}
+
+fn encode(
+    image: &sandload::image::DynamicImage,
+    format: sandload::image::ImageFormat,
+) -> Result<Vec<u8>, ConvertError> {
+    let mut out = std::io::Cursor::new(Vec::new());
+    image.write_to(&mut out, format).map_err(|e| ConvertError::Usage(format!("encoding {format:?}: {e}")))?;
+    Ok(out.into_inner())
+}
+
+/// The samples as one U16 tensor `raw` of shape [height, width] (or [height, width, cpp]), with
+/// the frame's metadata as strings (the format's metadata is a string map).
+fn raw_safetensors(raw: &RawImage) -> Result<Vec<u8>, String> {
+    let info = raw.info();
+    let mut shape = vec![info.height, info.width];
+    if info.cpp > 1 {
+        shape.push(info.cpp);
+    }
+    let view = safetensors::tensor::TensorView::new(safetensors::Dtype::U16, shape, raw.samples())
+        .map_err(|e| format!("building the tensor: {e}"))?;
+    let text = |v: Value| v.to_string();
+    let mut metadata = std::collections::HashMap::from([
+        ("format".to_string(), "sandload-raw".to_string()),
+        ("source_format".to_string(), info.format.name().to_string()),
+        ("decoder".to_string(), info.decoder.clone()),
+        ("cfa".to_string(), info.cfa.as_ref().map_or(String::new(), |c| c.name())),
+        ("cfa_width".to_string(), info.cfa.as_ref().map_or(0, |c| c.width).to_string()),
+        ("cfa_height".to_string(), info.cfa.as_ref().map_or(0, |c| c.height).to_string()),
+        ("black_levels".to_string(), text(json!(info.black_levels))),
+        ("black_width".to_string(), info.black_width.to_string()),
+        ("black_height".to_string(), info.black_height.to_string()),
+        ("white_levels".to_string(), text(json!(info.white_levels))),
+        ("wb_coeffs".to_string(), text(json!(info.wb_coeffs))),
+        ("xyz_to_cam".to_string(), text(json!(info.xyz_to_cam))),
+        ("bits_per_sample".to_string(), info.bits_per_sample.to_string()),
+        ("orientation".to_string(), info.orientation.to_string()),
+        ("make".to_string(), info.make.clone()),
+        ("model".to_string(), info.model.clone()),
+        ("active_area".to_string(), text(json!(info.active_area.map(|r| [r.x, r.y, r.width, r.height])))),
+        ("crop_area".to_string(), text(json!(info.crop_area.map(|r| [r.x, r.y, r.width, r.height])))),
+    ]);
+    if let Some(iso) = info.iso {
+        metadata.insert("iso".into(), iso.to_string());
+    }
+    if let Some((n, d)) = info.exposure_time {
+        metadata.insert("exposure_time".into(), format!("{n}/{d}"));
+    }
+    if let Some(t) = &info.timestamp {
+        metadata.insert("timestamp".into(), t.clone());
+    }
+    safetensors::serialize([("raw", view)], Some(metadata)).map_err(|e| format!("writing safetensors: {e}"))
+}
+
+/// Writes `bytes` to a temporary file in `path`'s directory, then renames it over `path`.
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let name = path.file_name().ok_or_else(|| std::io::Error::other("output has no file name"))?;
+    let tmp = dir.join(format!(".{}.sandload-{}.tmp", name.to_string_lossy(), std::process::id()));
+    let result = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path));
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
 }
