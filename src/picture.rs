@@ -3,18 +3,18 @@
 use std::path::{Path, PathBuf};
 
 use image::{DynamicImage, ImageBuffer};
+use sandload_abi::Rule;
 use sandload_abi::image::{Layout, Picture, Request, Response};
 use sandload_abi::raw::Output;
-use sandload_abi::{GuestError, Rule};
 
 use crate::error::{Error, Result};
 use crate::input::Input;
-use crate::limits::{Limit, Limits};
-use crate::raw::{RawInfo, region_bytes};
+use crate::limits::Limits;
+use crate::raw::{RawInfo, guest_rejection, region_bytes, violation};
 use crate::receipt::Receipt;
 use crate::refusal::refuse_as_image;
 use crate::sandbox::{GuestKind, Sandbox};
-use crate::sniff::{Format, sniff};
+use crate::sniff::sniff;
 use crate::tensors::Violation;
 
 /// A decoded image: pixels copied once out of the guest into an `image` crate buffer.
@@ -77,7 +77,8 @@ impl Sandbox {
             let format = *format;
             sandbox.call_with(GuestKind::ImageDecoder, &file, &request, &data, stats, |response, memory| {
                 let response: Response = decode_response(response, &file, GuestKind::ImageDecoder)?;
-                let picture = response.map_err(|e| guest_rejection(&file, format, limits, e))?;
+                let picture =
+                    response.map_err(|e| guest_rejection(&file, format, limits, GuestKind::ImageDecoder, e))?;
                 let image = to_image(&picture, memory, limits).map_err(|v| violation(&file, format, limits, v))?;
                 Ok((picture.format, image))
             })
@@ -116,7 +117,7 @@ impl Sandbox {
             let format = *format;
             sandbox.call_with(GuestKind::RawDecoder, &file, &request, &data, stats, |response, memory| {
                 let response: sandload_abi::raw::Response = decode_response(response, &file, GuestKind::RawDecoder)?;
-                let frame = response.map_err(|e| guest_rejection(&file, format, limits, e))?;
+                let frame = response.map_err(|e| guest_rejection(&file, format, limits, GuestKind::RawDecoder, e))?;
                 let info = crate::raw::validate_frame(&frame, limits, &file, format)
                     .map_err(|v| violation(&file, format, limits, v))?;
                 let Some(preview) = frame.preview else { return Ok(None) };
@@ -139,31 +140,6 @@ fn decode_response<T: serde::de::DeserializeOwned>(response: &[u8], file: &Path,
         guest: guest.name(),
         message: format!("response does not decode: {e}"),
     })
-}
-
-fn guest_rejection(file: &Path, format: Format, limits: &Limits, e: GuestError) -> Error {
-    match e.rule {
-        Rule::PixelLimit => Error::LimitExceeded {
-            file: file.to_path_buf(),
-            limit: Limit::MaxPixels,
-            limit_value: limits.max_pixels,
-            value: e.value.unwrap_or(limits.max_pixels.saturating_add(1)),
-        },
-        Rule::BadRequest => Error::Internal(format!("image guest: {}", e.detail)),
-        rule => Error::malformed(file, format, rule.name(), e.offset, e.detail),
-    }
-}
-
-fn violation(file: &Path, format: Format, limits: &Limits, v: Violation) -> Error {
-    if v.rule == Rule::PixelLimit.name() {
-        return Error::LimitExceeded {
-            file: file.to_path_buf(),
-            limit: Limit::MaxPixels,
-            limit_value: limits.max_pixels,
-            value: v.offset.unwrap_or(limits.max_pixels.saturating_add(1)),
-        };
-    }
-    Error::malformed(file, format, v.rule, v.offset, v.detail)
 }
 
 /// Checks a guest's picture against its memory and the limits, and copies the pixels once into an

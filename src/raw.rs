@@ -275,7 +275,7 @@ impl Sandbox {
                 guest: GuestKind::RawDecoder.name(),
                 message: format!("response does not decode: {e}"),
             })?;
-            let frame = response.map_err(|e| guest_rejection(file, format, limits, e))?;
+            let frame = response.map_err(|e| guest_rejection(file, format, limits, GuestKind::RawDecoder, e))?;
             let info = validate_frame(&frame, limits, file, format).map_err(|v| violation(file, format, limits, v))?;
             let samples = match (output, frame.samples) {
                 (Output::Samples, Some(region)) => {
@@ -345,29 +345,30 @@ pub(crate) fn region_bytes<'m>(
     })
 }
 
-fn violation(file: &Path, format: Format, limits: &Limits, v: Violation) -> Error {
+/// The error for a host-side check that a guest's output failed.
+pub(crate) fn violation(file: &Path, format: Format, limits: &Limits, v: Violation) -> Error {
     if v.rule == Rule::PixelLimit.name() {
-        let value = v.offset.unwrap_or(limits.max_pixels.saturating_add(1));
-        return Error::LimitExceeded {
-            file: file.to_path_buf(),
-            limit: Limit::MaxPixels,
-            limit_value: limits.max_pixels,
-            value,
-        };
+        // validate_frame and to_image carry the pixel count in `offset`.
+        return pixel_limit(file, limits, v.offset);
     }
     Error::malformed(file, format, v.rule, v.offset, v.detail)
 }
 
-fn guest_rejection(file: &Path, format: Format, limits: &Limits, e: GuestError) -> Error {
+/// The error for a rule an image guest (RAW or picture) reports as broken.
+pub(crate) fn guest_rejection(file: &Path, format: Format, limits: &Limits, guest: GuestKind, e: GuestError) -> Error {
     match e.rule {
-        Rule::PixelLimit => Error::LimitExceeded {
-            file: file.to_path_buf(),
-            limit: Limit::MaxPixels,
-            limit_value: limits.max_pixels,
-            value: e.value.unwrap_or(limits.max_pixels.saturating_add(1)),
-        },
-        Rule::BadRequest => Error::Internal(format!("raw-decoder guest: {}", e.detail)),
+        Rule::PixelLimit => pixel_limit(file, limits, e.value),
+        Rule::BadRequest => Error::Internal(format!("{} guest: {}", guest.name(), e.detail)),
         rule => Error::malformed(file, format, rule.name(), e.offset, e.detail),
+    }
+}
+
+fn pixel_limit(file: &Path, limits: &Limits, pixels: Option<u64>) -> Error {
+    Error::LimitExceeded {
+        file: file.to_path_buf(),
+        limit: Limit::MaxPixels,
+        limit_value: limits.max_pixels,
+        value: pixels.unwrap_or(limits.max_pixels.saturating_add(1)),
     }
 }
 

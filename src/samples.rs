@@ -291,19 +291,7 @@ pub fn onnx() -> Vec<u8> {
 
 /// A 1x1 grey PNG (signature, IHDR, IDAT, IEND with correct CRCs).
 pub fn png() -> Vec<u8> {
-    fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
-        out.extend_from_slice(&(data.len() as u32).to_be_bytes());
-        let mut crc_input = kind.to_vec();
-        crc_input.extend_from_slice(data);
-        out.extend_from_slice(&crc_input);
-        out.extend_from_slice(&crc32(&crc_input).to_be_bytes());
-    }
-    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
-    chunk(&mut out, b"IHDR", &[0, 0, 0, 1, 0, 0, 0, 1, 8, 0, 0, 0, 0]);
-    // zlib stream of the one scanline [filter 0, pixel 0x80], stored block.
-    chunk(&mut out, b"IDAT", &[0x78, 0x01, 0x01, 0x02, 0x00, 0xfd, 0xff, 0x00, 0x80, 0x00, 0x81, 0x00, 0x81]);
-    chunk(&mut out, b"IEND", &[]);
-    out
+    png_with_header(1, 1, 0, &[0, 0x80])
 }
 
 /// A JPEG head (SOI, APP0/JFIF).

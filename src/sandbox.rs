@@ -330,21 +330,10 @@ impl Sandbox {
     }
 
     /// Runs one guest call in a fresh store: writes `request` and `payload` into the guest,
-    /// calls it, and returns a copy of its response bytes. Records what happened in `stats`.
-    pub(crate) fn call(
-        &self,
-        kind: GuestKind,
-        file: &Path,
-        request: &[u8],
-        payload: &[u8],
-        stats: &mut GuestStats,
-    ) -> Result<Vec<u8>> {
-        self.call_with(kind, file, request, payload, stats, |response, _| Ok(response.to_vec()))
-    }
-
-    /// Like [`call`](Sandbox::call), but hands `extract` the response bytes and the whole guest
-    /// memory before the instance is dropped, so that bulk output (decoded pixels) can be copied
-    /// out once, straight from where the guest left it. `extract` must treat both as hostile.
+    /// calls it, and hands `extract` the response bytes and the whole guest memory before the
+    /// instance is dropped, so that bulk output (decoded pixels) can be copied out once, straight
+    /// from where the guest left it. `extract` must treat both as hostile. Records what happened
+    /// in `stats`.
     pub(crate) fn call_with<T>(
         &self,
         kind: GuestKind,

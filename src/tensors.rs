@@ -198,7 +198,10 @@ impl Sandbox {
         let request =
             Request { file_len: len, max_header_bytes: limits.max_header_bytes, max_tensors: limits.max_tensors };
         let request = sandload_abi::encode(&request).map_err(|e| Error::Internal(format!("encoding request: {e}")))?;
-        let response = self.call(GuestKind::SafetensorsHeader, &file, &request, &data[..payload_len], stats)?;
+        let response =
+            self.call_with(GuestKind::SafetensorsHeader, &file, &request, &data[..payload_len], stats, |r, _| {
+                Ok(r.to_vec())
+            })?;
         let response: Response = sandload_abi::decode(&response).map_err(|e| Error::GuestTrap {
             file: file.clone(),
             guest: GuestKind::SafetensorsHeader.name(),

@@ -8,20 +8,11 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{peak_rss, sandbox_with};
+use common::{current_rss, peak_rss, sandbox_with};
 use sandload::samples::{self, Dng, TiffValue};
 use sandload::{Error, Input, Limits};
 
 const CAP: u64 = 256 << 20;
-
-fn current_rss() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map_or(0, |kb| kb * 1024)
-}
 
 /// A TIFF whose IFD0 lists itself as its own SubIFD and as its next IFD.
 fn subifd_self_loop() -> Vec<u8> {

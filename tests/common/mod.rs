@@ -24,12 +24,22 @@ pub fn sandbox() -> &'static Sandbox {
     SANDBOX.get_or_init(|| sandbox_with(Limits::default()))
 }
 
-/// Peak resident set of this process so far, in bytes (Linux `VmHWM`).
-pub fn peak_rss() -> u64 {
+/// A `kB` field of `/proc/self/status` (Linux), in bytes; 0 where unavailable.
+pub fn status_bytes(field: &str) -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         .map_or(0, |kb| kb * 1024)
+}
+
+/// Peak resident set of this process so far, in bytes.
+pub fn peak_rss() -> u64 {
+    status_bytes("VmHWM")
+}
+
+/// Resident set of this process now, in bytes.
+pub fn current_rss() -> u64 {
+    status_bytes("VmRSS")
 }
