@@ -39,6 +39,49 @@ impl BayerPlanes {
     }
 }
 
+/// Scales samples to [0, 1]: `(s - black) / (white - black)`, clamped, with the black-level
+/// block and the reciprocals precomputed (validation guarantees white > black everywhere).
+struct Normalizer<'a> {
+    samples: &'a [u8],
+    width: usize,
+    cpp: usize,
+    block_w: usize,
+    block_h: usize,
+    /// Per block cell and component: (black, 1 / (white - black)).
+    cells: Vec<(f32, f32)>,
+}
+
+impl<'a> Normalizer<'a> {
+    fn new(raw: &'a RawImage) -> Self {
+        let info = raw.info();
+        let mut cells = Vec::with_capacity(info.black_levels.len());
+        for (i, &black) in info.black_levels.iter().enumerate() {
+            let white = info.white_levels[i % info.cpp] as f32;
+            cells.push((black, 1.0 / (white - black)));
+        }
+        Normalizer {
+            samples: raw.samples(),
+            width: info.width,
+            cpp: info.cpp,
+            block_w: info.black_width,
+            block_h: info.black_height,
+            cells,
+        }
+    }
+
+    /// Normalized component `c` of pixels `cols` of `row`, appended to `out`.
+    fn row(&self, row: usize, cols: std::ops::Range<usize>, c: usize, step: usize, out: &mut Vec<f32>) {
+        let cells = &self.cells[(row % self.block_h) * self.block_w * self.cpp..][..self.block_w * self.cpp];
+        let base = row * self.width;
+        for col in cols.step_by(step) {
+            let i = ((base + col) * self.cpp + c) * 2;
+            let s = f32::from(u16::from_le_bytes([self.samples[i], self.samples[i + 1]]));
+            let (black, inv) = cells[(col % self.block_w) * self.cpp + c];
+            out.push(((s - black) * inv).clamp(0.0, 1.0));
+        }
+    }
+}
+
 impl RawImage {
     /// The sample at (`row`, `col`, `c`) scaled to [0, 1] by the black and white levels.
     pub fn normalized(&self, row: usize, col: usize, c: usize) -> f32 {
@@ -92,11 +135,12 @@ impl RawImage {
             }
         };
         let (pw, ph) = (area.width / 2, area.height / 2);
+        let norm = Normalizer::new(self);
         let mut data = Vec::with_capacity(4 * pw * ph);
         for (dy, dx) in order {
             for y in 0..ph {
-                let row = area.y + 2 * y + dy;
-                data.extend((0..pw).map(|x| self.normalized(row, area.x + 2 * x + dx, 0)));
+                let start = area.x + dx;
+                norm.row(area.y + 2 * y + dy, start..start + 2 * pw, 0, 2, &mut data);
             }
         }
         Ok(BayerPlanes { width: pw, height: ph, data })
@@ -114,10 +158,16 @@ impl RawImage {
         let camera = match (&info.cfa, info.cpp) {
             (Some(_), 1) => self.demosaic(area),
             (None, 3) => {
+                let norm = Normalizer::new(self);
                 let mut out = Vec::with_capacity(area.width * area.height * 3);
+                let mut planes = [Vec::new(), Vec::new(), Vec::new()];
                 for row in area.y..area.y + area.height {
-                    for col in area.x..area.x + area.width {
-                        out.extend((0..3).map(|c| self.normalized(row, col, c)));
+                    for (c, plane) in planes.iter_mut().enumerate() {
+                        plane.clear();
+                        norm.row(row, area.x..area.x + area.width, c, 1, plane);
+                    }
+                    for i in 0..area.width {
+                        out.extend([planes[0][i], planes[1][i], planes[2][i]]);
                     }
                 }
                 out
@@ -174,36 +224,42 @@ impl RawImage {
         let info = self.info();
         let cfa = info.cfa.as_ref().expect("checked by caller");
         let (w, h) = (info.width, info.height);
-        // Normalized mosaic over the area plus a one-pixel margin (clamped to the frame), so that
-        // each sample is scaled once rather than up to nine times.
+        // Normalized mosaic and its colour channels over the area plus a one-pixel margin
+        // (clamped to the frame), so that each sample is scaled and classified once.
         let (x0, y0) = (area.x.saturating_sub(1), area.y.saturating_sub(1));
         let (x1, y1) = ((area.x + area.width + 1).min(w), (area.y + area.height + 1).min(h));
         let mw = x1 - x0;
+        let norm = Normalizer::new(self);
         let mut mosaic = Vec::with_capacity(mw * (y1 - y0));
+        let mut channel = Vec::with_capacity(mw * (y1 - y0));
         for row in y0..y1 {
-            mosaic.extend((x0..x1).map(|col| self.normalized(row, col, 0)));
+            norm.row(row, x0..x1, 0, 1, &mut mosaic);
+            channel.extend((x0..x1).map(|col| match cfa.color_at(row, col) {
+                CfaColor::Red => 0u8,
+                CfaColor::Green | CfaColor::Other => 1,
+                CfaColor::Blue => 2,
+            }));
         }
-        let channel = |row: usize, col: usize| match cfa.color_at(row, col) {
-            CfaColor::Red => 0,
-            CfaColor::Green | CfaColor::Other => 1,
-            CfaColor::Blue => 2,
-        };
         let mut out = Vec::with_capacity(area.width * area.height * 3);
         for row in area.y..area.y + area.height {
+            let (r0, r1) = (row.saturating_sub(1).max(y0) - y0, (row + 2).min(y1) - y0);
             for col in area.x..area.x + area.width {
-                let own = channel(row, col);
+                let (c0, c1) = (col.saturating_sub(1).max(x0) - x0, (col + 2).min(x1) - x0);
+                let here = (row - y0) * mw + (col - x0);
                 let mut sum = [0f32; 3];
                 let mut n = [0u32; 3];
-                for r in row.saturating_sub(1)..(row + 2).min(y1) {
-                    for c in col.saturating_sub(1)..(col + 2).min(x1) {
-                        let ch = channel(r, c);
-                        sum[ch] += mosaic[(r - y0) * mw + (c - x0)];
+                for r in r0..r1 {
+                    let line = r * mw;
+                    for i in line + c0..line + c1 {
+                        let ch = usize::from(channel[i]);
+                        sum[ch] += mosaic[i];
                         n[ch] += 1;
                     }
                 }
+                let own = usize::from(channel[here]);
                 for ch in 0..3 {
                     out.push(if ch == own {
-                        mosaic[(row - y0) * mw + (col - x0)]
+                        mosaic[here]
                     } else if n[ch] > 0 {
                         sum[ch] / n[ch] as f32
                     } else {
