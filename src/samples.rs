@@ -484,6 +484,8 @@ pub struct Dng {
     pub strip_offset: Option<u32>,
     /// Link IFD0's next-IFD pointer to IFD0 itself (an IFD cycle).
     pub self_loop: bool,
+    /// Store the samples as a lossless JPEG (DNG compression 7) instead of uncompressed.
+    pub lossless_jpeg: bool,
 }
 
 impl Dng {
@@ -514,6 +516,7 @@ impl Dng {
             declared_size: None,
             strip_offset: None,
             self_loop: false,
+            lossless_jpeg: false,
         }
     }
 
@@ -529,7 +532,11 @@ impl Dng {
     /// The file's bytes.
     pub fn to_bytes(&self) -> Vec<u8> {
         let (w, h) = self.declared_size.unwrap_or((self.width, self.height));
-        let data: Vec<u8> = self.samples.iter().flat_map(|s| s.to_le_bytes()).collect();
+        let data: Vec<u8> = if self.lossless_jpeg {
+            lossless_jpeg(self.width * u32::from(self.cpp), self.height, &self.samples)
+        } else {
+            self.samples.iter().flat_map(|s| s.to_le_bytes()).collect()
+        };
         let strip = match self.strip_offset {
             Some(at) => longs(&[at]),
             None => TiffValue::BlobOffset(0),
@@ -540,8 +547,8 @@ impl Dng {
             (256, 4, 1, longs(&[w])),
             (257, 4, 1, longs(&[h])),
             (258, 3, u32::from(cpp), shorts(&vec![16; usize::from(cpp)])),
-            (259, 3, 1, shorts(&[1])),                                    // Compression: none
-            (262, 3, 1, shorts(&[if cpp == 1 { 32803 } else { 34892 }])), // CFA / LinearRaw
+            (259, 3, 1, shorts(&[if self.lossless_jpeg { 7 } else { 1 }])), // Compression: none or lossless JPEG
+            (262, 3, 1, shorts(&[if cpp == 1 { 32803 } else { 34892 }])),   // CFA / LinearRaw
             (273, 4, 1, strip),
             (277, 3, 1, shorts(&[cpp])),
             (278, 4, 1, longs(&[h])),
@@ -688,4 +695,86 @@ pub fn jpeg_with_dimensions(width: u16, height: u16) -> Vec<u8> {
     out.extend_from_slice(&[0x00; 16]);
     out.extend_from_slice(&[0xFF, 0xD9]);
     out
+}
+
+/// A 16-bit, one-component lossless JPEG (ITU T.81 process 14, SOF3, predictor 1) of a
+/// `width x height` image: the compression DNG files use. The Huffman table gives every
+/// difference category (0 to 16) a 5-bit code, which is valid if not optimal.
+pub fn lossless_jpeg(width: u32, height: u32, samples: &[u16]) -> Vec<u8> {
+    assert_eq!(samples.len(), width as usize * height as usize, "samples must be width x height");
+    let (w16, h16) = (u16::try_from(width).expect("width < 65536"), u16::try_from(height).expect("height < 65536"));
+    let mut out = vec![0xFF, 0xD8];
+    // DHT: DC table 0, 17 codes of length 5 for categories 0..=16.
+    out.extend_from_slice(&[0xFF, 0xC4, 0x00, 36, 0x00]);
+    let mut bits = [0u8; 16];
+    bits[4] = 17;
+    out.extend_from_slice(&bits);
+    out.extend(0..=16u8);
+    // SOF3: 16-bit precision, one component with id 1, no subsampling.
+    out.extend_from_slice(&[0xFF, 0xC3, 0x00, 11, 16]);
+    out.extend_from_slice(&h16.to_be_bytes());
+    out.extend_from_slice(&w16.to_be_bytes());
+    out.extend_from_slice(&[1, 1, 0x11, 0]);
+    // SOS: component 1 with table 0, predictor 1 (left), no point transform.
+    out.extend_from_slice(&[0xFF, 0xDA, 0x00, 8, 1, 1, 0x00, 1, 0, 0]);
+
+    let mut bits = BitWriter { out, acc: 0, pending: 0 };
+    let (w, h) = (width as usize, height as usize);
+    for y in 0..h {
+        for x in 0..w {
+            let predicted = match (y, x) {
+                (0, 0) => 1 << 15,
+                (_, 0) => i32::from(samples[(y - 1) * w]),
+                _ => i32::from(samples[y * w + x - 1]),
+            };
+            // Differences are taken modulo 2^16 and read as signed.
+            let mut diff = i32::from(samples[y * w + x]) - predicted;
+            if diff > 32768 {
+                diff -= 65536;
+            } else if diff < -32767 {
+                diff += 65536;
+            }
+            let category = if diff.unsigned_abs() == 32768 { 16 } else { 32 - diff.unsigned_abs().leading_zeros() };
+            bits.put(category, 5);
+            if (1..16).contains(&category) {
+                let extra = if diff > 0 { diff } else { diff + (1 << category) - 1 };
+                bits.put(extra as u32, category);
+            }
+        }
+    }
+    let mut out = bits.finish();
+    out.extend_from_slice(&[0xFF, 0xD9]);
+    out
+}
+
+/// MSB-first bit writer with JPEG byte stuffing.
+struct BitWriter {
+    out: Vec<u8>,
+    acc: u64,
+    pending: u32,
+}
+
+impl BitWriter {
+    /// Appends the low `len` (at most 16) bits of `value`.
+    fn put(&mut self, value: u32, len: u32) {
+        // At most 7 + 16 bits are pending, so the u64 never drops an unwritten bit.
+        self.acc = (self.acc << len) | u64::from(value & ((1u32 << len) - 1));
+        self.pending += len;
+        while self.pending >= 8 {
+            self.pending -= 8;
+            let byte = (self.acc >> self.pending) as u8;
+            self.out.push(byte);
+            if byte == 0xFF {
+                self.out.push(0x00); // byte stuffing
+            }
+        }
+    }
+
+    /// Pads the last byte with 1-bits and returns the output.
+    fn finish(mut self) -> Vec<u8> {
+        if self.pending > 0 {
+            self.put(0x7F, 8 - self.pending);
+        }
+        self.out
+    }
 }

@@ -41,6 +41,36 @@ fn uncompressed_dng_decodes_to_exactly_the_samples_written() {
 }
 
 #[test]
+fn lossless_jpeg_dng_decodes_to_exactly_the_samples_written() {
+    // DNG compression 7 (lossless JPEG, as cameras and Adobe's converter write it), with
+    // differences of every category including wrap-around at 0 and 65535.
+    let (w, h) = (37u32, 23u32);
+    let mut state = 12345u32;
+    let samples: Vec<u16> = (0..w * h)
+        .map(|i| match i % 5 {
+            0 => 0,
+            1 => 65535,
+            _ => {
+                state = state.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                (state >> 8) as u16
+            }
+        })
+        .collect();
+    let dng = Dng { lossless_jpeg: true, ..Dng::new(w, h, samples.clone()) };
+    let bytes = dng.to_bytes();
+    assert!(bytes.len() < (w * h * 2) as usize + 4096, "compressed strip");
+    let raw = decode(bytes, "ljpeg.dng").unwrap();
+    assert_eq!((raw.info().width, raw.info().height), (w as usize, h as usize));
+    assert_eq!(raw.samples_u16(), samples);
+
+    // A smooth 12 MP-like pattern compresses well and still round-trips.
+    let dng = Dng { lossless_jpeg: true, ..Dng::patterned(120, 80) };
+    let bytes = dng.to_bytes();
+    assert!(bytes.len() < 120 * 80 * 2, "{} bytes", bytes.len());
+    assert_eq!(decode(bytes, "ljpeg2.dng").unwrap().samples_u16(), dng.samples);
+}
+
+#[test]
 fn every_bayer_phase_is_reported_and_packed_as_rggb() {
     let (w, h) = (8u32, 6u32);
     let samples: Vec<u16> = (0..w * h).map(|i| (i * 1000) as u16).collect();
