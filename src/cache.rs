@@ -37,7 +37,15 @@ impl CompiledCache {
     /// Loads a guest compiled by an earlier run, or compiles it and stores the result. Cache
     /// failures (unreadable, unwritable, corrupt entry) fall back to compiling: they cost time,
     /// never correctness.
-    pub(crate) fn load_or_compile(&self, engine: &Engine, guest: &str, wasm: &[u8]) -> wasmtime::Result<Module> {
+    /// `compile` produces the module on a miss (the entry is keyed by `wasm`, whatever
+    /// `compile` does with it, e.g. pre-initialize it first).
+    pub(crate) fn load_or_compile(
+        &self,
+        engine: &Engine,
+        guest: &str,
+        wasm: &[u8],
+        compile: impl FnOnce() -> wasmtime::Result<Module>,
+    ) -> wasmtime::Result<Module> {
         let name = Self::entry_name(engine, guest, wasm);
         if let Ok(bytes) = self.dir.read(&name) {
             // SAFETY: `Module::deserialize` runs the native code in `bytes`. The entry was written
@@ -49,7 +57,7 @@ impl CompiledCache {
                 return Ok(module);
             }
         }
-        let module = Module::new(engine, wasm)?;
+        let module = compile()?;
         if let Ok(bytes) = module.serialize() {
             // Write then rename, so that a concurrent reader never sees a partial entry.
             let tmp = format!("{name}.tmp{}", std::process::id());
