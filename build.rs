@@ -34,14 +34,28 @@ fn main() {
         println!("cargo:rerun-if-changed={}", root.join(path).display());
     }
     println!("cargo:rerun-if-env-changed=SANDLOAD_GUEST_TARGET_DIR");
+    println!("cargo:rerun-if-env-changed=SANDLOAD_GUEST_TOOLCHAIN");
 
     let target_dir = match env::var_os("SANDLOAD_GUEST_TARGET_DIR") {
         Some(dir) => PathBuf::from(dir),
         None => host_target_dir(&out_dir).unwrap_or_else(|| out_dir.clone()).join("sandload-guests"),
     };
 
-    let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut cmd = Command::new(cargo);
+    // By default the guests build with the host build's own toolchain. SANDLOAD_GUEST_TOOLCHAIN
+    // names another rustup toolchain instead: fuzzing needs nightly for the host, but a nightly
+    // may lack the wasm32-wasip1 target (fuzz/.cargo/config.toml sets "stable").
+    let mut cmd = match env::var("SANDLOAD_GUEST_TOOLCHAIN") {
+        Ok(toolchain) if !toolchain.is_empty() => {
+            let mut cmd = Command::new("rustup");
+            cmd.args(["run", &toolchain, "cargo"]);
+            // Cargo points these at the host build's toolchain.
+            for var in ["RUSTC", "RUSTDOC", "RUSTUP_TOOLCHAIN", "CARGO"] {
+                cmd.env_remove(var);
+            }
+            cmd
+        }
+        _ => Command::new(env::var_os("CARGO").unwrap_or_else(|| "cargo".into())),
+    };
     cmd.arg("build")
         .arg("--release")
         .arg("--target=wasm32-wasip1")
@@ -86,7 +100,8 @@ fn main() {
     if !status.success() {
         panic!(
             "building the wasm guests failed ({status}). They need the wasm32-wasip1 target: \
-             run `rustup target add wasm32-wasip1` (for this toolchain) and build again."
+             run `rustup target add wasm32-wasip1` (for this toolchain) and build again, or set \
+             SANDLOAD_GUEST_TOOLCHAIN to a rustup toolchain that has it (e.g. `stable`)."
         );
     }
 

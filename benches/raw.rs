@@ -3,6 +3,10 @@
 //! (6000x4000). Both sides start from the file's bytes in memory and end with the u16 samples.
 //! Also: developing the 12 MP frame (demosaic + white balance + colour matrix) on the host.
 //!
+//! rawler parallelises some decoders with rayon; the guest decodes on one thread (WASI has no
+//! threads), so `native-rawler-1-thread` is the like-for-like baseline and `native-rawler` the
+//! in-process default on this machine.
+//!
 //! Peak host RSS of each path is measured in a separate process by `examples/raw_rss.rs`.
 //!
 //! Run: `cargo bench --bench raw`. Set `SANDLOAD_BENCH_QUICK=1` for a short run.
@@ -10,7 +14,7 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{Criterion, criterion_group};
 use rawler::decoders::RawDecodeParams;
 use rawler::rawsource::RawSource;
 use sandload::samples::Dng;
@@ -34,6 +38,10 @@ fn decode(c: &mut Criterion) {
         let mut g = c.benchmark_group(format!("raw-{name}"));
         g.sample_size(10).measurement_time(Duration::from_secs(if quick() { 3 } else { 15 }));
         g.bench_function("native-rawler", |b| b.iter(|| black_box(native_decode(&bytes))));
+        let one_thread = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+        g.bench_function("native-rawler-1-thread", |b| {
+            b.iter(|| one_thread.install(|| black_box(native_decode(&bytes))))
+        });
         g.bench_function("sandload", |b| {
             b.iter(|| {
                 black_box(sandbox.decode_raw(Input::from_bytes(bytes.clone(), "bench.dng")).unwrap().samples().len())
@@ -53,5 +61,21 @@ fn quick() -> bool {
     std::env::var_os("SANDLOAD_BENCH_QUICK").is_some()
 }
 
+mod report;
+
 criterion_group!(benches, decode);
-criterion_main!(benches);
+
+fn main() {
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+    let pair = |group, native| report::Pair { group, native, sandload: "sandload" };
+    report::print_ratios(
+        "raw",
+        &[
+            pair("raw-12MP", "native-rawler"),
+            pair("raw-12MP", "native-rawler-1-thread"),
+            pair("raw-24MP", "native-rawler"),
+            pair("raw-24MP", "native-rawler-1-thread"),
+        ],
+    );
+}

@@ -13,7 +13,7 @@ use std::hint::black_box;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{Criterion, criterion_group};
 use sandload::samples::{self, Tensor};
 use sandload::{Dtype, Input, Sandbox};
 
@@ -180,5 +180,22 @@ fn config() -> Criterion {
     }
 }
 
+mod report;
+
 criterion_group! { name = benches; config = config(); targets = first_use, tiny, cold, many_tensors, one_gib }
-criterion_main!(benches);
+
+fn main() {
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+    let pair = |group, native, sandload| report::Pair { group, native, sandload };
+    report::print_ratios(
+        "safetensors",
+        &[
+            pair("tiny", "native", "sandload"),
+            pair("tiny", "native", "sandload-unpooled"),
+            pair("1GiB", "open+views/native-mmap", "open+views/sandload"),
+            pair("1GiB", "open+read-all/native-mmap", "open+read-all/sandload"),
+            pair("100k-tensors", "native", "sandload"),
+        ],
+    );
+}

@@ -50,7 +50,7 @@ pub use tensors::{Checkpoint, Dtype, TensorInfo, TensorView};
 pub mod fuzzing {
     //! Entry points for the fuzz targets; not a stable API.
     pub use crate::picture::to_image;
-    pub use crate::raw::validate_frame;
+    pub use crate::raw::{accept_frame, validate_frame};
     pub use crate::tensors::{Layout, Violation, validate_table};
     pub use sandload_abi as abi;
 }

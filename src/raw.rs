@@ -270,31 +270,7 @@ impl Sandbox {
         let request = sandload_abi::encode(&request).map_err(|e| Error::Internal(format!("encoding request: {e}")))?;
         let format = *format;
         self.call_with(GuestKind::RawDecoder, file, &request, data, stats, |response, memory| {
-            let response: Response = sandload_abi::decode(response).map_err(|e| Error::GuestTrap {
-                file: file.to_path_buf(),
-                guest: GuestKind::RawDecoder.name(),
-                message: format!("response does not decode: {e}"),
-            })?;
-            let frame = response.map_err(|e| guest_rejection(file, format, limits, GuestKind::RawDecoder, e))?;
-            let info = validate_frame(&frame, limits, file, format).map_err(|v| violation(file, format, limits, v))?;
-            let samples = match (output, frame.samples) {
-                (Output::Samples, Some(region)) => {
-                    let expected = (info.width * info.height * info.cpp * 2) as u64;
-                    let bytes = region_bytes(memory, region, expected, "samples")
-                        .map_err(|v| violation(file, format, limits, v))?;
-                    Some(Bytes::copy_from_slice(bytes))
-                }
-                (Output::Samples, None) => {
-                    return Err(violation(
-                        file,
-                        format,
-                        limits,
-                        bad(Rule::RawMalformed, "guest returned no samples".into()),
-                    ));
-                }
-                _ => None,
-            };
-            Ok((info, samples))
+            accept_frame(response, memory, output, limits, file, format)
         })
     }
 
@@ -312,6 +288,40 @@ impl Sandbox {
         let receipt = stats.receipt(self, file, format, started, &result);
         (result, receipt)
     }
+}
+
+/// Everything the host does with the raw-decoder guest's answer: decodes the response, re-checks
+/// the frame, and copies the samples (if asked for) out of the guest's memory. Both `response`
+/// and `memory` are hostile. Public (hidden) for the fuzz targets.
+#[doc(hidden)]
+pub fn accept_frame(
+    response: &[u8],
+    memory: &[u8],
+    output: Output,
+    limits: &Limits,
+    file: &Path,
+    format: Format,
+) -> Result<(RawInfo, Option<Bytes>)> {
+    let response: Response = sandload_abi::decode(response).map_err(|e| Error::GuestTrap {
+        file: file.to_path_buf(),
+        guest: GuestKind::RawDecoder.name(),
+        message: format!("response does not decode: {e}"),
+    })?;
+    let frame = response.map_err(|e| guest_rejection(file, format, limits, GuestKind::RawDecoder, e))?;
+    let info = validate_frame(&frame, limits, file, format).map_err(|v| violation(file, format, limits, v))?;
+    let samples = match (output, frame.samples) {
+        (Output::Samples, Some(region)) => {
+            let expected = (info.width * info.height * info.cpp * 2) as u64;
+            let bytes =
+                region_bytes(memory, region, expected, "samples").map_err(|v| violation(file, format, limits, v))?;
+            Some(Bytes::copy_from_slice(bytes))
+        }
+        (Output::Samples, None) => {
+            return Err(violation(file, format, limits, bad(Rule::RawMalformed, "guest returned no samples".into())));
+        }
+        _ => None,
+    };
+    Ok((info, samples))
 }
 
 fn bad(rule: Rule, detail: String) -> Violation {

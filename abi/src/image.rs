@@ -13,6 +13,7 @@ use crate::raw::Region;
 
 /// What the host asks of the guest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct Request {
     /// Length of the file in bytes (the payload is the whole file).
     pub file_len: u64,
@@ -29,6 +30,7 @@ pub type Response = Result<Picture, GuestError>;
 /// Memory layout of decoded pixels (channels interleaved, samples native-endian = little-endian
 /// on wasm32).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub enum Layout {
     /// 8-bit grey.
     L8,
@@ -94,6 +96,7 @@ impl Layout {
 
 /// A decoded picture whose pixels are in guest memory.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct Picture {
     /// The container format the decoder recognised (e.g. "png").
     pub format: String,

@@ -71,6 +71,7 @@ pub mod exports {
 /// Why a guest refused its input. Which [`Rule`] applies is decided by the guest; the host turns
 /// this into its own error type and adds the file name.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct GuestError {
     /// The rule the input broke.
     pub rule: Rule,
@@ -84,6 +85,7 @@ pub struct GuestError {
 
 /// The validation rules a guest can report as broken. Host-side errors reuse the same names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[non_exhaustive]
 pub enum Rule {
     /// The file is shorter than the 8-byte header length prefix.

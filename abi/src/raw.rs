@@ -12,6 +12,7 @@ use crate::GuestError;
 
 /// What the host asks of the guest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct Request {
     /// Length of the file in bytes (the payload is the whole file).
     pub file_len: u64,
@@ -24,6 +25,7 @@ pub struct Request {
 
 /// What the `raw-decoder` guest decodes besides the metadata.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub enum Output {
     /// Metadata only (the samples are still decoded, to check the file, but not returned).
     Metadata,
@@ -38,6 +40,7 @@ pub type Response = Result<Frame, GuestError>;
 
 /// A region of guest memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct Region {
     /// Byte offset in guest memory.
     pub ptr: u32,
@@ -47,6 +50,7 @@ pub struct Region {
 
 /// A rectangle in sensor coordinates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct Rect {
     /// Left column.
     pub x: u64,
@@ -60,6 +64,7 @@ pub struct Rect {
 
 /// The decoded frame's metadata, plus where its samples are.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct Frame {
     /// Name of the decoder rawler chose (e.g. "dng").
     pub decoder: String,

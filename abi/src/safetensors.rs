@@ -11,6 +11,7 @@ use crate::GuestError;
 
 /// What the host asks of the guest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct Request {
     /// Length of the whole file in bytes (the guest sees only the header).
     pub file_len: u64,
@@ -25,6 +26,7 @@ pub type Response = Result<Table, GuestError>;
 
 /// The validated tensor table. The host re-checks all of it against the real file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct Table {
     /// Header length as read from the 8-byte prefix.
     pub header_len: u64,
@@ -36,6 +38,7 @@ pub struct Table {
 
 /// One tensor of the table.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct TensorEntry {
     /// Tensor name (the JSON key).
     pub name: String,
@@ -51,6 +54,7 @@ pub struct TensorEntry {
 
 /// Element types of the safetensors format (0.8), by their names in the header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[allow(non_camel_case_types, missing_docs)]
 #[non_exhaustive]
 pub enum Dtype {

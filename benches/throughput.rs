@@ -1,0 +1,106 @@
+//! Throughput of N threads sharing one `Sandbox` over a mixed corpus (safetensors checkpoints,
+//! 1 MP DNGs, PNGs), against the same threads calling the native parsers (`safetensors`,
+//! rawler, `image`) in-process. Each thread takes the next file from a shared counter until the
+//! corpus is done; one iteration = the whole corpus.
+//!
+//! Run: `cargo bench --bench throughput`. Set `SANDLOAD_BENCH_QUICK=1` for a short run.
+
+use std::hint::black_box;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
+use rawler::decoders::RawDecodeParams;
+use rawler::rawsource::RawSource;
+use sandload::samples::{self, Dng};
+use sandload::{Format, Input, Opened, Sandbox};
+
+/// The corpus: (name, format, bytes).
+fn corpus() -> Vec<(String, Format, Bytes)> {
+    let mut files = Vec::new();
+    for i in 0..48 {
+        files.push((format!("model-{i}.safetensors"), Format::Safetensors, Bytes::from(samples::small_checkpoint())));
+    }
+    for i in 0..8 {
+        files.push((format!("photo-{i}.png"), Format::Png, Bytes::from(samples::png_image(256, 256))));
+    }
+    for i in 0..8 {
+        files.push((format!("shot-{i}.dng"), Format::Dng, Bytes::from(Dng::patterned(1024, 1024).to_bytes())));
+    }
+    files
+}
+
+fn native(format: Format, bytes: &[u8]) -> usize {
+    match format {
+        Format::Safetensors => safetensors::SafeTensors::deserialize(bytes).unwrap().len(),
+        Format::Png => sandload::image::load_from_memory(bytes).unwrap().width() as usize,
+        Format::Dng => {
+            let source = RawSource::new_from_slice(bytes);
+            let decoder = rawler::get_decoder(&source).unwrap();
+            decoder.raw_image(&source, &RawDecodeParams::default(), false).unwrap().width
+        }
+        other => unreachable!("{other}"),
+    }
+}
+
+fn sandboxed(sandbox: &Sandbox, format: Format, name: &str, bytes: &Bytes) -> usize {
+    let input = Input::from_bytes(bytes.clone(), name);
+    match format {
+        Format::Png => sandbox.decode_image(input).unwrap().image.width() as usize,
+        _ => match sandbox.open(input).unwrap() {
+            Opened::Checkpoint(c) => c.len(),
+            Opened::Raw(r) => r.info().width,
+            _ => unreachable!(),
+        },
+    }
+}
+
+/// Runs `work` over every file of `corpus` on `threads` threads.
+fn run(threads: usize, corpus: &[(String, Format, Bytes)], work: &(dyn Fn(&(String, Format, Bytes)) -> usize + Sync)) {
+    let next = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                while let Some(file) = corpus.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    black_box(work(file));
+                }
+            });
+        }
+    });
+}
+
+fn throughput(c: &mut Criterion) {
+    let corpus = corpus();
+    let sandbox = Sandbox::new().unwrap();
+    sandbox.precompile().unwrap();
+    let mut g = c.benchmark_group("mixed-corpus");
+    g.throughput(Throughput::Elements(corpus.len() as u64));
+    g.sample_size(10);
+    if std::env::var_os("SANDLOAD_BENCH_QUICK").is_some() {
+        g.warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2));
+    }
+    for threads in [1, 2, 4] {
+        g.bench_with_input(BenchmarkId::new("native", threads), &threads, |b, &n| {
+            b.iter(|| run(n, &corpus, &|(_, format, bytes)| native(*format, bytes)))
+        });
+        g.bench_with_input(BenchmarkId::new("sandload", threads), &threads, |b, &n| {
+            b.iter(|| run(n, &corpus, &|(name, format, bytes)| sandboxed(&sandbox, *format, name, bytes)))
+        });
+    }
+    g.finish();
+}
+
+mod report;
+
+criterion_group!(benches, throughput);
+
+fn main() {
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+    let pair = |native, sandload| report::Pair { group: "mixed-corpus", native, sandload };
+    report::print_ratios(
+        "throughput",
+        &[pair("native/1", "sandload/1"), pair("native/2", "sandload/2"), pair("native/4", "sandload/4")],
+    );
+}

@@ -1,0 +1,64 @@
+//! safetensors end to end through the sandbox (header parsed in the guest, table re-validated on
+//! the host), differentially against the reference `safetensors` crate: whatever sandload
+//! accepts, the reference accepts with identical names, dtypes, shapes, bytes and metadata; what
+//! the reference accepts and sandload refuses must be one of sandload's documented stricter rules.
+
+#![no_main]
+
+use std::collections::BTreeMap;
+
+use libfuzzer_sys::fuzz_target;
+use sandload::{Error, Input};
+use sandload_fuzz::{FILE_NAME, check_rejection, sandbox};
+
+/// name -> (dtype, shape, bytes)
+type Contents = BTreeMap<String, (String, Vec<u64>, Vec<u8>)>;
+
+fn reference(data: &[u8]) -> Option<(Contents, Option<BTreeMap<String, String>>)> {
+    let st = safetensors::SafeTensors::deserialize(data).ok()?;
+    let (_, meta) = safetensors::SafeTensors::read_metadata(data).ok()?;
+    let contents = st
+        .tensors()
+        .into_iter()
+        .map(|(name, view)| {
+            let shape = view.shape().iter().map(|&d| d as u64).collect();
+            (name, (view.dtype().to_string(), shape, view.data().to_vec()))
+        })
+        .collect();
+    Some((contents, meta.metadata().as_ref().map(|m| m.clone().into_iter().collect())))
+}
+
+fuzz_target!(|data: &[u8]| {
+    let ours = sandbox().open_safetensors(Input::from_bytes(data.to_vec(), FILE_NAME));
+    let theirs = reference(data);
+    match (ours, theirs) {
+        (Ok(ckpt), Some(theirs)) => {
+            let contents: Contents = ckpt
+                .iter()
+                .map(|t| (t.name.to_string(), (t.dtype.name().to_string(), t.shape.to_vec(), t.data.to_vec())))
+                .collect();
+            assert_eq!(contents, theirs.0, "tensors differ from the reference");
+            assert_eq!(ckpt.metadata().cloned(), theirs.1, "metadata differs from the reference");
+            assert_eq!(
+                ckpt.header_len() + 8 + ckpt.iter().map(|t| t.data.len() as u64).sum::<u64>(),
+                data.len() as u64
+            );
+        }
+        (Ok(_), None) => panic!("sandload accepts a file the reference rejects"),
+        (Err(e), theirs) => {
+            check_rejection(&e, false);
+            if theirs.is_some() {
+                // The reference accepts: only sandload's documented stricter rules may refuse.
+                let stricter = match &e {
+                    Error::Malformed { rule, .. } => *rule == "duplicate_key",
+                    // Polyglots: a valid safetensors file whose first bytes are another format's
+                    // magic number is refused as that format.
+                    Error::Refused { .. } => true,
+                    Error::LimitExceeded { .. } => true,
+                    _ => false,
+                };
+                assert!(stricter, "the reference accepts but sandload rejects: {e}");
+            }
+        }
+    }
+});
