@@ -15,6 +15,10 @@ use std::process::Command;
 const GUESTS: &[(&str, &str)] =
     &[("safetensors-header", "SAFETENSORS_HEADER"), ("raw-decoder", "RAW_DECODER"), ("image-decoder", "IMAGE_DECODER")];
 
+/// Guests only the tests use (`include_bytes!(concat!(env!("OUT_DIR"), "/hostile.wasm"))`): built
+/// with the others, copied into OUT_DIR, never embedded in the library.
+const TEST_GUESTS: &[&str] = &["hostile"];
+
 fn main() {
     let root = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("set by cargo"));
@@ -26,7 +30,7 @@ fn main() {
         "guests/picture/src".to_string(),
         "guests/picture/Cargo.toml".to_string(),
     ];
-    for (name, _) in GUESTS {
+    for name in GUESTS.iter().map(|(name, _)| *name).chain(TEST_GUESTS.iter().copied()) {
         watched.push(format!("guests/{name}/src"));
         watched.push(format!("guests/{name}/Cargo.toml"));
     }
@@ -66,7 +70,7 @@ fn main() {
     if env::var_os("CARGO_NET_OFFLINE").is_some() || Path::new(&root.join("guests/Cargo.lock")).exists() {
         cmd.arg("--locked");
     }
-    for (name, _) in GUESTS {
+    for name in GUESTS.iter().map(|(name, _)| *name).chain(TEST_GUESTS.iter().copied()) {
         cmd.arg("-p").arg(name);
     }
     // The host build's flags (sanitizers under cargo-fuzz, coverage, a host --target) must not
@@ -117,6 +121,11 @@ fn main() {
         .unwrap();
     }
     std::fs::write(out_dir.join("guests.rs"), generated).expect("write guests.rs");
+    for name in TEST_GUESTS {
+        let file = format!("{}.wasm", name.replace('-', "_"));
+        std::fs::copy(target_dir.join("wasm32-wasip1/release").join(&file), out_dir.join(&file))
+            .unwrap_or_else(|e| panic!("copying test guest {name}: {e}"));
+    }
 }
 
 /// The host's target directory: the nearest ancestor of OUT_DIR that cargo marked with

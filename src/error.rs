@@ -185,6 +185,18 @@ impl Error {
         offset: Option<u64>,
         detail: impl Into<String>,
     ) -> Error {
-        Error::Malformed { file: file.into(), format, rule, offset, detail: detail.into() }
+        Error::Malformed { file: file.into(), format, rule, offset, detail: printable(&detail.into()) }
     }
+}
+
+/// `text` with every control character and bidirectional-override character escaped (`\n`,
+/// `\u{1b}`, ...). Text that a guest returns (decoder messages, panic messages, camera make and
+/// model) can carry bytes of the file, and it ends up in terminals and logs: escape sequences
+/// there could forge log lines or recolour a terminal.
+pub(crate) fn printable(text: &str) -> String {
+    let unsafe_char = |c: char| c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+    if !text.contains(unsafe_char) {
+        return text.to_string();
+    }
+    text.chars().map(|c| if unsafe_char(c) { c.escape_default().to_string() } else { c.to_string() }).collect()
 }

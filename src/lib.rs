@@ -42,7 +42,7 @@ pub use open::Opened;
 pub use picture::DecodedImage;
 pub use raw::{Cfa, CfaColor, RawImage, RawInfo, Rect};
 pub use receipt::{Outcome, Receipt};
-pub use sandbox::{Sandbox, SandboxBuilder};
+pub use sandbox::{Guest, Sandbox, SandboxBuilder};
 pub use sniff::{Format, Sniffed, sniff};
 pub use tensors::{Checkpoint, Dtype, TensorInfo, TensorView};
 

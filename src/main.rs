@@ -12,7 +12,7 @@ use std::time::Duration;
 use cap_std::ambient_authority;
 use cap_std::fs::Dir;
 use clap::{Parser, Subcommand};
-use sandload::{Error, Input, Limits, Opened, RawImage, Receipt, Sandbox};
+use sandload::{Error, Guest, Input, Limits, Opened, RawImage, Receipt, Sandbox};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -53,6 +53,28 @@ enum Command {
         #[command(flatten)]
         limits: LimitArgs,
     },
+    /// Write a bundled guest's wasm module to a file, e.g. to ship the LGPL-2.1 RAW decoder as a
+    /// separate file that users can rebuild and pass back with `--guest raw-decoder=FILE`.
+    GuestWasm {
+        /// `safetensors-header`, `raw-decoder` or `image-decoder`.
+        #[arg(value_name = "GUEST", value_parser = parse_guest)]
+        guest: Guest,
+        /// Where to write the module.
+        #[arg(short, long, value_name = "OUTPUT")]
+        output: PathBuf,
+    },
+}
+
+fn parse_guest(name: &str) -> Result<Guest, String> {
+    Guest::ALL.into_iter().find(|g| g.name() == name).ok_or_else(|| {
+        let names: Vec<&str> = Guest::ALL.iter().map(|g| g.name()).collect();
+        format!("unknown guest {name:?} (one of: {})", names.join(", "))
+    })
+}
+
+fn parse_replacement(arg: &str) -> Result<(Guest, PathBuf), String> {
+    let (name, path) = arg.split_once('=').ok_or_else(|| format!("expected GUEST=FILE.wasm, got {arg:?}"))?;
+    Ok((parse_guest(name)?, PathBuf::from(path)))
 }
 
 #[derive(clap::Args)]
@@ -66,6 +88,10 @@ struct LimitArgs {
     /// Guest CPU deadline per file, in seconds (fractions allowed).
     #[arg(long, value_name = "SECS")]
     timeout: Option<f64>,
+    /// Run this wasm module instead of a bundled guest (e.g. a rebuilt RAW decoder); it is
+    /// sandboxed and re-validated exactly like the bundled one. Repeatable.
+    #[arg(long = "guest", value_name = "GUEST=FILE.wasm", value_parser = parse_replacement)]
+    guests: Vec<(Guest, PathBuf)>,
 }
 
 impl LimitArgs {
@@ -85,6 +111,10 @@ impl LimitArgs {
         }
         let mut builder = Sandbox::builder();
         builder.limits(limits);
+        for (guest, path) in &self.guests {
+            let wasm = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            builder.replace_guest(*guest, wasm);
+        }
         if let Some(dir) = cache_dir() {
             builder.cache_dir(dir);
         }
@@ -100,6 +130,15 @@ fn main() -> ExitCode {
         }
         Command::Convert { input, output, limits } => {
             (limits, Box::new(move |sandbox| convert(sandbox, input, output)))
+        }
+        Command::GuestWasm { guest, output } => {
+            return match std::fs::write(output, guest.bundled_wasm()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("sandload: {}: {e}", output.display());
+                    ExitCode::from(2)
+                }
+            };
         }
     };
     match limits.sandbox() {

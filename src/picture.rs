@@ -13,7 +13,7 @@ use crate::limits::Limits;
 use crate::raw::{RawInfo, guest_rejection, region_bytes, violation};
 use crate::receipt::Receipt;
 use crate::refusal::refuse_as_image;
-use crate::sandbox::{GuestKind, Sandbox};
+use crate::sandbox::{Guest, Sandbox};
 use crate::sniff::sniff;
 use crate::tensors::Violation;
 
@@ -75,10 +75,9 @@ impl Sandbox {
             let request =
                 sandload_abi::encode(&request).map_err(|e| Error::Internal(format!("encoding request: {e}")))?;
             let format = *format;
-            sandbox.call_with(GuestKind::ImageDecoder, &file, &request, &data, stats, |response, memory| {
-                let response: Response = decode_response(response, &file, GuestKind::ImageDecoder)?;
-                let picture =
-                    response.map_err(|e| guest_rejection(&file, format, limits, GuestKind::ImageDecoder, e))?;
+            sandbox.call_with(Guest::ImageDecoder, &file, &request, &data, stats, |response, memory| {
+                let response: Response = decode_response(response, &file, Guest::ImageDecoder)?;
+                let picture = response.map_err(|e| guest_rejection(&file, format, limits, Guest::ImageDecoder, e))?;
                 let image = to_image(&picture, memory, limits).map_err(|v| violation(&file, format, limits, v))?;
                 Ok((picture.format, image))
             })
@@ -115,9 +114,9 @@ impl Sandbox {
             let request =
                 sandload_abi::encode(&request).map_err(|e| Error::Internal(format!("encoding request: {e}")))?;
             let format = *format;
-            sandbox.call_with(GuestKind::RawDecoder, &file, &request, &data, stats, |response, memory| {
-                let response: sandload_abi::raw::Response = decode_response(response, &file, GuestKind::RawDecoder)?;
-                let frame = response.map_err(|e| guest_rejection(&file, format, limits, GuestKind::RawDecoder, e))?;
+            sandbox.call_with(Guest::RawDecoder, &file, &request, &data, stats, |response, memory| {
+                let response: sandload_abi::raw::Response = decode_response(response, &file, Guest::RawDecoder)?;
+                let frame = response.map_err(|e| guest_rejection(&file, format, limits, Guest::RawDecoder, e))?;
                 let info = crate::raw::validate_frame(&frame, limits, &file, format)
                     .map_err(|v| violation(&file, format, limits, v))?;
                 let Some(preview) = frame.preview else { return Ok(None) };
@@ -134,7 +133,7 @@ impl Sandbox {
     }
 }
 
-fn decode_response<T: serde::de::DeserializeOwned>(response: &[u8], file: &Path, guest: GuestKind) -> Result<T> {
+fn decode_response<T: serde::de::DeserializeOwned>(response: &[u8], file: &Path, guest: Guest) -> Result<T> {
     sandload_abi::decode(response).map_err(|e| Error::GuestTrap {
         file: file.to_path_buf(),
         guest: guest.name(),

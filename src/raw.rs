@@ -7,12 +7,12 @@ use bytes::Bytes;
 use sandload_abi::raw::{Frame, Output, Request, Response};
 use sandload_abi::{GuestError, Rule};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, printable};
 use crate::input::Input;
 use crate::limits::{Limit, Limits};
 use crate::receipt::Receipt;
 use crate::refusal::refuse_as_raw;
-use crate::sandbox::{GuestKind, GuestStats, Sandbox};
+use crate::sandbox::{Guest, GuestStats, Sandbox};
 use crate::sniff::{Format, sniff};
 use crate::tensors::Violation;
 
@@ -269,7 +269,7 @@ impl Sandbox {
         let request = Request { file_len: data.len() as u64, max_pixels: limits.max_pixels, output };
         let request = sandload_abi::encode(&request).map_err(|e| Error::Internal(format!("encoding request: {e}")))?;
         let format = *format;
-        self.call_with(GuestKind::RawDecoder, file, &request, data, stats, |response, memory| {
+        self.call_with(Guest::RawDecoder, file, &request, data, stats, |response, memory| {
             accept_frame(response, memory, output, limits, file, format)
         })
     }
@@ -304,10 +304,10 @@ pub fn accept_frame(
 ) -> Result<(RawInfo, Option<Bytes>)> {
     let response: Response = sandload_abi::decode(response).map_err(|e| Error::GuestTrap {
         file: file.to_path_buf(),
-        guest: GuestKind::RawDecoder.name(),
+        guest: Guest::RawDecoder.name(),
         message: format!("response does not decode: {e}"),
     })?;
-    let frame = response.map_err(|e| guest_rejection(file, format, limits, GuestKind::RawDecoder, e))?;
+    let frame = response.map_err(|e| guest_rejection(file, format, limits, Guest::RawDecoder, e))?;
     let info = validate_frame(&frame, limits, file, format).map_err(|v| violation(file, format, limits, v))?;
     let samples = match (output, frame.samples) {
         (Output::Samples, Some(region)) => {
@@ -365,10 +365,10 @@ pub(crate) fn violation(file: &Path, format: Format, limits: &Limits, v: Violati
 }
 
 /// The error for a rule an image guest (RAW or picture) reports as broken.
-pub(crate) fn guest_rejection(file: &Path, format: Format, limits: &Limits, guest: GuestKind, e: GuestError) -> Error {
+pub(crate) fn guest_rejection(file: &Path, format: Format, limits: &Limits, guest: Guest, e: GuestError) -> Error {
     match e.rule {
         Rule::PixelLimit => pixel_limit(file, limits, e.value),
-        Rule::BadRequest => Error::Internal(format!("{} guest: {}", guest.name(), e.detail)),
+        Rule::BadRequest => Error::Internal(format!("{} guest: {}", guest.name(), printable(&e.detail))),
         rule => Error::malformed(file, format, rule.name(), e.offset, e.detail),
     }
 }
@@ -520,7 +520,7 @@ pub fn validate_frame(
     Ok(RawInfo {
         file: file.to_path_buf(),
         format,
-        decoder: frame.decoder.clone(),
+        decoder: printable(&frame.decoder),
         width: w as usize,
         height: h as usize,
         cpp: cpp as usize,
@@ -535,10 +535,10 @@ pub fn validate_frame(
         active_area,
         crop_area,
         orientation: frame.orientation,
-        make: frame.make.trim().to_string(),
-        model: frame.model.trim().to_string(),
+        make: printable(frame.make.trim()),
+        model: printable(frame.model.trim()),
         iso: frame.iso,
         exposure_time: frame.exposure_time,
-        timestamp: frame.timestamp.clone(),
+        timestamp: frame.timestamp.as_deref().map(printable),
     })
 }

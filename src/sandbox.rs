@@ -5,6 +5,7 @@ use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use sandload_abi::exports;
 use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, InstancePre, Linker, Module, PoolingAllocationConfig, ResourceLimiter,
@@ -15,7 +16,7 @@ use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 
 use crate::cache::CompiledCache;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, printable};
 use crate::input::DataAccess;
 use crate::limits::Limits;
 use crate::receipt::{Outcome, Receipt};
@@ -25,7 +26,8 @@ mod artifacts {
     include!(concat!(env!("OUT_DIR"), "/guests.rs"));
 }
 
-/// How often the epoch ticker advances; the CPU deadline is enforced to within one tick.
+/// How often the epoch ticker advances; the CPU deadline fires between one and two ticks after
+/// `guest_time` (never before it).
 const EPOCH_TICK: Duration = Duration::from_millis(5);
 /// Bytes of guest stderr kept (guests only write panic messages there).
 const STDERR_CAPACITY: usize = 16 * 1024;
@@ -34,9 +36,11 @@ const KEEP_RESIDENT: usize = 2 << 20;
 /// Function-table elements a guest may grow to (compiled Rust guests need a few thousand).
 const MAX_TABLE_ELEMENTS: usize = 100_000;
 
-/// The guests sandload ships. Each parses one kind of untrusted input.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum GuestKind {
+/// The guests sandload ships. Each parses one kind of untrusted input in its own wasm module,
+/// which [`SandboxBuilder::replace_guest`] can swap for another build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Guest {
     /// `guests/safetensors-header`.
     SafetensorsHeader,
     /// `guests/raw-decoder` (rawler).
@@ -45,35 +49,34 @@ pub(crate) enum GuestKind {
     ImageDecoder,
 }
 
-impl GuestKind {
+impl Guest {
     const COUNT: usize = 3;
-    const ALL: [GuestKind; GuestKind::COUNT] =
-        [GuestKind::SafetensorsHeader, GuestKind::RawDecoder, GuestKind::ImageDecoder];
 
-    pub(crate) fn name(self) -> &'static str {
+    /// Every guest.
+    pub const ALL: [Guest; 3] = [Guest::SafetensorsHeader, Guest::RawDecoder, Guest::ImageDecoder];
+
+    /// The guest's name, as in errors and receipts (its crate name under `guests/`).
+    pub fn name(self) -> &'static str {
         match self {
-            GuestKind::SafetensorsHeader => "safetensors-header",
-            GuestKind::RawDecoder => "raw-decoder",
-            GuestKind::ImageDecoder => "image-decoder",
+            Guest::SafetensorsHeader => "safetensors-header",
+            Guest::RawDecoder => "raw-decoder",
+            Guest::ImageDecoder => "image-decoder",
         }
     }
 
-    fn wasm(self) -> &'static [u8] {
+    /// The wasm module built from `guests/` and embedded in this crate: what runs unless
+    /// [`SandboxBuilder::replace_guest`] says otherwise. Distributors can ship it as a file (e.g.
+    /// `sandload guest-wasm raw-decoder -o raw-decoder.wasm`), see the README's licensing section.
+    pub fn bundled_wasm(self) -> &'static [u8] {
         match self {
-            GuestKind::SafetensorsHeader => artifacts::SAFETENSORS_HEADER,
-            GuestKind::RawDecoder => artifacts::RAW_DECODER,
-            GuestKind::ImageDecoder => artifacts::IMAGE_DECODER,
+            Guest::SafetensorsHeader => artifacts::SAFETENSORS_HEADER,
+            Guest::RawDecoder => artifacts::RAW_DECODER,
+            Guest::ImageDecoder => artifacts::IMAGE_DECODER,
         }
     }
 
-    fn index(self) -> usize {
+    pub(crate) fn index(self) -> usize {
         self as usize
-    }
-
-    /// Whether the guest exports a Wizer initializer (`wizer-initialize`) whose work every
-    /// instance would otherwise repeat.
-    fn preinitialize(self) -> bool {
-        matches!(self, GuestKind::RawDecoder)
     }
 }
 
@@ -106,7 +109,9 @@ struct Inner {
     limits: Limits,
     data_access: DataAccess,
     pooling: bool,
-    guests: [OnceLock<std::result::Result<InstancePre<GuestState>, GuestSetupError>>; GuestKind::COUNT],
+    /// The wasm of each guest: bundled, or a replacement.
+    modules: [Bytes; Guest::COUNT],
+    guests: [OnceLock<std::result::Result<InstancePre<GuestState>, GuestSetupError>>; Guest::COUNT],
     slots: Slots,
     cache: Option<CompiledCache>,
     deadline_ticks: u64,
@@ -132,6 +137,7 @@ pub struct SandboxBuilder {
     max_concurrent: Option<u32>,
     pooling: bool,
     cache_dir: Option<Arc<cap_std::fs::Dir>>,
+    replacements: [Option<Bytes>; Guest::COUNT],
 }
 
 impl Default for SandboxBuilder {
@@ -142,6 +148,7 @@ impl Default for SandboxBuilder {
             max_concurrent: None,
             pooling: true,
             cache_dir: None,
+            replacements: Default::default(),
         }
     }
 }
@@ -187,6 +194,30 @@ impl SandboxBuilder {
         self
     }
 
+    /// Runs `wasm` instead of the bundled module for `guest`: a build of the same guest with a
+    /// patched or newer decoder (the RAW decoder links rawler, which is LGPL-2.1: this is how its
+    /// users exercise the right to replace it), or your own implementation of the guest ABI
+    /// (`sandload-abi`, [`Guest::bundled_wasm`] is the reference).
+    ///
+    /// A replacement is treated exactly like the bundled guest: same memory cap, deadline and
+    /// deny-all WASI, and everything it returns is re-validated. It must export the ABI with the
+    /// same [`ABI_VERSION`](sandload_abi::ABI_VERSION), or every call fails with
+    /// [`Error::Internal`]. If it exports a Wizer initializer (`wizer-initialize`) it is
+    /// pre-initialized like the bundled RAW decoder.
+    ///
+    /// ```
+    /// # fn main() -> sandload::Result<()> {
+    /// use sandload::{Guest, Sandbox};
+    /// // e.g. std::fs::read("raw-decoder.wasm"); here, the bundled module itself.
+    /// let wasm = Guest::RawDecoder.bundled_wasm().to_vec();
+    /// let sandbox = Sandbox::builder().replace_guest(Guest::RawDecoder, wasm).build()?;
+    /// # let _ = sandbox; Ok(()) }
+    /// ```
+    pub fn replace_guest(&mut self, guest: Guest, wasm: impl Into<Bytes>) -> &mut Self {
+        self.replacements[guest.index()] = Some(wasm.into());
+        self
+    }
+
     /// Creates the sandbox: the engine, the linker and the epoch ticker. Guests compile on first
     /// use.
     ///
@@ -227,7 +258,10 @@ impl SandboxBuilder {
         wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |s: &mut GuestState| &mut s.wasi)
             .map_err(|e| Error::Internal(format!("linking WASI: {e:#}")))?;
         let tick_ns = EPOCH_TICK.as_nanos().max(1);
-        let deadline_ticks = u64::try_from(limits.guest_time.as_nanos().div_ceil(tick_ns)).unwrap_or(u64::MAX).max(1);
+        // One tick more than the limit holds: the tick in progress when a store starts may be
+        // nearly over, and a deadline must never fire before `guest_time` has passed.
+        let deadline_ticks =
+            u64::try_from(limits.guest_time.as_nanos().div_ceil(tick_ns)).unwrap_or(u64::MAX).saturating_add(1);
         let ticker =
             Ticker::start(engine.clone()).map_err(|e| Error::Internal(format!("starting the epoch thread: {e}")))?;
         Ok(Sandbox {
@@ -237,6 +271,9 @@ impl SandboxBuilder {
                 limits,
                 data_access: self.data_access,
                 pooling: self.pooling,
+                modules: std::array::from_fn(|i| {
+                    self.replacements[i].clone().unwrap_or_else(|| Bytes::from_static(Guest::ALL[i].bundled_wasm()))
+                }),
                 guests: std::array::from_fn(|_| OnceLock::new()),
                 slots: Slots::new(max_concurrent),
                 cache: match &self.cache_dir {
@@ -274,6 +311,14 @@ impl Sandbox {
         SandboxBuilder::default()
     }
 
+    /// How many guests are running right now (at most the `max_concurrent` slots), e.g. for a
+    /// service's metrics. A slot is held for exactly one guest call and released however the
+    /// call ends (trap, timeout, out of memory, panic in the caller's extraction code).
+    pub fn guests_running(&self) -> u32 {
+        let free = *self.inner.slots.free.lock().unwrap_or_else(|p| p.into_inner());
+        self.inner.slots.max - free
+    }
+
     /// The limits every file is held to.
     pub fn limits(&self) -> &Limits {
         &self.inner.limits
@@ -289,13 +334,13 @@ impl Sandbox {
     /// # Errors
     /// [`Error::Internal`] if a guest does not compile or does not match this host's ABI.
     pub fn precompile(&self) -> Result<()> {
-        for kind in GuestKind::ALL {
+        for kind in Guest::ALL {
             self.guest(kind).map_err(|e| e.to_error(self, kind, Path::new("<precompile>")))?;
         }
         Ok(())
     }
 
-    fn guest(&self, kind: GuestKind) -> std::result::Result<&InstancePre<GuestState>, &GuestSetupError> {
+    fn guest(&self, kind: Guest) -> std::result::Result<&InstancePre<GuestState>, &GuestSetupError> {
         let slot = &self.inner.guests[kind.index()];
         slot.get_or_init(|| {
             let other = |msg: String| GuestSetupError::Other(msg);
@@ -303,14 +348,14 @@ impl Sandbox {
             // guest's own minimum is reported as such, not as a compile failure.
             let module = match &self.inner.cache {
                 Some(cache) => {
-                    cache.load_or_compile(&self.inner.engine, kind.name(), kind.wasm(), || self.compile(kind))
+                    cache.load_or_compile(&self.inner.engine, kind.name(), self.wasm(kind), || self.compile(kind))
                 }
                 None => self.compile(kind),
             };
             let module = match module {
                 Ok(m) => m,
                 Err(e) => {
-                    let needed = minimum_memory(kind.wasm());
+                    let needed = minimum_memory(self.wasm(kind));
                     return Err(match needed {
                         Some(needed) if needed > self.inner.limits.guest_memory_bytes => {
                             GuestSetupError::MemoryTooSmall { needed }
@@ -346,12 +391,17 @@ impl Sandbox {
     ///
     /// The initializer runs on a throwaway engine: unoptimized code (it runs once), bounded by
     /// fuel rather than the epoch ticker, which belongs to the main engine.
-    fn compile(&self, kind: GuestKind) -> wasmtime::Result<Module> {
-        if !kind.preinitialize() {
-            return Module::new(&self.inner.engine, kind.wasm());
-        }
+    fn wasm(&self, kind: Guest) -> &[u8] {
+        &self.inner.modules[kind.index()]
+    }
+
+    fn compile(&self, kind: Guest) -> wasmtime::Result<Module> {
         let wizer = wasmtime_wizer::Wizer::new();
-        let (cx, instrumented) = wizer.instrument(kind.wasm())?;
+        let wasm = self.wasm(kind);
+        if !exports_function(wasm, wizer.get_init_func()) {
+            return Module::new(&self.inner.engine, wasm);
+        }
+        let (cx, instrumented) = wizer.instrument(wasm)?;
         let init_engine = Engine::new(Config::new().cranelift_opt_level(wasmtime::OptLevel::None).consume_fuel(true))?;
         let module = Module::new(&init_engine, &instrumented)?;
         let wasi = WasiCtxBuilder::new().build_p1();
@@ -379,7 +429,7 @@ impl Sandbox {
     /// in `stats`.
     pub(crate) fn call_with<T>(
         &self,
-        kind: GuestKind,
+        kind: Guest,
         file: &Path,
         request: &[u8],
         payload: &[u8],
@@ -412,7 +462,7 @@ impl Sandbox {
     fn classify(
         &self,
         failure: CallFailure,
-        kind: GuestKind,
+        kind: Guest,
         file: &Path,
         limiter: &GuestLimiter,
         stderr: &MemoryOutputPipe,
@@ -432,11 +482,11 @@ impl Sandbox {
                 if let Some(Trap::Interrupt) = e.downcast_ref::<Trap>() {
                     return Error::GuestTimeout { file, guest, limit: self.inner.limits.guest_time };
                 }
-                let panic = String::from_utf8_lossy(&stderr.contents()).trim().to_string();
+                let panic = printable(String::from_utf8_lossy(&stderr.contents()).trim());
                 let message = if panic.is_empty() { format!("{e:#}") } else { format!("{e}; guest said: {panic}") };
                 Error::GuestTrap { file, guest, message }
             }
-            CallFailure::Protocol(message) => Error::GuestTrap { file, guest, message },
+            CallFailure::Protocol(message) => Error::GuestTrap { file, guest, message: printable(&message) },
             CallFailure::Setup(message) => Error::Internal(format!("{guest}: {message}")),
         }
     }
@@ -452,7 +502,7 @@ enum GuestSetupError {
 }
 
 impl GuestSetupError {
-    fn to_error(&self, sandbox: &Sandbox, kind: GuestKind, file: &Path) -> Error {
+    fn to_error(&self, sandbox: &Sandbox, kind: Guest, file: &Path) -> Error {
         match self {
             GuestSetupError::MemoryTooSmall { needed } => Error::GuestOutOfMemory {
                 file: file.to_path_buf(),
@@ -463,6 +513,24 @@ impl GuestSetupError {
             GuestSetupError::Other(message) => Error::Internal(message.clone()),
         }
     }
+}
+
+/// Whether `wasm` exports a function named `name` (read from the export section; a module that
+/// does not parse simply fails its compile later).
+fn exports_function(wasm: &[u8], name: &str) -> bool {
+    for payload in wasmparser::Parser::new(0).parse_all(wasm) {
+        match payload {
+            Ok(wasmparser::Payload::ExportSection(exports)) => {
+                return exports
+                    .into_iter()
+                    .flatten()
+                    .any(|e| e.name == name && e.kind == wasmparser::ExternalKind::Func);
+            }
+            Ok(_) => {}
+            Err(_) => return false,
+        }
+    }
+    false
 }
 
 /// The initial size of a module's first memory, read with a module compiled outside the pool.
@@ -698,10 +766,19 @@ impl Ticker {
         let handle = std::thread::Builder::new().name("sandload-epoch".into()).spawn(move || {
             let (lock, cv) = &*flag;
             let mut stopped = lock.lock().unwrap_or_else(|p| p.into_inner());
+            let mut next = Instant::now() + EPOCH_TICK;
             while !*stopped {
-                let (guard, _) = cv.wait_timeout(stopped, EPOCH_TICK).unwrap_or_else(|p| p.into_inner());
+                let now = Instant::now();
+                if now >= next {
+                    engine.increment_epoch();
+                    // From now, not from `next`: a late tick must not make the following one
+                    // early, or N ticks could add up to less than N × EPOCH_TICK.
+                    next = now + EPOCH_TICK;
+                    continue;
+                }
+                // Condvar waits may wake spuriously; the loop re-checks the clock.
+                let (guard, _) = cv.wait_timeout(stopped, next - now).unwrap_or_else(|p| p.into_inner());
                 stopped = guard;
-                engine.increment_epoch();
             }
         })?;
         Ok(Ticker { stop, handle: Some(handle) })

@@ -376,8 +376,10 @@ fn tiff(data: &[u8]) -> Sniffed {
     }
     if let Some(make) = make {
         let make = String::from_utf8_lossy(make).to_ascii_lowercase();
-        if CAMERA_MAKERS.iter().any(|m| make.contains(m)) {
-            return Sniffed::new(Format::Raw, format!("a {} camera raw image", make.trim_end_matches('\0').trim()));
+        // Name the maker from our own list, never with the file's bytes: those reach terminals
+        // and logs through error messages (the sniff fuzz target found control characters).
+        if let Some(maker) = CAMERA_MAKERS.iter().find(|m| make.contains(*m)) {
+            return Sniffed::new(Format::Raw, format!("a {maker} camera raw image"));
         }
     }
     Sniffed::new(Format::Tiff, "a TIFF image")

@@ -8,12 +8,12 @@ use bytes::Bytes;
 use sandload_abi::safetensors::{Request, Response, Table};
 use sandload_abi::{GuestError, Rule};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, printable};
 use crate::input::Input;
 use crate::limits::{Limit, Limits};
 use crate::receipt::Receipt;
 use crate::refusal::refuse_as_checkpoint;
-use crate::sandbox::{GuestKind, GuestStats, Sandbox};
+use crate::sandbox::{Guest, GuestStats, Sandbox};
 use crate::sniff::{Format, sniff};
 
 pub use sandload_abi::safetensors::Dtype;
@@ -199,12 +199,12 @@ impl Sandbox {
             Request { file_len: len, max_header_bytes: limits.max_header_bytes, max_tensors: limits.max_tensors };
         let request = sandload_abi::encode(&request).map_err(|e| Error::Internal(format!("encoding request: {e}")))?;
         let response =
-            self.call_with(GuestKind::SafetensorsHeader, &file, &request, &data[..payload_len], stats, |r, _| {
+            self.call_with(Guest::SafetensorsHeader, &file, &request, &data[..payload_len], stats, |r, _| {
                 Ok(r.to_vec())
             })?;
         let response: Response = sandload_abi::decode(&response).map_err(|e| Error::GuestTrap {
             file: file.clone(),
-            guest: GuestKind::SafetensorsHeader.name(),
+            guest: Guest::SafetensorsHeader.name(),
             message: format!("response does not decode: {e}"),
         })?;
         let table = response.map_err(|e| guest_rejection(&file, *format, limits, e))?;
@@ -240,7 +240,7 @@ fn guest_rejection(file: &Path, format: Format, limits: &Limits, e: GuestError) 
     match e.rule {
         Rule::TooManyTensors => limit(file, Limit::MaxTensors, limits, e.value.unwrap_or(limits.max_tensors + 1)),
         Rule::HeaderOverLimit => limit(file, Limit::MaxHeaderBytes, limits, e.value.unwrap_or(0)),
-        Rule::BadRequest => Error::Internal(format!("safetensors-header guest: {}", e.detail)),
+        Rule::BadRequest => Error::Internal(format!("safetensors-header guest: {}", printable(&e.detail))),
         rule => Error::malformed(file, format, rule.name(), e.offset, e.detail),
     }
 }

@@ -133,3 +133,37 @@ fn convert_reencodes_images_and_refuses_what_it_must() {
     let out = sandload(&["convert", &png, "-o", dir.join("x.safetensors").to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
 }
+
+#[test]
+fn the_raw_decoder_ships_as_a_replaceable_file() {
+    // `guest-wasm` writes the bundled (LGPL-2.1, rawler) module out; `--guest` runs a module
+    // from a file instead. Here: the one written out, and a hostile test guest in its place.
+    let dir = tmpdir("guest");
+    let wasm = dir.join("raw-decoder.wasm");
+    let out = sandload(&["guest-wasm", "raw-decoder", "-o", wasm.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(std::fs::read(&wasm).unwrap(), sandload::Guest::RawDecoder.bundled_wasm());
+
+    let dng = write(&dir, "shot.dng", &Dng::patterned(32, 16).to_bytes());
+    let replacement = format!("raw-decoder={}", wasm.display());
+    let out = sandload(&["inspect", "--json", "--guest", &replacement, &dng]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["raw"]["width"], 32);
+
+    let hostile = Path::new(env!("OUT_DIR")).join("hostile.wasm");
+    // A file the host sniffs as a DNG (so `inspect` hands it to the RAW guest) that names the attack.
+    let attack = write(&dir, "escape.dng", &[samples::tiff(true, None), b"sandload-attack:escape".to_vec()].concat());
+    let replacement = format!("raw-decoder={}", hostile.display());
+    let out = sandload(&["inspect", "--json", "--guest", &replacement, &attack]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["verdict"], "rejected", "{report}");
+    let message = report["error"]["message"].as_str().unwrap();
+    assert!(message.contains("path_open(fd 3") && !message.contains("ALLOWED"), "{message}");
+
+    for bad in ["raw-decoder", "pickle-loader=x.wasm", "raw-decoder=/nonexistent.wasm"] {
+        let out = sandload(&["inspect", "--guest", bad, &dng]);
+        assert_eq!(out.status.code(), Some(2), "--guest {bad}: {}", stderr(&out));
+    }
+}

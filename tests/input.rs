@@ -124,3 +124,55 @@ fn tensor_data_is_zero_copy() {
     // Both views point into one buffer, back to back, as in the file.
     assert_eq!(a.as_ptr() as usize + a.len(), b.as_ptr() as usize);
 }
+
+#[test]
+fn a_file_changing_while_it_is_read_gives_a_verdict_or_a_typed_error() {
+    // A writer keeps growing, truncating and restoring the file while the reader opens it. With
+    // `DataAccess::Read` the file is read once into memory and judged on that copy: every open
+    // is either the valid checkpoint, exactly, or a typed error naming the file. (With
+    // `DataAccess::Map`, a truncation under a live mapping raises SIGBUS: documented there.)
+    let (root, dir) = tree();
+    let path = root.join("granted/model.safetensors");
+    let valid = samples::small_checkpoint();
+    let reference = sandbox().open_safetensors(Input::from_bytes(valid.clone(), "reference")).unwrap();
+    let reader = Sandbox::builder().data_access(DataAccess::Read).build().unwrap();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (mut accepted, mut refused) = (0, std::collections::BTreeMap::<String, usize>::new());
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            use std::os::unix::fs::FileExt;
+            let mut i = 0usize;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+                match i % 3 {
+                    0 => file.set_len((valid.len() / 2) as u64).unwrap(),
+                    1 => file.write_all_at(&[0u8; 4096], file.metadata().unwrap().len()).unwrap(),
+                    _ => {
+                        file.set_len(0).unwrap();
+                        file.write_all_at(&valid, 0).unwrap();
+                    }
+                }
+                i += 1;
+            }
+        });
+        for _ in 0..400 {
+            let result = Input::open(&dir, "model.safetensors").and_then(|input| reader.open_safetensors(input));
+            match result {
+                Ok(ckpt) => {
+                    accepted += 1;
+                    for name in ["embed.weight", "layer0.bias", "step"] {
+                        assert_eq!(ckpt.tensor(name).unwrap().data, reference.tensor(name).unwrap().data);
+                    }
+                }
+                Err(e) => {
+                    assert!(matches!(e, Error::Io { .. }) || e.is_rejection(), "{e}");
+                    assert_eq!(e.file().and_then(|f| f.to_str()), Some("model.safetensors"), "{e}");
+                    *refused.entry(e.kind().to_string()).or_default() += 1;
+                }
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    eprintln!("while the file changed: {accepted} opens accepted it intact, refused: {refused:?}");
+    assert!(!refused.is_empty(), "the writer never raced the reader");
+}

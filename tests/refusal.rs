@@ -97,6 +97,20 @@ fn images_are_not_checkpoints() {
     assert_refused(samples::tiff(false, Some("NIKON CORPORATION")), "x.safetensors", Format::Raw, &["nikon"]);
 }
 
+/// Regression (found by the `sniff` fuzz target): the maker named in a refusal came from the
+/// file's Make tag, so escape sequences in a hostile file reached terminals and logs.
+#[test]
+fn sniff_descriptions_never_echo_file_bytes() {
+    let hostile = samples::tiff(false, Some("NIKON\x1b[31m\x07\r\nforged log line"));
+    let sniffed = sniff(&hostile);
+    assert_eq!(sniffed.format, Format::Raw);
+    assert_eq!(sniffed.what, "a nikon camera raw image");
+    let e = sandbox().open_safetensors(Input::from_bytes(hostile, "x.safetensors")).unwrap_err();
+    let message = e.to_string();
+    assert!(!message.chars().any(char::is_control), "control characters in {message:?}");
+    assert!(!message.contains("forged"), "file bytes echoed in {message:?}");
+}
+
 #[test]
 fn sniff_recognises_safetensors_and_unknown() {
     assert_eq!(sniff(&samples::small_checkpoint()).format, Format::Safetensors);

@@ -39,6 +39,9 @@
 #![forbid(unsafe_code)]
 
 extern crate alloc;
+// `arbitrary`'s derive names `std` paths; the feature is only ever on in the (std) fuzz crate.
+#[cfg(feature = "arbitrary")]
+extern crate std;
 
 use alloc::string::String;
 use alloc::vec::Vec;

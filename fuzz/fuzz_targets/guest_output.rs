@@ -70,9 +70,12 @@ fn table_is_valid(table: &Table, file_len: u64, header_len: u64, limits: &Limits
     let mut names = std::collections::HashSet::new();
     let mut at = 0u128;
     for t in &table.tensors {
-        let elements = t.shape.iter().try_fold(1u128, |acc, &d| acc.checked_mul(u128::from(d)));
-        let Some(total_bits) = elements.and_then(|e| e.checked_mul(bits(t.dtype))) else { return false };
-        if !names.insert(&t.name) || total_bits % 8 != 0 || total_bits / 8 > u128::from(u64::MAX) {
+        // As in the reference implementation, the running element count and the bit count must
+        // fit 64 bits even when a later dimension is 0.
+        let fits = |v: u128| (v <= u128::from(u64::MAX)).then_some(v);
+        let elements = t.shape.iter().try_fold(1u128, |acc, &d| fits(acc * u128::from(d)));
+        let Some(total_bits) = elements.and_then(|e| fits(e * bits(t.dtype))) else { return false };
+        if !names.insert(&t.name) || total_bits % 8 != 0 {
             return false;
         }
         if u128::from(t.begin) != at || u128::from(t.end) != at + total_bits / 8 {
@@ -111,7 +114,9 @@ fn consistent(
     let tensors = tensors
         .iter()
         .map(|(name, dtype, shape)| {
-            let shape: Vec<u64> = shape.iter().map(|&d| u64::from(d)).collect();
+            // At most 6 dimensions of at most 255: sizes stay far from overflow (that is the
+            // other cases' job).
+            let shape: Vec<u64> = shape.iter().take(6).map(|&d| u64::from(d)).collect();
             let elements: u128 = shape.iter().map(|&d| u128::from(d)).product();
             let len = (elements * bits(*dtype)).div_ceil(8) as u64;
             let entry = TensorEntry { name: name.clone(), dtype: *dtype, shape, begin: at, end: at + len };

@@ -19,7 +19,9 @@ fn native(data: &[u8]) -> Option<image::DynamicImage> {
     reader.decode().ok()
 }
 
-fuzz_target!(|data: &[u8]| {
+fuzz_target!(
+    init: sandload_fuzz::warm_up(|s| s.decode_image(Input::from_bytes(sandload::samples::png_image(4, 4), "warm-up"))),
+    |data: &[u8]| {
     match sandbox().decode_image(Input::from_bytes(data.to_vec(), FILE_NAME)) {
         Ok(decoded) => {
             let (w, h) = (decoded.image.width() as u64, decoded.image.height() as u64);

@@ -28,7 +28,9 @@ fn reference(data: &[u8]) -> Option<(Contents, Option<BTreeMap<String, String>>)
     Some((contents, meta.metadata().as_ref().map(|m| m.clone().into_iter().collect())))
 }
 
-fuzz_target!(|data: &[u8]| {
+fuzz_target!(
+    init: sandload_fuzz::warm_up(|s| s.open_safetensors(Input::from_bytes(sandload::samples::small_checkpoint(), "warm-up"))),
+    |data: &[u8]| {
     let ours = sandbox().open_safetensors(Input::from_bytes(data.to_vec(), FILE_NAME));
     let theirs = reference(data);
     match (ours, theirs) {

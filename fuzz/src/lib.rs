@@ -36,10 +36,17 @@ pub fn sandbox() -> &'static Sandbox {
         if let Some(dir) = cache_dir() {
             builder.cache_dir(dir);
         }
-        let sandbox = builder.build().expect("sandbox");
-        sandbox.precompile().expect("compile the guests");
-        sandbox
+        builder.build().expect("sandbox")
     })
+}
+
+/// Runs `warm_up` once before fuzzing starts (from the targets' `init:` blocks), so that the
+/// guest's first compile (seconds, longer under ASan; milliseconds from the disk cache) does not
+/// count against libFuzzer's per-input `-timeout`.
+pub fn warm_up<T>(warm_up: impl FnOnce(&Sandbox) -> sandload::Result<T>) {
+    if let Err(e) = warm_up(sandbox()) {
+        panic!("a valid sample failed to open: {e}");
+    }
 }
 
 /// `$SANDLOAD_FUZZ_CACHE`, or `sandload-fuzz-cache` in the temp directory: compiled guests keyed

@@ -1,7 +1,9 @@
-//! Shared by the RAW and image test binaries: sandboxes that compile the (5 MB) RAW guest once per
+//! Shared by the test binaries: sandboxes that compile the (5 MB) RAW guest once per
 //! test run, through an on-disk cache in cargo's per-target temporary directory.
 
 #![allow(dead_code)]
+
+pub mod corpus;
 
 use std::sync::OnceLock;
 

@@ -1,0 +1,175 @@
+//! A compromised decoder, simulated: `guests/hostile` speaks the raw-decoder ABI and attacks the
+//! sandbox from inside (escape attempts through WASI, unbounded allocation, endless loops, output
+//! floods, lies about its output). It is installed with `SandboxBuilder::replace_guest`, exactly
+//! as a user would install a rebuilt rawler, so these tests also cover replacing a guest.
+//!
+//! Each attack must end in a typed error within the configured bound, and the same `Sandbox`
+//! must serve the next file normally.
+
+use std::time::{Duration, Instant};
+
+use sandload::{Error, Guest, Input, Limits, Outcome, RawImage, Sandbox};
+
+const HOSTILE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/hostile.wasm"));
+
+fn hostile(limits: Limits) -> Sandbox {
+    Sandbox::builder().limits(limits).replace_guest(Guest::RawDecoder, HOSTILE).build().unwrap()
+}
+
+fn attack(sandbox: &Sandbox, name: &str) -> Result<RawImage, Error> {
+    sandbox.decode_raw(Input::from_bytes(name.as_bytes().to_vec(), format!("{name}.dng")))
+}
+
+/// The replacement serves a valid frame: the next file after any attack must get exactly this.
+#[track_caller]
+fn assert_serves_ok(sandbox: &Sandbox) {
+    let raw = attack(sandbox, "ok").expect("the sandbox must keep working after an attack");
+    assert_eq!(raw.samples_u16(), (0u16..16).collect::<Vec<_>>());
+    assert_eq!(raw.info().cfa.as_ref().unwrap().name(), "RGGB");
+}
+
+#[test]
+fn every_escape_attempt_through_wasi_is_denied() {
+    let sandbox = hostile(Limits::default());
+    let err = attack(&sandbox, "escape").unwrap_err();
+    let Error::Malformed { rule: "raw_unsupported", detail, .. } = &err else {
+        panic!("expected the probe's report, got {err}");
+    };
+    // The host escaped the report's control characters (guest text reaches terminals and logs).
+    assert!(!detail.chars().any(char::is_control), "{detail:?}");
+    let attempts: Vec<(&str, &str)> = detail.split("\\n").filter_map(|l| l.split_once("\\t")).collect();
+    eprintln!("{} escape attempts, e.g. {:?}", attempts.len(), &attempts[..4.min(attempts.len())]);
+    // The report covers what a decoder would try: preopens, absolute and relative paths out,
+    // devices, creating files and directories, listing, sockets, environment, arguments, stdin.
+    for expected in [
+        "fd_prestat_get(3)",
+        "path_open(fd 3, \"/etc/passwd\")",
+        "path_open(fd 3, \"..\")",
+        "path_open(fd 3, \"/proc/self/mem\")",
+        "path_open(fd 0, \"written-by-guest\")",
+        "path_create_directory(fd 3)",
+        "fd_readdir(fd 3)",
+        "sock_accept(fd 3)",
+        "environ_sizes_get",
+        "args_sizes_get",
+        "fd_read(stdin)",
+        "std::fs::metadata(\"/etc/passwd\")",
+        "std::env::var(\"HOME\")",
+    ] {
+        assert!(attempts.iter().any(|(a, _)| *a == expected), "attempt {expected} missing from the report");
+    }
+    assert!(attempts.len() >= 60, "only {} attempts reported", attempts.len());
+    let allowed: Vec<_> = attempts.iter().filter(|(_, outcome)| outcome.starts_with("ALLOWED")).collect();
+    assert!(allowed.is_empty(), "the guest reached outside its memory: {allowed:?}");
+    // Nothing was created in the working directory either.
+    assert!(!std::path::Path::new("written-by-guest").exists() && !std::path::Path::new("made-by-guest").exists());
+    assert_serves_ok(&sandbox);
+}
+
+#[test]
+fn unbounded_allocation_stops_at_the_cap() {
+    for cap in [16u64 << 20, 64 << 20, 256 << 20] {
+        let sandbox = hostile(Limits::default().with_guest_memory_bytes(cap));
+        let started = Instant::now();
+        let (result, receipt) = sandbox.decode_raw_with_receipt(Input::from_bytes(b"alloc".to_vec(), "alloc.dng"));
+        let took = started.elapsed();
+        match result.unwrap_err() {
+            Error::GuestOutOfMemory { limit, requested, guest, .. } => {
+                assert_eq!((limit, guest), (cap, "raw-decoder"));
+                assert!(requested > cap, "requested {requested}");
+            }
+            other => panic!("expected GuestOutOfMemory, got {other}"),
+        }
+        assert_eq!(receipt.outcome, Outcome::Rejected { kind: "guest_out_of_memory" });
+        // Overshoot: the guest's memory never exceeds the cap (growth past it is refused, not
+        // undone); how much of the cap it got to use before the refusal:
+        let peak = receipt.guest_peak_memory_bytes;
+        assert!(peak <= cap, "peak {peak} over the cap {cap}");
+        assert!(cap - peak <= 2 << 20, "stopped {} bytes short of the cap", cap - peak);
+        eprintln!("cap {} MiB: peak {peak} bytes ({} KiB under the cap) after {took:?}", cap >> 20, (cap - peak) >> 10);
+        assert_serves_ok(&sandbox);
+    }
+}
+
+#[test]
+fn endless_loop_stops_at_the_deadline() {
+    for limit in [Duration::from_millis(50), Duration::from_millis(200), Duration::from_secs(1)] {
+        let sandbox = hostile(Limits::default().with_guest_time(limit));
+        sandbox.precompile().unwrap();
+        let started = Instant::now();
+        let (result, receipt) = sandbox.decode_raw_with_receipt(Input::from_bytes(b"loop".to_vec(), "loop.dng"));
+        let took = started.elapsed();
+        match result.unwrap_err() {
+            Error::GuestTimeout { limit: reported, guest, .. } => assert_eq!((reported, guest), (limit, "raw-decoder")),
+            other => panic!("expected GuestTimeout, got {other}"),
+        }
+        // Never early; late by at most a few epoch ticks (5 ms each) plus scheduling. The bound is
+        // loose on purpose (a loaded 2-core CI machine); the measured overshoot is printed.
+        assert!(receipt.guest_time >= limit, "stopped after {:?}, before the limit {limit:?}", receipt.guest_time);
+        assert!(took < limit + Duration::from_millis(500), "stopped {:?} after the limit", took - limit);
+        eprintln!(
+            "deadline {limit:?}: guest stopped after {:?} (overshoot {:?})",
+            receipt.guest_time,
+            receipt.guest_time - limit
+        );
+        assert_serves_ok(&sandbox);
+    }
+}
+
+#[test]
+fn output_floods_are_bounded_and_exit_is_a_trap() {
+    let sandbox = hostile(Limits::default());
+    match attack(&sandbox, "flood").unwrap_err() {
+        Error::GuestTrap { message, .. } => {
+            // 64 MiB went to stderr; the host kept a bounded buffer of it (and dropped stdout).
+            assert!(message.len() < 20 << 10, "{} bytes of guest output kept", message.len());
+        }
+        other => panic!("expected GuestTrap, got {other}"),
+    }
+    match attack(&sandbox, "exit").unwrap_err() {
+        Error::GuestTrap { message, guest, .. } => {
+            assert_eq!(guest, "raw-decoder");
+            assert!(message.contains("exit"), "{message}");
+        }
+        other => panic!("expected GuestTrap, got {other}"),
+    }
+    assert_serves_ok(&sandbox);
+}
+
+#[test]
+fn every_lie_about_the_output_is_caught() {
+    let limits = Limits::default().with_max_pixels(1 << 30);
+    let sandbox = hostile(limits);
+    for (lie, expect) in [
+        ("lie-pixels", "pixel"),
+        ("lie-region", "lie outside its memory"),
+        ("lie-length", "bytes of samples"),
+        ("lie-cfa", "CFA colour index 7"),
+        ("lie-levels", "not below white level"),
+        ("lie-area", "crop area 4x4 at (2, 2)"),
+    ] {
+        let err = attack(&sandbox, lie).map(|raw| raw.info().clone()).expect_err(lie);
+        assert!(err.is_rejection(), "{lie}: {err}");
+        assert_eq!(err.file().and_then(|f| f.to_str()), Some(format!("{lie}.dng").as_str()));
+        assert!(err.to_string().contains(expect), "{lie}: {err}");
+        assert_serves_ok(&sandbox);
+    }
+}
+
+#[test]
+fn a_replacement_speaking_another_protocol_or_no_wasm_is_contained() {
+    // The safetensors guest has the same ABI version but answers another request type: whatever
+    // it makes of a RAW request, the host gets a typed error, never an accepted frame or a crash.
+    let wrong =
+        Sandbox::builder().replace_guest(Guest::RawDecoder, Guest::SafetensorsHeader.bundled_wasm()).build().unwrap();
+    let err = attack(&wrong, "ok").unwrap_err();
+    assert!(err.is_rejection() || matches!(err, Error::Internal(_)), "{err}");
+    // A module that is not wasm does not compile: a configuration error, on every call.
+    let garbage = Sandbox::builder().replace_guest(Guest::RawDecoder, b"\0asm not really".to_vec()).build().unwrap();
+    for _ in 0..2 {
+        assert_eq!(attack(&garbage, "ok").unwrap_err().kind(), "internal");
+    }
+    // The other guests are untouched by a replacement.
+    let ckpt = garbage.open_safetensors(Input::from_bytes(sandload::samples::small_checkpoint(), "m.safetensors"));
+    assert_eq!(ckpt.unwrap().len(), 3);
+}
