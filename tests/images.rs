@@ -45,6 +45,47 @@ fn sixteen_bit_rgba_and_tiff_round_trip() {
     }
 }
 
+/// A lossless (VP8L) WebP of `width` x `height` RGBA pixels, written by `image-webp`'s encoder.
+fn webp(width: u32, height: u32) -> (Vec<u8>, Vec<u8>) {
+    let pixels: Vec<u8> = (0..width * height)
+        .flat_map(|i| {
+            let (x, y) = (i % width, i / width);
+            [(x * 23) as u8, (y * 41) as u8, (x ^ y) as u8, 255 - (x + y) as u8]
+        })
+        .collect();
+    let mut out = Vec::new();
+    image_webp::WebPEncoder::new(&mut out).encode(&pixels, width, height, image_webp::ColorType::Rgba8).unwrap();
+    (out, pixels)
+}
+
+#[test]
+fn lossless_webp_decodes_to_exactly_the_pixels_written() {
+    let (file, pixels) = webp(11, 6);
+    let decoded = decode(file, "photo.png").unwrap();
+    assert_eq!(decoded.format, "webp");
+    let rgba = decoded.image.as_rgba8().expect("8-bit RGBA");
+    assert_eq!(rgba.dimensions(), (11, 6));
+    assert_eq!(rgba.as_raw(), &pixels);
+}
+
+#[test]
+fn webp_dimension_bomb_is_refused_before_allocation() {
+    // A VP8L bitstream stores width-1 and height-1 in 14 bits each, after the 0x2f signature
+    // at offset 20. Rewrite them to 16383 x 16383 (268 megapixels): image-webp 0.2.4 reads the
+    // format's true maximum, 16384, as 0 (`(1 + header) & 0x3FFF`) and calls the file malformed.
+    let (mut bomb, _) = webp(4, 4);
+    assert_eq!(&bomb[12..16], b"VP8L");
+    let bits = u32::from_le_bytes(bomb[21..25].try_into().unwrap());
+    let bits = (bits & !((1 << 28) - 1)) | 16382 | (16382 << 14);
+    bomb[21..25].copy_from_slice(&bits.to_le_bytes());
+    let (result, receipt) = sandbox().decode_image_with_receipt(Input::from_bytes(bomb, "bomb.webp"));
+    match result.unwrap_err() {
+        Error::LimitExceeded { limit: Limit::MaxPixels, value, .. } => assert_eq!(value, 16383 * 16383),
+        other => panic!("expected the pixel limit, got {other}"),
+    }
+    assert!(receipt.guest_peak_memory_bytes < 16 << 20, "peak {}", receipt.guest_peak_memory_bytes);
+}
+
 #[test]
 fn png_dimension_bomb_is_refused_before_allocation() {
     // IHDR says 100000 x 100000 (10 gigapixels); the data is one scanline.
