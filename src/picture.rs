@@ -1,6 +1,6 @@
 //! PNG, JPEG, TIFF and WebP images (the `image-decoder` guest), and RAW files' embedded previews.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use image::{DynamicImage, ImageBuffer};
 use sandload_abi::Rule;
@@ -76,7 +76,7 @@ impl Sandbox {
                 sandload_abi::encode(&request).map_err(|e| Error::Internal(format!("encoding request: {e}")))?;
             let format = *format;
             sandbox.call_with(Guest::ImageDecoder, &file, &request, &data, stats, |response, memory| {
-                let response: Response = decode_response(response, &file, Guest::ImageDecoder)?;
+                let response: Response = Guest::ImageDecoder.decode_response(response, &file)?;
                 let picture = response.map_err(|e| guest_rejection(&file, format, limits, Guest::ImageDecoder, e))?;
                 let image = to_image(&picture, memory, limits).map_err(|v| violation(&file, format, limits, v))?;
                 Ok((picture.format, image))
@@ -115,7 +115,7 @@ impl Sandbox {
                 sandload_abi::encode(&request).map_err(|e| Error::Internal(format!("encoding request: {e}")))?;
             let format = *format;
             sandbox.call_with(Guest::RawDecoder, &file, &request, &data, stats, |response, memory| {
-                let response: sandload_abi::raw::Response = decode_response(response, &file, Guest::RawDecoder)?;
+                let response: sandload_abi::raw::Response = Guest::RawDecoder.decode_response(response, &file)?;
                 let frame = response.map_err(|e| guest_rejection(&file, format, limits, Guest::RawDecoder, e))?;
                 let info = crate::raw::validate_frame(&frame, limits, &file, format)
                     .map_err(|v| violation(&file, format, limits, v))?;
@@ -131,14 +131,6 @@ impl Sandbox {
             })
         })
     }
-}
-
-fn decode_response<T: serde::de::DeserializeOwned>(response: &[u8], file: &Path, guest: Guest) -> Result<T> {
-    sandload_abi::decode(response).map_err(|e| Error::GuestTrap {
-        file: file.to_path_buf(),
-        guest: guest.name(),
-        message: format!("response does not decode: {e}"),
-    })
 }
 
 /// Checks a guest's picture against its memory and the limits, and copies the pixels once into an

@@ -302,11 +302,7 @@ pub fn accept_frame(
     file: &Path,
     format: Format,
 ) -> Result<(RawInfo, Option<Bytes>)> {
-    let response: Response = sandload_abi::decode(response).map_err(|e| Error::GuestTrap {
-        file: file.to_path_buf(),
-        guest: Guest::RawDecoder.name(),
-        message: format!("response does not decode: {e}"),
-    })?;
+    let response: Response = Guest::RawDecoder.decode_response(response, file)?;
     let frame = response.map_err(|e| guest_rejection(file, format, limits, Guest::RawDecoder, e))?;
     let info = validate_frame(&frame, limits, file, format).map_err(|v| violation(file, format, limits, v))?;
     let samples = match (output, frame.samples) {

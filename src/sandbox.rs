@@ -53,7 +53,7 @@ impl Guest {
     const COUNT: usize = 3;
 
     /// Every guest.
-    pub const ALL: [Guest; 3] = [Guest::SafetensorsHeader, Guest::RawDecoder, Guest::ImageDecoder];
+    pub const ALL: [Guest; Guest::COUNT] = [Guest::SafetensorsHeader, Guest::RawDecoder, Guest::ImageDecoder];
 
     /// The guest's name, as in errors and receipts (its crate name under `guests/`).
     pub fn name(self) -> &'static str {
@@ -77,6 +77,16 @@ impl Guest {
 
     pub(crate) fn index(self) -> usize {
         self as usize
+    }
+
+    /// Decodes this guest's response bytes; bytes that are not a response are the guest
+    /// breaking the protocol, so a trap.
+    pub(crate) fn decode_response<T: serde::de::DeserializeOwned>(self, response: &[u8], file: &Path) -> Result<T> {
+        sandload_abi::decode(response).map_err(|e| Error::GuestTrap {
+            file: file.to_path_buf(),
+            guest: self.name(),
+            message: format!("response does not decode: {e}"),
+        })
     }
 }
 
@@ -114,7 +124,6 @@ struct Inner {
     guests: [OnceLock<std::result::Result<InstancePre<GuestState>, GuestSetupError>>; Guest::COUNT],
     slots: Slots,
     cache: Option<CompiledCache>,
-    deadline_ticks: u64,
     _ticker: Ticker,
 }
 
@@ -257,7 +266,6 @@ impl SandboxBuilder {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |s: &mut GuestState| &mut s.wasi)
             .map_err(|e| Error::Internal(format!("linking WASI: {e:#}")))?;
-        let deadline_ticks = ticks_for(limits.guest_time);
         let ticker =
             Ticker::start(engine.clone()).map_err(|e| Error::Internal(format!("starting the epoch thread: {e}")))?;
         Ok(Sandbox {
@@ -278,7 +286,6 @@ impl SandboxBuilder {
                     )),
                     None => None,
                 },
-                deadline_ticks,
                 _ticker: ticker,
             }),
         })
@@ -445,8 +452,9 @@ impl Sandbox {
         // Ticks only say when to look at the clock: the tick in progress when the store starts
         // may be nearly over, and the ticker can be late. The clock decides, so a guest is never
         // stopped before `guest_time` and at most about one tick after it.
-        store.set_epoch_deadline(self.inner.deadline_ticks);
-        let deadline = started + self.inner.limits.guest_time;
+        let guest_time = self.inner.limits.guest_time;
+        store.set_epoch_deadline(ticks_for(guest_time));
+        let deadline = started + guest_time;
         store.epoch_deadline_callback(move |_| {
             let now = Instant::now();
             Ok(if now >= deadline {

@@ -202,11 +202,7 @@ impl Sandbox {
             self.call_with(Guest::SafetensorsHeader, &file, &request, &data[..payload_len], stats, |r, _| {
                 Ok(r.to_vec())
             })?;
-        let response: Response = sandload_abi::decode(&response).map_err(|e| Error::GuestTrap {
-            file: file.clone(),
-            guest: Guest::SafetensorsHeader.name(),
-            message: format!("response does not decode: {e}"),
-        })?;
+        let response: Response = Guest::SafetensorsHeader.decode_response(&response, &file)?;
         let table = response.map_err(|e| guest_rejection(&file, *format, limits, e))?;
         let layout = validate_table(&table, len, claimed.unwrap_or(0), limits)
             .map_err(|v| Error::malformed(&file, *format, v.rule, v.offset, v.detail))?;
