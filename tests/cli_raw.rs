@@ -143,6 +143,14 @@ fn the_raw_decoder_ships_as_a_replaceable_file() {
     let out = sandload(&["guest-wasm", "raw-decoder", "-o", wasm.to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(std::fs::read(&wasm).unwrap(), sandload::Guest::RawDecoder.bundled_wasm());
+    // An unknown guest is a usage error; an unwritable output names the path.
+    let out = sandload(&["guest-wasm", "pickle-loader", "-o", wasm.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("raw-decoder"), "{}", stderr(&out));
+    let nowhere = dir.join("missing-dir/raw-decoder.wasm");
+    let out = sandload(&["guest-wasm", "raw-decoder", "-o", nowhere.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains(nowhere.to_str().unwrap()), "{}", stderr(&out));
 
     let dng = write(&dir, "shot.dng", &Dng::patterned(32, 16).to_bytes());
     let replacement = format!("raw-decoder={}", wasm.display());
