@@ -4,18 +4,52 @@
 //! Entries are keyed by the guest's wasm bytes (SHA-256), wasmtime's own engine compatibility
 //! hash (version, target, every setting that affects code) and the sandload version, so a stale
 //! entry is never loaded: it is simply a miss.
+//!
+//! An entry is native code that wasmtime maps and runs, so the cache trusts only what the
+//! effective user alone could have written:
+//!
+//! - the directory must be owned by the effective user and not writable by group or others,
+//!   checked on the open descriptor each time; otherwise the cache is not used at all (no read,
+//!   no write);
+//! - an entry is opened without following a symlink and without blocking (a FIFO planted at its
+//!   name is refused), and must be a regular file owned by the effective user, not writable by
+//!   group or others;
+//! - an entry ends with the SHA-256 of its module bytes and a magic tag, checked before
+//!   `Module::deserialize`: a torn, truncated or bit-flipped entry is a miss that recompiles and
+//!   rewrites it;
+//! - entries are written to an anonymous or unpredictably named `O_EXCL` file (cap-tempfile),
+//!   mode 0600, synced, then renamed into place, so a planted name cannot redirect the write.
+//!
+//! The checksum is not a signature: it catches corruption and partial tampering, while the
+//! ownership checks keep other users out.
 
 use std::hash::{Hash, Hasher};
-use std::io::Write;
+use std::io::{Read, Write};
 
-use cap_std::fs::Dir;
+use cap_std::fs::{Dir, MetadataExt, OpenOptions, OpenOptionsExt, PermissionsExt};
 use sha2::{Digest, Sha256};
 use wasmtime::{Engine, Module};
+
+/// Ends every entry, after the SHA-256 of the module bytes before it.
+const TRAILER_MAGIC: &[u8; 8] = b"SLCWASM1";
+const TRAILER_LEN: usize = 32 + TRAILER_MAGIC.len();
 
 /// A directory of compiled guests. See [`SandboxBuilder::cache_dir`](crate::SandboxBuilder::cache_dir).
 #[derive(Debug)]
 pub(crate) struct CompiledCache {
     dir: Dir,
+}
+
+/// Why a cache directory or entry is not trusted, or `Ok` when it is: owned by the effective
+/// user and not writable by group or others.
+pub(crate) fn check_private(meta: &cap_std::fs::Metadata) -> Result<(), &'static str> {
+    if meta.uid() != rustix::process::geteuid().as_raw() {
+        return Err("not owned by the current user");
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err("writable by group or others");
+    }
+    Ok(())
 }
 
 impl CompiledCache {
@@ -35,8 +69,8 @@ impl CompiledCache {
     }
 
     /// Loads a guest compiled by an earlier run, or compiles it and stores the result. Cache
-    /// failures (unreadable, unwritable, corrupt entry) fall back to compiling: they cost time,
-    /// never correctness.
+    /// failures (untrusted directory, unreadable, unwritable, corrupt or foreign entry) fall back
+    /// to compiling: they cost time, never correctness.
     /// `compile` produces the module on a miss (the entry is keyed by `wasm`, whatever
     /// `compile` does with it, e.g. pre-initialize it first).
     pub(crate) fn load_or_compile(
@@ -46,28 +80,70 @@ impl CompiledCache {
         wasm: &[u8],
         compile: impl FnOnce() -> wasmtime::Result<Module>,
     ) -> wasmtime::Result<Module> {
+        if self.dir.dir_metadata().map_err(|_| "unreadable").and_then(|m| check_private(&m)).is_err() {
+            return compile();
+        }
         let name = Self::entry_name(engine, guest, wasm);
-        if let Ok(bytes) = self.dir.read(&name) {
-            // SAFETY: `Module::deserialize` runs the native code in `bytes`. The entry was written
-            // by `Module::serialize` of an engine with this exact compatibility hash, into a
-            // directory the embedder granted for this purpose (see the `# Security` section of
-            // `SandboxBuilder::cache_dir`); wasmtime also checks the header and engine settings.
+        if let Some(module_bytes) = self.read_entry(&name) {
+            // SAFETY: `Module::deserialize` runs the native code in `module_bytes`. They were
+            // written by `Module::serialize` of an engine with this exact compatibility hash,
+            // into a directory only the effective user can write, as a file only that user owns
+            // and can write, and they match the SHA-256 stored with them (see the module docs);
+            // wasmtime also checks the header and engine settings.
             #[allow(unsafe_code)]
-            if let Ok(module) = unsafe { Module::deserialize(engine, &bytes) } {
+            if let Ok(module) = unsafe { Module::deserialize(engine, &module_bytes) } {
                 return Ok(module);
             }
         }
         let module = compile()?;
         if let Ok(bytes) = module.serialize() {
-            // Write then rename, so that a concurrent reader never sees a partial entry.
-            let tmp = format!("{name}.tmp{}", std::process::id());
-            let written = self.dir.create(&tmp).and_then(|mut f| f.write_all(&bytes).and_then(|()| f.sync_all()));
-            if written.is_ok() {
-                let _ = self.dir.rename(&tmp, &self.dir, &name);
-            } else {
-                let _ = self.dir.remove_file(&tmp);
-            }
+            let _ = self.write_entry(&name, &bytes);
         }
         Ok(module)
+    }
+
+    /// The module bytes of entry `name`, if it is a private regular file whose checksum matches.
+    fn read_entry(&self, name: &str) -> Option<Vec<u8>> {
+        use rustix::fs::OFlags;
+        let mut options = OpenOptions::new();
+        options.read(true).custom_flags((OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY).bits() as i32);
+        let mut file = self.dir.open_with(name, &options).ok()?;
+        let meta = file.metadata().ok()?;
+        if !meta.is_file() || check_private(&meta).is_err() {
+            return None;
+        }
+        let mut bytes = Vec::new();
+        bytes.try_reserve_exact(usize::try_from(meta.len()).ok()?).ok()?;
+        file.read_to_end(&mut bytes).ok()?;
+        let body_len = bytes.len().checked_sub(TRAILER_LEN)?;
+        let (body, trailer) = bytes.split_at(body_len);
+        let (digest, magic) = trailer.split_at(32);
+        if magic != TRAILER_MAGIC || Sha256::digest(body).as_slice() != digest {
+            return None;
+        }
+        bytes.truncate(body_len);
+        Some(bytes)
+    }
+
+    /// Writes `module_bytes` plus their checksum as entry `name`, atomically.
+    fn write_entry(&self, name: &str, module_bytes: &[u8]) -> std::io::Result<()> {
+        // Anonymous (O_TMPFILE) or randomly named with O_EXCL, linked under a fresh random name
+        // and renamed over `name`: a concurrent reader sees the old entry or the whole new one.
+        let mut tmp = cap_tempfile::TempFile::new(&self.dir)?;
+        tmp.as_file().set_permissions(cap_std::fs::Permissions::from_mode(0o600))?;
+        tmp.write_all(module_bytes)?;
+        tmp.write_all(&Sha256::digest(module_bytes))?;
+        tmp.write_all(TRAILER_MAGIC)?;
+        tmp.as_file().sync_all()?;
+        tmp.replace(name)?;
+        // The directory handle may be `O_PATH`, which cannot be synced: open it for reading.
+        let dir = rustix::fs::openat(
+            &self.dir,
+            ".",
+            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )?;
+        rustix::fs::fsync(&dir)?;
+        Ok(())
     }
 }

@@ -33,8 +33,15 @@ pub enum DataAccess {
     /// Memory-map the file and hand out zero-copy [`Bytes`] slices of the mapping.
     ///
     /// # Security
-    /// If another process truncates the file while it is mapped, touching the lost pages raises
-    /// `SIGBUS` in the host. Use [`DataAccess::Read`] for files on storage that others can write.
+    /// The mapping is shared (`MAP_SHARED`, read-only): it shows the file as it is on disk, not
+    /// a snapshot. If the file is truncated while the mapping lives (that is, while the
+    /// [`Checkpoint`](crate::Checkpoint) or any [`Bytes`] taken from it is alive), touching the
+    /// lost pages raises `SIGBUS` and kills the host process; if it is rewritten in place, tensor
+    /// data changes under the caller after validation. Mapping is safe only for files that nobody
+    /// else can truncate or write for that whole time: files you own in a directory only you can
+    /// write, on a local file system, that no other process of yours modifies. For anything else
+    /// (shared or network storage, user uploads, a CLI given arbitrary paths) use
+    /// [`DataAccess::Read`].
     #[default]
     Map,
     /// Read the whole file into memory once; later changes to the file cannot affect the data.
@@ -45,29 +52,33 @@ impl Input {
     /// Opens `path` relative to the capability `dir`.
     ///
     /// This corresponds to [`cap_std::fs::Dir::open`]: only paths inside `dir` resolve (`..` out of
-    /// it, absolute paths and symlinks leaving it fail with `PermissionDenied`). Anything but a
-    /// regular file (a directory, a FIFO, a device) is refused before it is opened, so a FIFO
-    /// cannot block the caller.
+    /// it, absolute paths and symlinks leaving it fail with `PermissionDenied`). The file is opened
+    /// with `O_NONBLOCK | O_NOCTTY` and what was opened is checked with `fstat`: anything but a
+    /// regular file (a directory, a FIFO, a socket, a device) is refused. There is no `stat`
+    /// before the open, so swapping the path for a FIFO at any moment can neither block the
+    /// caller nor slip a non-file through.
     ///
     /// # Errors
-    /// [`Error::Io`] if the path escapes `dir`, does not exist, or is not a regular file.
+    /// [`Error::Io`] if the path escapes `dir`, does not exist, or is not a regular file (the
+    /// message then starts with "not a regular file").
     pub fn open(dir: &Dir, path: impl AsRef<Path>) -> Result<Input> {
+        use cap_std::fs::OpenOptionsExt;
+        use rustix::fs::OFlags;
         let path = path.as_ref();
-        let not_regular = |what: &str| {
-            Error::io(
-                path,
-                std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("not a regular file: {what}")),
-            )
-        };
-        let meta = dir.metadata(path).map_err(|e| Error::io(path, e))?;
-        if !meta.is_file() {
-            return Err(not_regular(&describe(&meta.file_type())));
-        }
-        let file = dir.open(path).map_err(|e| Error::io(path, e))?.into_std();
-        // The path could have been swapped between the two calls: check what was opened.
+        let mut options = cap_std::fs::OpenOptions::new();
+        // Non-blocking: opening a FIFO for reading with no writer returns at once (and is then
+        // refused below) instead of waiting forever; no controlling terminal from a tty.
+        options.read(true).custom_flags((OFlags::NONBLOCK | OFlags::NOCTTY).bits() as i32);
+        let file = dir.open_with(path, &options).map_err(|e| Error::io(path, e))?.into_std();
         let meta = file.metadata().map_err(|e| Error::io(path, e))?;
         if !meta.is_file() {
-            return Err(not_regular("changed while opening"));
+            return Err(Error::io(
+                path,
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!("not a regular file: {}", describe(&meta.file_type())),
+                ),
+            ));
         }
         Ok(Input { name: path.to_path_buf(), source: Source::File(file) })
     }
@@ -128,8 +139,10 @@ impl Input {
         }
         match access {
             DataAccess::Map => {
-                // SAFETY: the mapping is read-only and private to this process; the remaining risk,
-                // another process truncating the file (SIGBUS), is documented on DataAccess::Map.
+                // SAFETY: memmap2's `map` is a read-only MAP_SHARED mapping: nothing in this
+                // process writes through it, but another process can still change or truncate
+                // the file underneath it (changed bytes, or SIGBUS on the lost pages). The caller
+                // chose `DataAccess::Map`, whose documentation states when that is acceptable.
                 #[allow(unsafe_code)]
                 let map =
                     unsafe { memmap2::MmapOptions::new().len(size).map(&file) }.map_err(|e| Error::io(&name, e))?;
@@ -160,13 +173,18 @@ impl Input {
     }
 }
 
-fn describe(ft: &cap_std::fs::FileType) -> String {
+fn describe(ft: &std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
     if ft.is_dir() {
-        "a directory".into()
-    } else if ft.is_symlink() {
-        "a symbolic link".into()
+        "a directory"
+    } else if ft.is_fifo() {
+        "a FIFO"
+    } else if ft.is_socket() {
+        "a socket"
+    } else if ft.is_block_device() || ft.is_char_device() {
+        "a device"
     } else {
-        "a FIFO, socket or device".into()
+        "not a file"
     }
 }
 
@@ -207,5 +225,17 @@ impl Input {
             });
         }
         self.contents(len, DataAccess::Read)
+    }
+
+    /// Reads the whole content into memory (no mapping) for a guest that decodes the file whole
+    /// (RAW files, images): refused before anything is read when it is larger than
+    /// `limits.max_file_bytes` or than the guest's memory cap `limits.guest_memory_bytes`,
+    /// which must hold it as well as what is decoded from it. This is what `sandload convert`
+    /// reads its input with.
+    ///
+    /// # Errors
+    /// [`Error::LimitExceeded`] (naming the limit) or [`Error::Io`].
+    pub fn read_for_decoding(self, limits: &Limits) -> Result<Bytes> {
+        self.read_for_guest(limits, DataAccess::Read).map(|(_, data)| data)
     }
 }

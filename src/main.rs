@@ -12,16 +12,44 @@ use std::time::Duration;
 use cap_std::ambient_authority;
 use cap_std::fs::Dir;
 use clap::{Parser, Subcommand};
-use sandload::{Error, Guest, Input, Limits, Opened, RawImage, Receipt, Sandbox};
+use sandload::{DataAccess, Error, Guest, Input, Limits, Opened, RawImage, Receipt, Sandbox};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 #[derive(Parser)]
-#[command(name = "sandload", version, about = "Open untrusted checkpoints and camera RAW files in a wasmtime sandbox")]
+#[command(
+    name = "sandload",
+    version,
+    about = "Open untrusted checkpoints and camera RAW files in a wasmtime sandbox",
+    after_help = EXIT_STATUS
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
 }
+
+/// The exit-status contract, shown by `--help`.
+const EXIT_STATUS: &str = "\
+Exit status:
+  0  every input was accepted
+  1  some input was refused (a verdict about the file: hostile, malformed, over a limit)
+  2  usage error (bad arguments or options, an output that cannot be written)
+  3  some input could not be read (missing, not a regular file, I/O error) or an internal error
+     occurred; 3 wins over 1 when both happen";
+
+/// Exit statuses, in increasing precedence.
+const EXIT_REFUSED: u8 = 1;
+const EXIT_USAGE: u8 = 2;
+const EXIT_IO: u8 = 3;
+
+/// The status an inspect/convert of one input contributes.
+fn status_of(e: &Error) -> u8 {
+    if e.is_rejection() { EXIT_REFUSED } else { EXIT_IO }
+}
+
+/// The longest `--timeout` accepted: long enough for anything, short enough that no deadline
+/// arithmetic can overflow.
+const MAX_TIMEOUT_SECS: f64 = 365.0 * 24.0 * 3600.0;
 
 #[derive(Subcommand)]
 enum Command {
@@ -83,9 +111,9 @@ struct LimitArgs {
     #[arg(long, value_name = "BYTES")]
     max_file_size: Option<u64>,
     /// Guest linear-memory cap, in bytes (at most 4 GiB).
-    #[arg(long, value_name = "BYTES")]
+    #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1..=Limits::MAX_GUEST_MEMORY_BYTES))]
     max_memory: Option<u64>,
-    /// Guest CPU deadline per file, in seconds (fractions allowed).
+    /// Guest CPU deadline per file, in seconds (fractions allowed, at most one year).
     #[arg(long, value_name = "SECS")]
     timeout: Option<f64>,
     /// Run this wasm module instead of a bundled guest (e.g. a rebuilt RAW decoder); it is
@@ -94,8 +122,14 @@ struct LimitArgs {
     guests: Vec<(Guest, PathBuf)>,
 }
 
+/// Why a sandbox could not be set up: the user's arguments, or the environment.
+enum SetupError {
+    Usage(String),
+    Internal(String),
+}
+
 impl LimitArgs {
-    fn sandbox(&self) -> Result<Sandbox, String> {
+    fn sandbox(&self) -> Result<Sandbox, SetupError> {
         let mut limits = Limits::default();
         if let Some(bytes) = self.max_file_size {
             limits = limits.with_max_file_bytes(bytes);
@@ -104,21 +138,31 @@ impl LimitArgs {
             limits = limits.with_guest_memory_bytes(bytes);
         }
         if let Some(secs) = self.timeout {
+            // `try_from_secs_f64` refuses NaN, infinities and negatives; the upper bound keeps
+            // `now + guest_time` from overflowing wherever a deadline is computed.
             match Duration::try_from_secs_f64(secs) {
-                Ok(d) if !d.is_zero() => limits = limits.with_guest_time(d),
-                _ => return Err(format!("--timeout must be a positive number of seconds, got {secs}")),
+                Ok(d) if !d.is_zero() && secs <= MAX_TIMEOUT_SECS => limits = limits.with_guest_time(d),
+                _ => {
+                    return Err(SetupError::Usage(format!(
+                        "--timeout must be a positive number of seconds up to {MAX_TIMEOUT_SECS} (one year), got {secs}"
+                    )));
+                }
             }
         }
         let mut builder = Sandbox::builder();
         builder.limits(limits);
+        // Read, never map: a file mapped by the CLI could be truncated by anyone who can write it
+        // while it is inspected, and the CLI would die of SIGBUS (see `DataAccess::Map`).
+        builder.data_access(DataAccess::Read);
         for (guest, path) in &self.guests {
-            let wasm = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let wasm =
+                std::fs::read(path).map_err(|e| SetupError::Usage(format!("{}: {e}", printable(&path.display()))))?;
             builder.replace_guest(*guest, wasm);
         }
         if let Some(dir) = cache_dir() {
             builder.cache_dir(dir);
         }
-        builder.build().map_err(|e| e.to_string())
+        builder.build().map_err(|e| SetupError::Internal(printable(&e)))
     }
 }
 
@@ -135,17 +179,21 @@ fn main() -> ExitCode {
             return match std::fs::write(output, guest.bundled_wasm()) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
-                    eprintln!("sandload: {}: {e}", output.display());
-                    ExitCode::from(2)
+                    eprintln!("sandload: {}: {}", printable(&output.display()), printable(&e));
+                    ExitCode::from(EXIT_USAGE)
                 }
             };
         }
     };
     match limits.sandbox() {
         Ok(sandbox) => run(&sandbox),
-        Err(message) => {
+        Err(SetupError::Usage(message)) => {
             eprintln!("sandload: {message}");
-            ExitCode::from(2)
+            ExitCode::from(EXIT_USAGE)
+        }
+        Err(SetupError::Internal(message)) => {
+            eprintln!("sandload: {message}");
+            ExitCode::from(EXIT_IO)
         }
     }
 }
@@ -153,7 +201,7 @@ fn main() -> ExitCode {
 fn inspect(sandbox: &Sandbox, paths: &[PathBuf], json: bool, digest: bool) -> ExitCode {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    let mut all_accepted = true;
+    let mut status = 0u8;
     // Drawn on stderr only when it is a terminal, and only for several files.
     let progress = if paths.len() > 1 {
         indicatif::ProgressBar::new(paths.len() as u64)
@@ -173,25 +221,34 @@ fn inspect(sandbox: &Sandbox, paths: &[PathBuf], json: bool, digest: bool) -> Ex
             Err(e) => (Err(e), None),
         };
         progress.inc(1);
-        all_accepted &= result.is_ok();
+        if let Err(e) = &result {
+            status = status.max(status_of(e));
+        }
         let line = if json {
-            json_report(path, &result, receipt.as_ref(), digest).to_string()
+            json_safe(&json_report(path, &result, receipt.as_ref(), digest).to_string())
         } else {
             human_report(path, &result, receipt.as_ref(), digest)
         };
         if progress.suspend(|| writeln!(out, "{line}")).is_err() {
-            // stdout closed (e.g. piped into `head`): stop quietly.
-            return ExitCode::from(1);
+            // stdout closed (e.g. piped into `head`): stop quietly; the report is incomplete.
+            return ExitCode::from(EXIT_IO);
         }
     }
     progress.finish_and_clear();
-    if all_accepted { ExitCode::SUCCESS } else { ExitCode::from(1) }
+    ExitCode::from(status)
 }
 
 /// Compiled guests are cached in `$SANDLOAD_CACHE_DIR`, else `$XDG_CACHE_HOME/sandload`, else
 /// `~/.cache/sandload`; `SANDLOAD_CACHE_DIR=off` disables the cache. A cache that cannot be
 /// created is skipped: it only costs the compile time.
+///
+/// Entries are native code, so the directory is created 0700 and used only if it is owned by the
+/// effective user and not writable by group or others (checked on the opened directory, so a
+/// rename of the path afterwards changes nothing); otherwise the cache is skipped with a warning.
+/// The library checks the same again, and checks each entry.
 fn cache_dir() -> Option<Dir> {
+    use cap_std::fs::MetadataExt;
+    use std::os::unix::fs::DirBuilderExt;
     let path = match std::env::var_os("SANDLOAD_CACHE_DIR") {
         Some(v) if v == "off" => return None,
         Some(v) => PathBuf::from(v),
@@ -200,8 +257,21 @@ fn cache_dir() -> Option<Dir> {
             _ => PathBuf::from(std::env::var_os("HOME")?).join(".cache/sandload"),
         },
     };
-    std::fs::create_dir_all(&path).ok()?;
-    Dir::open_ambient_dir(&path, ambient_authority()).ok()
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&path).ok()?;
+    let dir = Dir::open_ambient_dir(&path, ambient_authority()).ok()?;
+    let meta = dir.dir_metadata().ok()?;
+    let refusal = if meta.uid() != rustix::process::geteuid().as_raw() {
+        Some("is not owned by the current user")
+    } else if meta.mode() & 0o022 != 0 {
+        Some("is writable by group or others")
+    } else {
+        None
+    };
+    if let Some(why) = refusal {
+        eprintln!("sandload: warning: not using the compiled-guest cache {}: it {why}", printable(&path.display()));
+        return None;
+    }
+    Some(dir)
 }
 
 /// The CLI's one use of ambient authority: the user named this path on the command line.
@@ -321,12 +391,12 @@ fn human_report(path: &Path, result: &Result<Opened, Error>, receipt: Option<&Re
         }
     };
     match result {
-        Err(e) => format!("{}: REJECTED ({format}, {}): {e}", path.display(), e.kind()),
+        Err(e) => format!("{}: REJECTED ({format}, {}): {}", printable(&path.display()), e.kind(), printable(e)),
         Ok(Opened::Raw(raw)) => {
             let info = raw.info();
             let mut s = format!(
                 "{}: accepted {format}, {}x{} x{} {} bits, CFA {}, black {:?}, white {:?}, {} {}",
-                path.display(),
+                printable(&path.display()),
                 info.width,
                 info.height,
                 info.cpp,
@@ -334,8 +404,8 @@ fn human_report(path: &Path, result: &Result<Opened, Error>, receipt: Option<&Re
                 info.cfa.as_ref().map_or("none".into(), |c| c.name()),
                 info.black_levels,
                 info.white_levels,
-                info.make,
-                info.model
+                printable(&info.make),
+                printable(&info.model)
             );
             guest(&mut s);
             if digest {
@@ -346,25 +416,25 @@ fn human_report(path: &Path, result: &Result<Opened, Error>, receipt: Option<&Re
         Ok(Opened::Checkpoint(ckpt)) => {
             let mut s = format!(
                 "{}: accepted {format}, {} tensors, header {} bytes",
-                path.display(),
+                printable(&path.display()),
                 ckpt.len(),
                 ckpt.header_len()
             );
             guest(&mut s);
             for t in ckpt.iter() {
-                s += &format!("\n  {} {} {:?}", t.name, t.dtype.name(), t.shape);
+                s += &format!("\n  {} {} {:?}", printable(&t.name), t.dtype.name(), t.shape);
                 if digest {
                     s += &format!(" sha256={}", sha256_hex(&t.data));
                 }
             }
             if let Some(meta) = ckpt.metadata() {
                 for (k, v) in meta {
-                    s += &format!("\n  metadata {k} = {v:?}");
+                    s += &format!("\n  metadata {} = {}", printable(k), printable(&format!("{v:?}")));
                 }
             }
             s
         }
-        Ok(_) => format!("{}: accepted {format}", path.display()),
+        Ok(_) => format!("{}: accepted {format}", printable(&path.display())),
     }
 }
 
@@ -374,22 +444,30 @@ fn human_report(path: &Path, result: &Result<Opened, Error>, receipt: Option<&Re
 fn convert(sandbox: &Sandbox, input: &Path, output: &Path) -> ExitCode {
     match convert_inner(sandbox, input, output) {
         Ok(summary) => {
-            eprintln!("{}: {summary} -> {}", input.display(), output.display());
+            eprintln!("{}: {} -> {}", printable(&input.display()), printable(&summary), printable(&output.display()));
             ExitCode::SUCCESS
         }
         Err(ConvertError::Usage(message)) => {
-            eprintln!("sandload: {message}");
-            ExitCode::from(2)
+            eprintln!("sandload: {}", printable(&message));
+            ExitCode::from(EXIT_USAGE)
+        }
+        Err(ConvertError::Internal(message)) => {
+            eprintln!("sandload: internal error: {}", printable(&message));
+            ExitCode::from(EXIT_IO)
         }
         Err(ConvertError::Rejected(e)) => {
-            eprintln!("{}: REJECTED ({}): {e}", input.display(), e.kind());
-            ExitCode::from(1)
+            eprintln!("{}: REJECTED ({}): {}", printable(&input.display()), e.kind(), printable(&e));
+            ExitCode::from(status_of(&e))
         }
     }
 }
 
 enum ConvertError {
+    /// Exit 2: the arguments (or the output path) are wrong.
     Usage(String),
+    /// Exit 3: a bug or a broken environment (an encoder failing on validated pixels).
+    Internal(String),
+    /// Exit 1 if the input was refused, 3 if it could not be read.
     Rejected(Error),
 }
 
@@ -411,7 +489,9 @@ fn convert_inner(sandbox: &Sandbox, input: &Path, output: &Path) -> Result<Strin
             )));
         }
     };
-    let bytes = open_input(input)?.read_all(sandbox.limits())?;
+    // Refused before reading when the guest could not hold it anyway (`max_file_bytes` and
+    // `guest_memory_bytes`): a 60 GB input is never read into memory.
+    let bytes = open_input(input)?.read_for_decoding(sandbox.limits())?;
     let sniffed = sandload::sniff(&bytes);
     let is_raw = matches!(sniffed.format, sandload::Format::Dng | sandload::Format::Raw);
     let (encoded, summary) = if is_raw {
@@ -420,13 +500,13 @@ fn convert_inner(sandbox: &Sandbox, input: &Path, output: &Path) -> Result<Strin
         let summary = format!("{} {}x{} RAW ({} {})", sniffed.format, info.width, info.height, info.make, info.model);
         match image_format {
             Some(format) => (encode(&sandload::image::DynamicImage::ImageRgb16(raw.develop16()?), format)?, summary),
-            None => (raw_safetensors(&raw).map_err(ConvertError::Usage)?, summary),
+            None => (raw_safetensors(&raw).map_err(ConvertError::Internal)?, summary),
         }
     } else {
         let Some(format) = image_format else {
             return Err(ConvertError::Usage(format!(
                 "{} is {}, not a RAW file: only RAW files convert to .safetensors",
-                input.display(),
+                printable(&input.display()),
                 sniffed.what
             )));
         };
@@ -443,7 +523,7 @@ fn encode(
     format: sandload::image::ImageFormat,
 ) -> Result<Vec<u8>, ConvertError> {
     let mut out = std::io::Cursor::new(Vec::new());
-    image.write_to(&mut out, format).map_err(|e| ConvertError::Usage(format!("encoding {format:?}: {e}")))?;
+    image.write_to(&mut out, format).map_err(|e| ConvertError::Internal(format!("encoding {format:?}: {e}")))?;
     Ok(out.into_inner())
 }
 
@@ -490,17 +570,77 @@ fn raw_safetensors(raw: &RawImage) -> Result<Vec<u8>, String> {
     safetensors::serialize([("raw", view)], Some(metadata)).map_err(|e| format!("writing safetensors: {e}"))
 }
 
-/// Writes `bytes` to a temporary file in `path`'s directory, then renames it over `path`.
+/// Writes `bytes` to `path` atomically and without trusting its directory's other entries.
+///
+/// The temporary file is created through a `Dir` of the output's directory with cap-tempfile:
+/// an anonymous `O_TMPFILE` (or, where that is missing, an `O_EXCL` file with a random name), mode
+/// 0600, so no name an attacker can predict is ever opened: a symlink planted there cannot
+/// redirect the write and a FIFO cannot block it. It is written, fsynced, linked under a random
+/// name, renamed over `path` (a symlink at `path` is replaced, not followed) and the directory is
+/// fsynced, so after a crash there is the old file or the whole new one. The output keeps mode
+/// 0600: decoded user data stays private until its owner shares it.
 fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = match path.parent() {
+    use cap_std::fs::PermissionsExt;
+    let parent = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
     let name = path.file_name().ok_or_else(|| std::io::Error::other("output has no file name"))?;
-    let tmp = dir.join(format!(".{}.sandload-{}.tmp", name.to_string_lossy(), std::process::id()));
-    let result = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path));
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+    let dir = Dir::open_ambient_dir(parent, ambient_authority())?;
+    let mut tmp = cap_tempfile::TempFile::new(&dir)?;
+    tmp.as_file().set_permissions(cap_std::fs::Permissions::from_mode(0o600))?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    // On error the temporary file is removed (or was never linked) by TempFile's drop.
+    tmp.replace(name)?;
+    sync_dir(&dir)
+}
+
+/// fsyncs the directory `dir` itself (cap-std directory handles may be `O_PATH`, which cannot
+/// be synced: open it for reading first).
+fn sync_dir(dir: &Dir) -> std::io::Result<()> {
+    use rustix::fs::{Mode, OFlags};
+    let fd = rustix::fs::openat(dir, ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?;
+    rustix::fs::fsync(&fd)?;
+    Ok(())
+}
+
+/// The characters escaped in everything the CLI prints that came from a file or a user: C0 and
+/// C1 controls and DEL (terminal escape sequences, forged line breaks), the Unicode line and
+/// paragraph separators, and the bidirectional controls that reorder what a terminal or log
+/// viewer shows (ALM U+061C, LRM/RLM U+200E/F, embeddings and overrides U+202A-U+202E, isolates
+/// U+2066-U+2069). The same set as the library's `error::printable`.
+fn unsafe_char(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{2028}' | '\u{2029}')
+        || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// `text` for human output: every [`unsafe_char`] written as a Rust escape (`\n`, `\u{1b}`,
+/// `\u{202e}`). Idempotent, so text the library already escaped is unchanged.
+fn printable(text: &dyn std::fmt::Display) -> String {
+    let text = text.to_string();
+    if !text.contains(unsafe_char) {
+        return text;
     }
-    result
+    text.chars().map(|c| if unsafe_char(c) { c.escape_default().to_string() } else { c.to_string() }).collect()
+}
+
+/// One serialized JSON line with every [`unsafe_char`] left raw by serde_json (which escapes
+/// only C0, `"` and `\\`) written as `\uXXXX`. Those characters can only occur inside
+/// strings (the JSON syntax around them is ASCII) and are all in the BMP, so the result is the
+/// same JSON value.
+fn json_safe(line: &str) -> String {
+    if !line.contains(unsafe_char) {
+        return line.to_string();
+    }
+    let mut out = String::with_capacity(line.len() + 16);
+    for c in line.chars() {
+        if unsafe_char(c) {
+            out += &format!("\\u{:04x}", c as u32);
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }

@@ -57,14 +57,15 @@ fn accepted_file_json() {
 }
 
 #[test]
-fn mixed_inputs_exit_1_with_one_line_each() {
+fn mixed_inputs_exit_3_with_one_line_each() {
     let tmp = tmpdir();
     let good = write(&tmp, "good.safetensors", &samples::small_checkpoint());
     let pickle = write(&tmp, "evil.safetensors", &samples::malicious_pickle());
     let zip = write(&tmp, "pytorch_model.bin", &samples::pytorch_zip());
     let missing = tmp.join("missing.safetensors").to_str().unwrap().to_string();
     let out = sandload(&["inspect", "--json", &good, &pickle, &zip, &missing]);
-    assert_eq!(out.status.code(), Some(1));
+    // A file that could not be read (3) outranks a refused one (1).
+    assert_eq!(out.status.code(), Some(3));
     let lines = json_lines(&out);
     assert_eq!(lines.len(), 4);
     assert_eq!(lines[0]["verdict"], "accepted");

@@ -49,13 +49,16 @@ pub fn warm_up<T>(warm_up: impl FnOnce(&Sandbox) -> sandload::Result<T>) {
     }
 }
 
-/// `$SANDLOAD_FUZZ_CACHE`, or `sandload-fuzz-cache` in the temp directory: compiled guests keyed
-/// by wasm hash and engine, so a stale entry is never used.
+/// `$SANDLOAD_FUZZ_CACHE`, or `fuzz/target/sandload-fuzz-cache`: compiled guests keyed by wasm
+/// hash and engine, so a stale entry is never used. Never a shared path such as `/tmp`: entries
+/// are native code, and another user could plant one there (sandload also refuses a directory
+/// or entry it does not own, or that others can write).
 fn cache_dir() -> Option<cap_std::fs::Dir> {
+    use std::os::unix::fs::DirBuilderExt;
     let path = std::env::var_os("SANDLOAD_FUZZ_CACHE")
         .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| std::env::temp_dir().join("sandload-fuzz-cache"));
-    std::fs::create_dir_all(&path).ok()?;
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/sandload-fuzz-cache"));
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&path).ok()?;
     cap_std::fs::Dir::open_ambient_dir(&path, cap_std::ambient_authority()).ok()
 }
 
