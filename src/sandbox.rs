@@ -7,9 +7,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use sandload_abi::exports;
+use wasmparser::WasmFeatures;
 use wasmtime::{
-    Config, Engine, InstanceAllocationStrategy, InstancePre, Linker, Module, PoolingAllocationConfig, ResourceLimiter,
-    Store, Trap, UpdateDeadline,
+    Caller, Config, Engine, InstanceAllocationStrategy, InstancePre, Linker, Module, PoolingAllocationConfig,
+    ResourceLimiter, Store, Trap, UpdateDeadline,
 };
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::p1::WasiP1Ctx;
@@ -35,6 +36,87 @@ const STDERR_CAPACITY: usize = 16 * 1024;
 const KEEP_RESIDENT: usize = 2 << 20;
 /// Function-table elements a guest may grow to (compiled Rust guests need a few thousand).
 const MAX_TABLE_ELEMENTS: usize = 100_000;
+/// Epoch ticks that stand for "no deadline": 2^48 ticks of 5 ms is ~44,000 years, and adding it to
+/// the engine's epoch cannot overflow (wasmtime adds without checking).
+const MAX_DEADLINE_TICKS: u64 = 1 << 48;
+/// Native stack one guest call may use for wasm frames (wasmtime's `max_wasm_stack`; its default,
+/// set explicitly because [`STACK_RED_ZONE`] is derived from it). Deeper recursion is a trap
+/// ("call stack exhausted").
+const MAX_WASM_STACK: usize = 512 << 10;
+/// Stack a guest call needs left on the calling thread: the wasm stack plus the host frames below
+/// and above it (wasmtime's entry and trap handling, WASI host functions). A thread with less left
+/// (a small `std::thread::Builder::stack_size`, deep caller recursion) runs the call on a fresh
+/// [`GUEST_CALL_STACK`]-byte segment instead, so a guest's recursion can never overflow the
+/// caller's stack.
+const STACK_RED_ZONE: usize = MAX_WASM_STACK + (512 << 10);
+/// Size of that fresh stack segment (allocated only when the caller's stack is short).
+const GUEST_CALL_STACK: usize = MAX_WASM_STACK + (2 << 20);
+/// Bytes of response any guest may return regardless of its input, on top of what the input can
+/// justify (see [`max_response_bytes`]). Responses describe inputs (tensor tables, frame metadata,
+/// pickle summaries); bulk output (pixels) is never in the response but in guest-memory regions
+/// the host bounds-checks separately.
+const RESPONSE_BASE_BYTES: usize = 64 << 20;
+
+/// The largest response the host accepts from a guest given `input_len` bytes of input, before it
+/// copies or decodes anything: [`RESPONSE_BASE_BYTES`] plus twice the input, the input counting at
+/// most `max_header_bytes`. The only response that legitimately grows with its input is the
+/// safetensors tensor table, which is smaller than the JSON header it came from (names copied,
+/// numbers as varints); everything else is metadata of a bounded size. With the default limits
+/// this is 64 MiB + 200 MB, whatever the guest's memory cap.
+fn max_response_bytes(limits: &Limits, input_len: usize) -> usize {
+    let input = (input_len as u64).min(limits.max_header_bytes);
+    let allowed = (RESPONSE_BASE_BYTES as u64).saturating_add(input.saturating_mul(2));
+    usize::try_from(allowed).unwrap_or(usize::MAX)
+}
+
+/// The wasm proposals a guest may use; modules using anything else are refused at compile time.
+/// Exactly what rustc's `wasm32-wasip1` output needs (checked against every bundled guest with
+/// `wasmparser::Validator`): WebAssembly 2.0 (SIMD is used by the decoders; reference types only
+/// for the multi-byte table index rustc writes in `call_indirect`, and a second table is refused
+/// by [`GuestLimiter::tables`]). Off: multi-memory, memory64, threads and shared memory, GC,
+/// function references, exceptions, tail calls, relaxed SIMD, extended constants, custom page
+/// sizes, wide arithmetic, stack switching and the component model.
+const GUEST_WASM_FEATURES: WasmFeatures = WasmFeatures::FLOATS
+    .union(WasmFeatures::MUTABLE_GLOBAL)
+    .union(WasmFeatures::SIGN_EXTENSION)
+    .union(WasmFeatures::SATURATING_FLOAT_TO_INT)
+    .union(WasmFeatures::MULTI_VALUE)
+    .union(WasmFeatures::BULK_MEMORY)
+    .union(WasmFeatures::REFERENCE_TYPES)
+    .union(WasmFeatures::SIMD);
+
+/// The one base [`Config`] of every engine sandload builds (the main engine, pooled or not, the
+/// Wizer pre-initialisation engine, the one that reads a module's memory minimum), so that the
+/// wasm features they accept and the stack they give wasm cannot drift apart.
+fn base_config() -> Config {
+    let mut config = Config::new();
+    // Everything off, then exactly what guests need on.
+    config.wasm_features(WasmFeatures::all(), false);
+    config.wasm_features(GUEST_WASM_FEATURES, true);
+    config.max_wasm_stack(MAX_WASM_STACK);
+    config
+}
+
+/// Adds deny-all WASI preview 1 to `linker`, with the calls that would block the host thread
+/// replaced: `poll_oneoff` (how `std::thread::sleep` and any wait on a clock or descriptor reach
+/// the host; wasmtime-wasi would sleep the calling thread, where no epoch deadline can stop it)
+/// traps, and `sched_yield` returns at once. A guest call therefore either runs wasm, where the
+/// epoch deadline applies, or returns from the host promptly.
+fn link_wasi(linker: &mut Linker<GuestState>) -> wasmtime::Result<()> {
+    const WASI: &str = "wasi_snapshot_preview1";
+    wasmtime_wasi::p1::add_to_linker_sync(linker, |s: &mut GuestState| &mut s.wasi)?;
+    linker.allow_shadowing(true);
+    linker.func_wrap(
+        WASI,
+        "poll_oneoff",
+        |_: Caller<'_, GuestState>, _subs: i32, _events: i32, _n: i32, _nevents: i32| -> wasmtime::Result<i32> {
+            Err(wasmtime::Error::msg("poll_oneoff: guests may not sleep or wait (it would hold the host thread)"))
+        },
+    )?;
+    linker.func_wrap(WASI, "sched_yield", |_: Caller<'_, GuestState>| -> i32 { 0 })?;
+    linker.allow_shadowing(false);
+    Ok(())
+}
 
 /// The guests sandload ships. Each parses one kind of untrusted input in its own wasm module,
 /// which [`SandboxBuilder::replace_guest`] can swap for another build.
@@ -245,7 +327,7 @@ impl SandboxBuilder {
             let cpus = std::thread::available_parallelism().map_or(2, |n| n.get() as u32);
             (cpus * 2).max(4)
         });
-        let mut config = Config::new();
+        let mut config = base_config();
         config.epoch_interruption(true);
         if self.pooling {
             let mut pool = PoolingAllocationConfig::new();
@@ -264,8 +346,7 @@ impl SandboxBuilder {
         }
         let engine = Engine::new(&config).map_err(|e| Error::Internal(format!("wasmtime engine: {e:#}")))?;
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |s: &mut GuestState| &mut s.wasi)
-            .map_err(|e| Error::Internal(format!("linking WASI: {e:#}")))?;
+        link_wasi(&mut linker).map_err(|e| Error::Internal(format!("linking WASI: {e:#}")))?;
         let ticker =
             Ticker::start(engine.clone()).map_err(|e| Error::Internal(format!("starting the epoch thread: {e}")))?;
         Ok(Sandbox {
@@ -345,44 +426,48 @@ impl Sandbox {
 
     fn guest(&self, kind: Guest) -> std::result::Result<&InstancePre<GuestState>, &GuestSetupError> {
         let slot = &self.inner.guests[kind.index()];
-        slot.get_or_init(|| {
-            let other = |msg: String| GuestSetupError::Other(msg);
-            // Compile without the pool's constraints first so that a memory cap smaller than the
-            // guest's own minimum is reported as such, not as a compile failure.
-            let module = match &self.inner.cache {
-                Some(cache) => {
-                    cache.load_or_compile(&self.inner.engine, kind.name(), self.wasm(kind), || self.compile(kind))
-                }
-                None => self.compile(kind),
-            };
-            let module = match module {
-                Ok(m) => m,
-                Err(e) => {
-                    let needed = minimum_memory(self.wasm(kind));
-                    return Err(match needed {
-                        Some(needed) if needed > self.inner.limits.guest_memory_bytes => {
-                            GuestSetupError::MemoryTooSmall { needed }
-                        }
-                        _ => other(format!("compiling {}: {e:#}", kind.name())),
-                    });
-                }
-            };
-            for export in module.exports() {
-                if let wasmtime::ExternType::Memory(m) = export.ty() {
-                    let needed = m.minimum().saturating_mul(m.page_size());
-                    if needed > self.inner.limits.guest_memory_bytes {
-                        return Err(GuestSetupError::MemoryTooSmall { needed });
+        // Compiling and pre-initializing run guest code and deep compiler frames: on a stack of
+        // known size if the caller's is short, like every guest call.
+        slot.get_or_init(|| stacker::maybe_grow(STACK_RED_ZONE, GUEST_CALL_STACK, || self.prepare(kind))).as_ref()
+    }
+
+    /// Compiles, checks and links one guest (once per Sandbox, see [`Sandbox::guest`]).
+    fn prepare(&self, kind: Guest) -> std::result::Result<InstancePre<GuestState>, GuestSetupError> {
+        let other = |msg: String| GuestSetupError::Other(msg);
+        // Compile without the pool's constraints first so that a memory cap smaller than the
+        // guest's own minimum is reported as such, not as a compile failure.
+        let module = match &self.inner.cache {
+            Some(cache) => {
+                cache.load_or_compile(&self.inner.engine, kind.name(), self.wasm(kind), || self.compile(kind))
+            }
+            None => self.compile(kind),
+        };
+        let module = match module {
+            Ok(m) => m,
+            Err(e) => {
+                let needed = minimum_memory(self.wasm(kind));
+                return Err(match needed {
+                    Some(needed) if needed > self.inner.limits.guest_memory_bytes => {
+                        GuestSetupError::MemoryTooSmall { needed }
                     }
+                    _ => other(format!("compiling {}: {e:#}", kind.name())),
+                });
+            }
+        };
+        for export in module.exports() {
+            if let wasmtime::ExternType::Memory(m) = export.ty() {
+                let needed = m.minimum().saturating_mul(m.page_size());
+                if needed > self.inner.limits.guest_memory_bytes {
+                    return Err(GuestSetupError::MemoryTooSmall { needed });
                 }
             }
-            for name in [exports::MEMORY, exports::ABI_VERSION, exports::ALLOC, exports::CALL] {
-                if module.get_export(name).is_none() {
-                    return Err(other(format!("guest {} does not export {name}", kind.name())));
-                }
+        }
+        for name in [exports::MEMORY, exports::ABI_VERSION, exports::ALLOC, exports::CALL] {
+            if module.get_export(name).is_none() {
+                return Err(other(format!("guest {} does not export {name}", kind.name())));
             }
-            self.inner.linker.instantiate_pre(&module).map_err(|e| other(format!("linking {}: {e:#}", kind.name())))
-        })
-        .as_ref()
+        }
+        self.inner.linker.instantiate_pre(&module).map_err(|e| other(format!("linking {}: {e:#}", kind.name())))
     }
 
     /// Compiles a guest. A guest that asks for it is first pre-initialized with Wizer: its
@@ -405,7 +490,7 @@ impl Sandbox {
             return Module::new(&self.inner.engine, wasm);
         }
         let (cx, instrumented) = wizer.instrument(wasm)?;
-        let init_engine = Engine::new(Config::new().cranelift_opt_level(wasmtime::OptLevel::None).consume_fuel(true))?;
+        let init_engine = Engine::new(base_config().cranelift_opt_level(wasmtime::OptLevel::None).consume_fuel(true))?;
         let module = Module::new(&init_engine, &instrumented)?;
         let wasi = WasiCtxBuilder::new().build_p1();
         let cap = self.inner.limits.guest_memory_bytes as usize;
@@ -413,12 +498,15 @@ impl Sandbox {
         store.limiter(|s| &mut s.limiter);
         store.set_fuel(INITIALIZER_FUEL)?;
         let mut linker = Linker::new(&init_engine);
-        wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |s: &mut GuestState| &mut s.wasi)?;
-        let instance = linker.instantiate(&mut store, &module)?;
-        if let Ok(init) = instance.get_typed_func::<(), ()>(&mut store, exports::INITIALIZE) {
-            init.call(&mut store, ())?;
-        }
-        instance.get_typed_func::<(), ()>(&mut store, wizer.get_init_func())?.call(&mut store, ())?;
+        link_wasi(&mut linker)?;
+        let instance = stacker::maybe_grow(STACK_RED_ZONE, GUEST_CALL_STACK, || -> wasmtime::Result<_> {
+            let instance = linker.instantiate(&mut store, &module)?;
+            if let Ok(init) = instance.get_typed_func::<(), ()>(&mut store, exports::INITIALIZE) {
+                init.call(&mut store, ())?;
+            }
+            instance.get_typed_func::<(), ()>(&mut store, wizer.get_init_func())?.call(&mut store, ())?;
+            Ok(instance)
+        })?;
         let mut state = Snapshotter { store: &mut store, instance };
         let wasm = run_ready(wizer.snapshot(&cx, &mut state))
             .ok_or_else(|| wasmtime::Error::msg("Wizer snapshot did not complete synchronously"))??;
@@ -454,17 +542,23 @@ impl Sandbox {
         // stopped before `guest_time` and at most about one tick after it.
         let guest_time = self.inner.limits.guest_time;
         store.set_epoch_deadline(ticks_for(guest_time));
-        let deadline = started + guest_time;
+        // A `guest_time` too large to add to the clock (e.g. `Duration::MAX`) means no deadline;
+        // the ticks then only wake the callback every MAX_DEADLINE_TICKS.
+        let deadline = started.checked_add(guest_time);
         store.epoch_deadline_callback(move |_| {
             let now = Instant::now();
-            Ok(if now >= deadline {
-                UpdateDeadline::Interrupt
-            } else {
-                UpdateDeadline::Continue(ticks_for(deadline - now))
+            Ok(match deadline {
+                Some(deadline) if now >= deadline => UpdateDeadline::Interrupt,
+                Some(deadline) => UpdateDeadline::Continue(ticks_for(deadline - now)),
+                None => UpdateDeadline::Continue(MAX_DEADLINE_TICKS),
             })
         });
 
-        let result = run_call(&mut store, pre, request, payload);
+        let max_response = max_response_bytes(&self.inner.limits, payload.len());
+        // On a stack of known size if the caller's is short: see STACK_RED_ZONE.
+        let result = stacker::maybe_grow(STACK_RED_ZONE, GUEST_CALL_STACK, || {
+            run_call(&mut store, pre, request, payload, max_response)
+        });
         stats.guest_time = started.elapsed();
         stats.peak_memory_bytes = store.data().limiter.peak as u64;
         let (memory, response) =
@@ -550,7 +644,7 @@ fn exports_function(wasm: &[u8], name: &str) -> bool {
 
 /// The initial size of a module's first memory, read with a module compiled outside the pool.
 fn minimum_memory(wasm: &[u8]) -> Option<u64> {
-    let engine = Engine::new(Config::new().epoch_interruption(true)).ok()?;
+    let engine = Engine::new(base_config().epoch_interruption(true)).ok()?;
     let module = Module::new(&engine, wasm).ok()?;
     module.exports().find_map(|e| match e.ty() {
         wasmtime::ExternType::Memory(m) => Some(m.minimum().saturating_mul(m.page_size())),
@@ -601,12 +695,14 @@ enum CallFailure {
     Setup(String),
 }
 
-/// Runs the guest; returns its memory and the (bounds-checked) byte range of its response.
+/// Runs the guest; returns its memory and the (bounds-checked) byte range of its response, at
+/// most `max_response` bytes long.
 fn run_call(
     store: &mut Store<GuestState>,
     pre: &InstancePre<GuestState>,
     request: &[u8],
     payload: &[u8],
+    max_response: usize,
 ) -> std::result::Result<(wasmtime::Memory, std::ops::Range<usize>), CallFailure> {
     use CallFailure::{Protocol, Setup, Wasm};
     let instance = pre.instantiate(&mut *store).map_err(|e| {
@@ -649,6 +745,10 @@ fn run_call(
     let packed = call.call(&mut *store, (req_ptr, req_len, data_ptr, data_len)).map_err(Wasm)?;
     // Tainted: the guest chose these numbers.
     let (ptr, len) = ((packed >> 32) as usize, (packed & 0xffff_ffff) as usize);
+    // Before anything copies or decodes it: a response is host memory once it is decoded.
+    if len > max_response {
+        return Err(Protocol(format!("response too large: {len} bytes, more than the {max_response} allowed")));
+    }
     let size = memory.data_size(&*store);
     let end = ptr.checked_add(len).ok_or_else(|| Protocol("response pointer overflows".into()))?;
     if end > size {
@@ -734,6 +834,21 @@ impl ResourceLimiter for GuestLimiter {
     fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
         Ok(desired <= MAX_TABLE_ELEMENTS)
     }
+
+    // One guest is one instance with one memory and one table: `guest_memory_bytes` is then the
+    // guest's whole memory, not the cap of each of several (with the pooling allocator the pool's
+    // per-module limits say the same; these also hold without it).
+    fn instances(&self) -> usize {
+        1
+    }
+
+    fn tables(&self) -> usize {
+        1
+    }
+
+    fn memories(&self) -> usize {
+        1
+    }
 }
 
 /// A counting semaphore over pool slots: calls beyond the pool's size wait instead of failing.
@@ -768,9 +883,9 @@ impl Drop for SlotGuard<'_> {
     }
 }
 
-/// Epoch ticks covering `time` (at least one).
+/// Epoch ticks covering `time` (at least one, at most [`MAX_DEADLINE_TICKS`]).
 fn ticks_for(time: Duration) -> u64 {
-    u64::try_from(time.as_nanos().div_ceil(EPOCH_TICK.as_nanos())).unwrap_or(u64::MAX).max(1)
+    u64::try_from(time.as_nanos().div_ceil(EPOCH_TICK.as_nanos())).unwrap_or(u64::MAX).clamp(1, MAX_DEADLINE_TICKS)
 }
 
 /// Advances the engine's epoch every [`EPOCH_TICK`] until dropped.

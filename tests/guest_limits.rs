@@ -132,3 +132,53 @@ fn many_threads_share_one_sandbox() {
         }
     });
 }
+
+#[test]
+fn an_unrepresentable_guest_time_means_no_deadline_and_never_panics() {
+    // `Instant::now() + guest_time` overflows for these; the sandbox must treat them as "no
+    // deadline", on both allocators and for every guest kind exercised here.
+    for time in [Duration::MAX, Duration::from_secs(10_000_000_000_000_000_000)] {
+        let limits = Limits::default().with_guest_time(time);
+        assert_eq!(limits.get(sandload::Limit::GuestTimeMillis), u64::MAX);
+        for pooling in [true, false] {
+            let sandbox = Sandbox::builder().limits(limits.clone()).pooling(pooling).build().unwrap();
+            let ok = sandbox.open_safetensors(Input::from_bytes(samples::small_checkpoint(), "ok.safetensors"));
+            assert_eq!(ok.unwrap().len(), 3, "guest_time {time:?}, pooling {pooling}");
+            let dng = samples::Dng::patterned(16, 16);
+            let raw = sandbox.decode_raw(Input::from_bytes(dng.to_bytes(), "ok.dng")).unwrap();
+            assert_eq!(raw.samples_u16(), dng.samples);
+            let err = sandbox.open_safetensors(Input::from_bytes(samples::pickle(4), "p.safetensors")).unwrap_err();
+            assert_eq!(err.kind(), "refused_format");
+        }
+    }
+}
+
+#[test]
+fn degenerate_memory_caps_give_typed_errors() {
+    // 0 and 1 byte: smaller than any guest's first page, so every guest call is refused with the
+    // guest's own minimum as what it requested.
+    for cap in [0u64, 1] {
+        for pooling in [true, false] {
+            let limits = Limits::default().with_guest_memory_bytes(cap);
+            let sandbox = Sandbox::builder().limits(limits).pooling(pooling).build().unwrap();
+            let err = sandbox.open_safetensors(Input::from_bytes(samples::small_checkpoint(), "s.safetensors"));
+            match err.unwrap_err() {
+                Error::GuestOutOfMemory { limit, requested, .. } => {
+                    assert_eq!(limit, cap);
+                    assert!(requested >= 64 << 10, "requested {requested}");
+                }
+                other => panic!("cap {cap}, pooling {pooling}: expected GuestOutOfMemory, got {other}"),
+            }
+            let dng = samples::Dng::patterned(16, 16);
+            let err = sandbox.decode_raw(Input::from_bytes(dng.to_bytes(), "s.dng")).unwrap_err();
+            assert!(matches!(err, Error::GuestOutOfMemory { .. } | Error::LimitExceeded { .. }), "cap {cap}: {err}");
+        }
+    }
+    // One byte more than a wasm32 memory can address: refused when the sandbox is built.
+    for pooling in [true, false] {
+        let limits = Limits::default().with_guest_memory_bytes((4 << 30) + 1);
+        let err = Sandbox::builder().limits(limits).pooling(pooling).build().unwrap_err();
+        assert!(matches!(err, Error::Internal(_)), "{err}");
+        assert!(err.to_string().contains("4 GiB"), "{err}");
+    }
+}

@@ -173,3 +173,157 @@ fn a_replacement_speaking_another_protocol_or_no_wasm_is_contained() {
     let ckpt = garbage.open_safetensors(Input::from_bytes(sandload::samples::small_checkpoint(), "m.safetensors"));
     assert_eq!(ckpt.unwrap().len(), 3);
 }
+
+/// Runs one attack on another thread and waits at most `patience` for it: an attack that holds
+/// the thread must fail the test, not hang it.
+fn attack_with_patience(
+    sandbox: &Sandbox,
+    name: &'static str,
+    patience: Duration,
+) -> (Result<RawImage, Error>, Duration) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let sandbox = sandbox.clone();
+    std::thread::spawn(move || {
+        let started = Instant::now();
+        let result = attack(&sandbox, name);
+        let _ = tx.send((result, started.elapsed()));
+    });
+    rx.recv_timeout(patience).unwrap_or_else(|_| panic!("the {name} attack held the host thread for {patience:?}"))
+}
+
+#[test]
+fn sleeping_or_yielding_cannot_hold_the_host_thread() {
+    let limit = Duration::from_millis(200);
+    let sandbox = hostile(Limits::default().with_guest_time(limit));
+    assert_serves_ok(&sandbox); // compiled before the clock starts
+    // `sleep`: std::thread::sleep(1 h); `poll`: a raw poll_oneoff on a 1 h relative clock. Both
+    // reach the host's poll_oneoff, which wasmtime-wasi would serve by sleeping the calling
+    // thread, out of reach of the epoch deadline.
+    for name in ["sleep", "poll"] {
+        let (result, took) = attack_with_patience(&sandbox, name, Duration::from_secs(10));
+        match result.unwrap_err() {
+            Error::GuestTrap { message, guest, .. } => {
+                assert_eq!(guest, "raw-decoder");
+                assert!(message.contains("poll_oneoff"), "{name}: {message}");
+            }
+            other => panic!("{name}: expected GuestTrap, got {other}"),
+        }
+        assert!(took < Duration::from_secs(1), "{name}: stopped after {took:?}");
+        eprintln!("{name} (1 h): stopped after {took:?}");
+        assert_serves_ok(&sandbox);
+    }
+    // `yield`: sched_yield forever returns at once each time, so the deadline stops the loop.
+    let (result, took) = attack_with_patience(&sandbox, "yield", Duration::from_secs(10));
+    match result.unwrap_err() {
+        Error::GuestTimeout { limit: reported, .. } => assert_eq!(reported, limit),
+        other => panic!("yield: expected GuestTimeout, got {other}"),
+    }
+    assert!(took >= limit && took < Duration::from_secs(1), "yield: stopped after {took:?}");
+    eprintln!("yield forever (deadline {limit:?}): stopped after {took:?}");
+    assert_serves_ok(&sandbox);
+}
+
+#[test]
+fn a_huge_response_is_refused_before_the_host_decodes_it() {
+    let sandbox = hostile(Limits::default());
+    let started = Instant::now();
+    match attack(&sandbox, "huge-response").unwrap_err() {
+        Error::GuestTrap { message, guest, .. } => {
+            assert_eq!(guest, "raw-decoder");
+            assert!(message.contains("response too large"), "{message}");
+            assert!(message.len() < 1 << 10, "{} bytes of message", message.len());
+        }
+        other => panic!("expected GuestTrap, got {}", other.kind()),
+    }
+    eprintln!("65 MiB response refused after {:?}", started.elapsed());
+    assert_serves_ok(&sandbox);
+}
+
+/// A replacement guest that implements the ABI (version, alloc, call) and then traps in `call`:
+/// if it is run at all, the result is a `GuestTrap`. `tables` funcref tables; `memories` are
+/// memory types as encoded (`[0x00, 1]`: 32-bit, one page; `[0x04, 1]`: 64-bit, one page).
+fn abi_module(memories: &[&[u8]], tables: usize) -> Vec<u8> {
+    fn leb(mut n: u64, out: &mut Vec<u8>) {
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            out.push(if n == 0 { byte } else { byte | 0x80 });
+            if n == 0 {
+                break;
+            }
+        }
+    }
+    fn name(s: &str, out: &mut Vec<u8>) {
+        leb(s.len() as u64, out);
+        out.extend_from_slice(s.as_bytes());
+    }
+    fn section(id: u8, body: Vec<u8>, out: &mut Vec<u8>) {
+        out.push(id);
+        leb(body.len() as u64, out);
+        out.extend(body);
+    }
+    let version = sandload_abi::ABI_VERSION;
+    assert!(version < 64, "i32.const below is a one-byte signed LEB");
+    let mut m = b"\0asm\x01\0\0\0".to_vec();
+    // Types: () -> i32, (i32) -> i32, (i32, i32, i32, i32) -> i64.
+    section(1, vec![3, 0x60, 0, 1, 0x7f, 0x60, 1, 0x7f, 1, 0x7f, 0x60, 4, 0x7f, 0x7f, 0x7f, 0x7f, 1, 0x7e], &mut m);
+    section(3, vec![3, 0, 1, 2], &mut m); // functions 0, 1, 2 of types 0, 1, 2
+    if tables > 0 {
+        let mut body = vec![tables as u8];
+        for _ in 0..tables {
+            body.extend([0x70, 0x00, 1]); // funcref, min 1
+        }
+        section(4, body, &mut m);
+    }
+    let mut body = vec![memories.len() as u8];
+    for memory in memories {
+        body.extend_from_slice(memory);
+    }
+    section(5, body, &mut m);
+    let mut body = vec![4];
+    name(sandload_abi::exports::MEMORY, &mut body);
+    body.extend([2, 0]);
+    for (export, func) in
+        [(sandload_abi::exports::ABI_VERSION, 0u8), (sandload_abi::exports::ALLOC, 1), (sandload_abi::exports::CALL, 2)]
+    {
+        name(export, &mut body);
+        body.extend([0, func]);
+    }
+    section(7, body, &mut m);
+    // Bodies: `i32.const VERSION`, `i32.const 1024` (every input at the same place), `unreachable`.
+    let code = [vec![0, 0x41, version as u8, 0x0b], vec![0, 0x41, 0x80, 0x08, 0x0b], vec![0, 0x00, 0x0b]];
+    let mut body = vec![3];
+    for f in code {
+        leb(f.len() as u64, &mut body);
+        body.extend(f);
+    }
+    section(10, body, &mut m);
+    m
+}
+
+#[test]
+fn guests_with_several_memories_memory64_or_several_tables_are_refused() {
+    // The control: the same module with one memory and one table is run (and traps in `call`).
+    for pooling in [true, false] {
+        let sandbox = Sandbox::builder()
+            .pooling(pooling)
+            .replace_guest(Guest::RawDecoder, abi_module(&[&[0, 1]], 1))
+            .build()
+            .unwrap();
+        let err = attack(&sandbox, "ok").unwrap_err();
+        assert_eq!(err.kind(), "guest_trap", "pooling {pooling}: the control module must run: {err}");
+    }
+    for (what, module) in [
+        ("two memories", abi_module(&[&[0, 1], &[0, 1]], 1)),
+        ("a 64-bit memory", abi_module(&[&[0x04, 1]], 1)),
+        ("two tables", abi_module(&[&[0, 1]], 2)),
+    ] {
+        for pooling in [true, false] {
+            let sandbox =
+                Sandbox::builder().pooling(pooling).replace_guest(Guest::RawDecoder, module.clone()).build().unwrap();
+            let err = attack(&sandbox, "ok").unwrap_err();
+            assert!(matches!(err, Error::Internal(_)), "{what}, pooling {pooling}: expected Internal, got {err}");
+            eprintln!("{what}, pooling {pooling}: {err}");
+        }
+    }
+}

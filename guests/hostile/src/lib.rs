@@ -10,6 +10,11 @@
 //! | `loop` | spins forever without allocating |
 //! | `flood` | writes 64 MiB to stderr and to stdout, then traps |
 //! | `exit` | calls WASI `proc_exit(0)` mid-call |
+//! | `sleep` | `std::thread::sleep` for an hour (WASI `poll_oneoff` on a relative clock, through wasi-libc) |
+//! | `poll` | a raw `poll_oneoff` with one subscription: a relative clock, one hour |
+//! | `yield` | calls WASI `sched_yield` forever |
+//! | `recurse` | unbounded recursion (native wasm stack frames, no linear-memory stack) |
+//! | `huge-response` | answers with a well-formed error whose detail is 65 MiB (a response larger than the host accepts) |
 //! | `lie-pixels`, `lie-region`, `lie-length`, `lie-cfa`, `lie-levels`, `lie-area` | answers with a frame that breaks one host rule |
 //! | `ok` | answers with a valid 4x4 RGGB frame whose samples are `0, 1, .., 15` |
 //!
@@ -43,6 +48,8 @@ mod wasi {
         pub fn args_sizes_get(count: *mut usize, size: *mut usize) -> u16;
         pub fn sock_accept(fd: u32, flags: u16, opened: *mut u32) -> u16;
         pub fn proc_exit(code: u32) -> !;
+        pub fn poll_oneoff(subs: *const u8, events: *mut u8, nsubscriptions: usize, nevents: *mut usize) -> u16;
+        pub fn sched_yield() -> u16;
     }
 }
 
@@ -186,6 +193,29 @@ fn frame() -> Frame {
     }
 }
 
+/// One WASI preview-1 `subscription` (48 bytes): a relative clock of `timeout_ns` on the monotonic
+/// clock. Layout: userdata u64 @0, tag u8 @8 (0 = clock), clock id u32 @16, timeout u64 @24,
+/// precision u64 @32, flags u16 @40 (0 = relative).
+#[repr(C, align(8))]
+struct Subscription([u8; 48]);
+
+fn clock_subscription(timeout_ns: u64) -> Subscription {
+    let mut sub = [0u8; 48];
+    sub[..8].copy_from_slice(&0x5EE9u64.to_le_bytes());
+    sub[8] = 0;
+    sub[16..20].copy_from_slice(&1u32.to_le_bytes()); // CLOCKID_MONOTONIC
+    sub[24..32].copy_from_slice(&timeout_ns.to_le_bytes());
+    Subscription(sub)
+}
+
+/// Recursion the compiler cannot turn into a loop: every frame keeps values live across the call.
+#[inline(never)]
+fn recurse(depth: u64, a: u64, b: u64) -> u64 {
+    let (x, y) = (std::hint::black_box(a.wrapping_mul(depth)), std::hint::black_box(b ^ depth));
+    let below = recurse(std::hint::black_box(depth + 1), y, x);
+    std::hint::black_box(below.wrapping_add(x).wrapping_mul(y | 1))
+}
+
 /// The attack a file names: the bytes after `sandload-attack:` (so that a file can also look like
 /// a DNG to the host's content sniffing), or the whole file.
 fn attack_name(file: &[u8]) -> &[u8] {
@@ -224,6 +254,24 @@ fn attack(_req: Request, file: &[u8]) -> Response {
         }
         // SAFETY: proc_exit does not return; nothing is left borrowed.
         b"exit" => unsafe { wasi::proc_exit(0) },
+        b"sleep" => {
+            std::thread::sleep(std::time::Duration::from_secs(3600));
+            Err(reject("slept for an hour".into()))
+        }
+        b"poll" => {
+            let sub = clock_subscription(3600 * 1_000_000_000);
+            let mut event = [0u64; 4]; // one 32-byte event
+            let mut n = 0usize;
+            // SAFETY: one subscription in, room for one event out, `n` a valid out-pointer.
+            let errno = unsafe { wasi::poll_oneoff(sub.0.as_ptr(), event.as_mut_ptr().cast(), 1, &mut n) };
+            Err(reject(format!("poll_oneoff for an hour returned errno {errno}, {n} events")))
+        }
+        b"yield" => loop {
+            // SAFETY: no arguments.
+            std::hint::black_box(unsafe { wasi::sched_yield() });
+        },
+        b"recurse" => Err(reject(format!("recursion ended: {}", recurse(0, 1, 2)))),
+        b"huge-response" => Err(reject("x".repeat(65 << 20))),
         b"ok" => Ok(frame()),
         b"lie-pixels" => Ok(Frame { width: 1 << 31, height: 1 << 31, ..frame() }),
         b"lie-region" => Ok(Frame { samples: Some(Region { ptr: u32::MAX - 7, len: 32 }), ..frame() }),
