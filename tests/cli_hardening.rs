@@ -157,9 +157,12 @@ fn inspect_survives_a_file_truncated_while_it_is_read() {
             use std::io::Write;
             while !stop.load(Ordering::Relaxed) {
                 let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+                // Short for a while (what a mapped reader would fault on), then whole again.
                 f.set_len(4096).unwrap();
+                std::thread::sleep(Duration::from_millis(3));
                 f.set_len(0).unwrap();
                 (&f).write_all(&full).unwrap();
+                std::thread::sleep(Duration::from_millis(1));
             }
         })
     };
