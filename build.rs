@@ -12,8 +12,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// (crate name in guests/, const name in the host)
-const GUESTS: &[(&str, &str)] =
-    &[("safetensors-header", "SAFETENSORS_HEADER"), ("raw-decoder", "RAW_DECODER"), ("image-decoder", "IMAGE_DECODER")];
+const GUESTS: &[(&str, &str)] = &[
+    ("safetensors-header", "SAFETENSORS_HEADER"),
+    ("raw-decoder", "RAW_DECODER"),
+    ("image-decoder", "IMAGE_DECODER"),
+    ("pickle-scan", "PICKLE_SCAN"),
+];
 
 /// Guests only the tests use (`include_bytes!(concat!(env!("OUT_DIR"), "/hostile.wasm"))`): built
 /// with the others, copied into OUT_DIR, never embedded in the library.

@@ -53,6 +53,15 @@ fn safetensors_cases() -> Vec<(String, Vec<u8>)> {
         ));
     }
     cases.push(("valid-small".into(), samples::small_checkpoint()));
+    // Regression seeds, one per polyglot kind the gate refuses (tests/polyglot.rs).
+    cases.push(("polyglot-pickle".into(), samples::pickle_polyglot("os", "system", "echo pwned")));
+    cases.push(("polyglot-zip".into(), samples::zip_polyglot()));
+    cases.push(("polyglot-hdf5-4096".into(), samples::hdf5_polyglot(4096)));
+    cases.push(("polyglot-tar".into(), samples::tar_polyglot()));
+    cases.push((
+        "header-leading-space".into(),
+        with_header(" {\"w\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]}}"),
+    ));
     cases.push(("valid-empty".into(), samples::safetensors(&[], &[])));
     cases.push(("valid-metadata".into(), samples::safetensors(&[], &[("format", "pt"), ("k", "v")])));
     cases.push((

@@ -22,7 +22,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub enum Error {
     /// The file is a format sandload does not accept here (a pickle, a PyTorch zip, an image
     /// given as a checkpoint...). Recognised from content, never from the file name.
-    #[error("{file}: refused: this is {what}. {why} To use it: {remedy}")]
+    #[error("{file}: refused: this is {what}.{} {why} To use it: {remedy}", rule_at(*rule, *offset))]
     Refused {
         /// The file.
         file: PathBuf,
@@ -30,6 +30,15 @@ pub enum Error {
         format: Format,
         /// What the file is, in words (e.g. "a Python pickle (protocol 4)").
         what: String,
+        /// For a file that is valid safetensors *and* another format (a polyglot), the rule that
+        /// caught it (`pickle_polyglot`, `zip_polyglot`, `hdf5_polyglot`, `tar_polyglot`).
+        rule: Option<&'static str>,
+        /// Where the other format was found, when known (e.g. the first pickle opcode that would
+        /// import or call, or the zip end record).
+        offset: Option<u64>,
+        /// For pickles (and the pickles inside PyTorch, TorchScript and NumPy files): what
+        /// unpickling would import and call, found in a guest without executing anything.
+        pickle: Option<Box<crate::PickleReport>>,
         /// Why it is refused.
         why: &'static str,
         /// How to convert it into something accepted.
@@ -166,10 +175,21 @@ impl Error {
         }
     }
 
-    /// The rule name of a [`Malformed`](Error::Malformed) error.
+    /// The rule name of a [`Malformed`](Error::Malformed) error, or of a
+    /// [`Refused`](Error::Refused) polyglot.
     pub fn rule(&self) -> Option<&'static str> {
         match self {
             Error::Malformed { rule, .. } => Some(rule),
+            Error::Refused { rule, .. } => *rule,
+            _ => None,
+        }
+    }
+
+    /// What unpickling the refused file would have done, for pickles and the formats that
+    /// carry them (see [`PickleReport`](crate::PickleReport)).
+    pub fn pickle_report(&self) -> Option<&crate::PickleReport> {
+        match self {
+            Error::Refused { pickle, .. } => pickle.as_deref(),
             _ => None,
         }
     }
@@ -186,6 +206,15 @@ impl Error {
         detail: impl Into<String>,
     ) -> Error {
         Error::Malformed { file: file.into(), format, rule, offset, detail: printable(&detail.into()) }
+    }
+}
+
+/// " (rule R at byte N)" for the refusal message, or nothing.
+fn rule_at(rule: Option<&str>, offset: Option<u64>) -> String {
+    match (rule, offset) {
+        (Some(rule), Some(at)) => format!(" (rule {rule}, at byte {at})"),
+        (Some(rule), None) => format!(" (rule {rule})"),
+        _ => String::new(),
     }
 }
 

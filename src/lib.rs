@@ -23,7 +23,9 @@ mod error;
 mod input;
 mod limits;
 mod open;
+mod pickle_report;
 mod picture;
+mod polyglot;
 mod raw;
 mod receipt;
 mod refusal;
@@ -39,6 +41,7 @@ pub use image;
 pub use input::{DataAccess, Input};
 pub use limits::{Limit, Limits};
 pub use open::Opened;
+pub use pickle_report::PickleReport;
 pub use picture::DecodedImage;
 pub use raw::{Cfa, CfaColor, RawImage, RawInfo, Rect};
 pub use receipt::{Outcome, Receipt};
@@ -49,6 +52,7 @@ pub use tensors::{Checkpoint, Dtype, TensorInfo, TensorView};
 #[doc(hidden)]
 pub mod fuzzing {
     //! Entry points for the fuzz targets; not a stable API.
+    pub use crate::pickle_report::validate_walks;
     pub use crate::picture::to_image;
     pub use crate::raw::{accept_frame, validate_frame};
     pub use crate::tensors::{Layout, Violation, validate_table};

@@ -21,9 +21,12 @@ pub enum Opened {
 
 impl Sandbox {
     /// Opens a checkpoint or a camera RAW file, whichever the content says it is (never the
-    /// name): DNG and maker RAW containers go to [`decode_raw`](Sandbox::decode_raw), everything
-    /// else to [`open_safetensors`](Sandbox::open_safetensors), which refuses pickles, PyTorch
-    /// files, images and the rest. This is what `sandload inspect` runs.
+    /// name): safetensors-shaped files and every recognised non-RAW format go to
+    /// [`open_safetensors`](Sandbox::open_safetensors), which accepts safetensors and refuses
+    /// pickles, PyTorch files, images and the rest; DNG, maker RAW containers, and files nothing
+    /// else recognises go to [`decode_raw`](Sandbox::decode_raw), where rawler's own
+    /// identification decides (a file it does not recognise either is refused as "not a
+    /// recognised format"). This is what `sandload inspect` runs.
     ///
     /// # Errors
     /// Those of [`open_safetensors`](Sandbox::open_safetensors) and
@@ -58,8 +61,17 @@ impl Sandbox {
         };
         // One read (or mapping) serves both paths: `from_bytes` over it copies nothing.
         let input = Input::from_bytes(data.clone(), name);
+        let len = data.len() as u64;
         match sniff(&data).format {
-            Format::Dng | Format::Raw => {
+            // The RAW decoder's own identification decides what is camera RAW: the sniffer's
+            // DNG/maker hints, and anything it does not recognise (a TIFF-based or headerless
+            // container of a camera it has no name for) that the guest can hold.
+            format
+                if matches!(format, Format::Dng | Format::Raw)
+                    || (matches!(format, Format::Tiff | Format::Unknown)
+                        && len >= 9
+                        && len <= limits.guest_memory_bytes) =>
+            {
                 let (result, receipt) = self.decode_raw_with_receipt(input);
                 (result.map(Opened::Raw), receipt)
             }

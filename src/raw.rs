@@ -365,6 +365,12 @@ pub(crate) fn guest_rejection(file: &Path, format: Format, limits: &Limits, gues
     match e.rule {
         Rule::PixelLimit => pixel_limit(file, limits, e.value),
         Rule::BadRequest => Error::Internal(format!("{} guest: {}", guest.name(), printable(&e.detail))),
+        Rule::RawNotRecognised => crate::refusal::refuse_not_raw(file, format, &e.detail),
+        Rule::RawUnsupported => Error::Unsupported {
+            file: file.to_path_buf(),
+            operation: "decode this camera RAW file",
+            reason: printable(&e.detail),
+        },
         rule => Error::malformed(file, format, rule.name(), e.offset, e.detail),
     }
 }

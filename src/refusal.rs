@@ -10,10 +10,20 @@ const FROM_TORCH: &str = "in a trusted, isolated environment run `sd = torch.loa
      then `safetensors.torch.save_file(sd, \"model.safetensors\")`, and open the .safetensors file.";
 
 /// The refusal error for a file sniffed as `sniffed` when a checkpoint was expected, or `None`
-/// when the file should go on to the safetensors parser.
-pub(crate) fn refuse_as_checkpoint(file: &Path, sniffed: &Sniffed) -> Option<Error> {
-    let (why, remedy): (&'static str, &'static str) = match sniffed.format {
-        Format::Safetensors | Format::Unknown => return None,
+/// when the file should go on to the safetensors parser (it is safetensors-shaped, or too short
+/// to be anything, so that the parser names the rule it breaks).
+pub(crate) fn refuse_as_checkpoint(file: &Path, sniffed: &Sniffed, len: u64) -> Option<Error> {
+    let (why, remedy) = match sniffed.format {
+        Format::Safetensors => return None,
+        Format::Unknown if len < 9 => return None,
+        format => why_not_a_checkpoint(format),
+    };
+    Some(refused(file, sniffed, why, remedy))
+}
+
+/// Why a format is not accepted as a checkpoint, and how to convert it.
+pub(crate) fn why_not_a_checkpoint(format: Format) -> (&'static str, &'static str) {
+    match format {
         Format::Pickle => (
             "Unpickling runs arbitrary code chosen by whoever made the file, so sandload never loads pickles.",
             FROM_TORCH,
@@ -24,6 +34,18 @@ pub(crate) fn refuse_as_checkpoint(file: &Path, sniffed: &Sniffed) -> Option<Err
         Format::PytorchTar => {
             ("torch.load unpickles its members, which can run arbitrary code, so sandload never loads it.", FROM_TORCH)
         }
+        Format::TorchScript => (
+            "torch.jit.load compiles and runs the TorchScript code in it and unpickles its constants, so sandload \
+             never loads it.",
+            "in a trusted, isolated environment run `m = torch.jit.load(path)` then \
+             `safetensors.torch.save_file(m.state_dict(), \"model.safetensors\")`, and open the .safetensors file.",
+        ),
+        Format::Keras => (
+            "Loading a .keras archive imports the classes and functions its config names (Lambda layers, custom \
+             objects), so sandload never loads it.",
+            "in a trusted environment run `m = keras.saving.load_model(path, safe_mode=True)` and write \
+             `{w.path: w.numpy() for w in m.weights}` with `safetensors.numpy.save_file`.",
+        ),
         Format::Numpy => (
             "NumPy files are not accepted as checkpoints, and object arrays are pickles that can run code.",
             "in a trusted environment run `a = numpy.load(path, allow_pickle=False)` then \
@@ -44,15 +66,85 @@ pub(crate) fn refuse_as_checkpoint(file: &Path, sniffed: &Sniffed) -> Option<Err
             "extract initializers with `onnx.numpy_helper.to_array` in a trusted environment and write them with \
              `safetensors.numpy.save_file`.",
         ),
+        Format::SavedModel => (
+            "A TensorFlow SavedModel is a program (a graph of ops, possibly with py_func and file ops), not a \
+             weight file.",
+            "in a trusted environment restore it with `tf.saved_model.load` and write its variables with \
+             `safetensors.numpy.save_file({v.name: v.numpy() for v in m.variables}, \"model.safetensors\")`.",
+        ),
+        Format::Compressed => (
+            "sandload does not decompress checkpoints, and compressed model files are usually joblib or \
+             torch pickles, which can run arbitrary code.",
+            "decompress it in a trusted environment; if the result is a pickle, convert it: \
+             `sd = torch.load(path, weights_only=True)` then `safetensors.torch.save_file(sd, \"model.safetensors\")`.",
+        ),
         Format::Zip => (
             "A zip archive is not a checkpoint format sandload accepts (and archives can hide pickles).",
             "extract the archive in a trusted environment and open the .safetensors files it contains.",
         ),
-        Format::Tiff | Format::Dng | Format::Raw | Format::Png | Format::Jpeg => {
+        Format::Tar => (
+            "A tar archive is not a checkpoint format sandload accepts (torch.load's legacy path unpickles tar members).",
+            "extract the archive in a trusted environment and open the .safetensors files it contains.",
+        ),
+        Format::Tiff | Format::Dng | Format::Raw | Format::Png | Format::Jpeg | Format::Webp => {
             ("It is an image, not a checkpoint.", "open it as an image instead of as a checkpoint.")
         }
+        Format::Safetensors | Format::Unknown => (
+            "It is not a safetensors file and not a recognised format.",
+            "check what produced it; sandload accepts safetensors checkpoints (a little-endian u64 header length, \
+             then a JSON object starting with `{`).",
+        ),
+    }
+}
+
+/// The refusal of a file that is valid safetensors *and* something another loader opens.
+pub(crate) fn refuse_polyglot(
+    file: &Path,
+    format: Format,
+    what: String,
+    rule: &'static str,
+    offset: Option<u64>,
+) -> Error {
+    let (why, remedy): (&'static str, &'static str) = match format {
+        Format::Pickle => (
+            "pickle.load, joblib.load and torch.load's legacy path would read it from byte 0 as a pickle and \
+             import or call Python objects before failing, so sandload never accepts it.",
+            POLYGLOT_REMEDY,
+        ),
+        Format::Zip => (
+            "Python's zipfile (Keras, joblib, numpy.load of .npz, torch.load) would open it as an archive from its \
+             end, so the same bytes mean two different things to two loaders.",
+            POLYGLOT_REMEDY,
+        ),
+        Format::Hdf5 => (
+            "The HDF5 library searches for its superblock at byte 0 and every power of two from 512, so h5py and \
+             Keras would open it as an HDF5 file.",
+            POLYGLOT_REMEDY,
+        ),
+        _ => (
+            "tarfile accepts its first 512 bytes as a tar header, so torch.load's legacy path would open it as a \
+             tar archive of pickles.",
+            POLYGLOT_REMEDY,
+        ),
     };
-    Some(Error::Refused { file: file.to_path_buf(), format: sniffed.format, what: sniffed.what.clone(), why, remedy })
+    Error::Refused { file: file.to_path_buf(), format, what, rule: Some(rule), offset, pickle: None, why, remedy }
+}
+
+/// The tensor bytes of a polyglot were written to be read as another format: rewrite them.
+const POLYGLOT_REMEDY: &str = "re-save the tensors from a trusted source with `safetensors.torch.save_file` (or \
+     `save_file`); a file written that way from real weights is never also another format.";
+
+fn refused(file: &Path, sniffed: &Sniffed, why: &'static str, remedy: &'static str) -> Error {
+    Error::Refused {
+        file: file.to_path_buf(),
+        format: sniffed.format,
+        what: sniffed.what.clone(),
+        rule: None,
+        offset: None,
+        pickle: None,
+        why,
+        remedy,
+    }
 }
 
 /// The refusal error for a file sniffed as `sniffed` when a camera RAW image was expected, or
@@ -60,32 +152,32 @@ pub(crate) fn refuse_as_checkpoint(file: &Path, sniffed: &Sniffed) -> Option<Err
 pub(crate) fn refuse_as_raw(file: &Path, sniffed: &Sniffed) -> Option<Error> {
     let (why, remedy): (&'static str, &'static str) = match sniffed.format {
         Format::Dng | Format::Raw | Format::Tiff | Format::Unknown => return None,
-        Format::Png | Format::Jpeg => {
+        Format::Png | Format::Jpeg | Format::Webp => {
             ("It is an already-developed image, not camera RAW data.", "decode it with `Sandbox::decode_image`.")
         }
         _ => not_an_image(sniffed.format),
     };
-    Some(Error::Refused { file: file.to_path_buf(), format: sniffed.format, what: sniffed.what.clone(), why, remedy })
+    Some(refused(file, sniffed, why, remedy))
 }
 
 /// The refusal error for a file sniffed as `sniffed` when a PNG/JPEG/TIFF/WebP image was
 /// expected, or `None` when the file should go on to the image decoder.
 pub(crate) fn refuse_as_image(file: &Path, sniffed: &Sniffed) -> Option<Error> {
     let (why, remedy): (&'static str, &'static str) = match sniffed.format {
-        Format::Png | Format::Jpeg | Format::Tiff | Format::Unknown => return None,
+        Format::Png | Format::Jpeg | Format::Tiff | Format::Webp | Format::Unknown => return None,
         Format::Dng | Format::Raw => (
             "It is camera RAW data, which needs a RAW decoder.",
             "decode it with `Sandbox::decode_raw` (or `Sandbox::raw_preview` for its embedded JPEG).",
         ),
         _ => not_an_image(sniffed.format),
     };
-    Some(Error::Refused { file: file.to_path_buf(), format: sniffed.format, what: sniffed.what.clone(), why, remedy })
+    Some(refused(file, sniffed, why, remedy))
 }
 
 /// Why a checkpoint or archive is refused where an image was expected.
 fn not_an_image(format: Format) -> (&'static str, &'static str) {
     match format {
-        Format::Pickle | Format::PytorchZip | Format::PytorchTar => (
+        Format::Pickle | Format::PytorchZip | Format::PytorchTar | Format::TorchScript | Format::Compressed => (
             "It is not an image, and it contains a pickle, which can run arbitrary code, so it is never loaded.",
             "if it is a model, convert it to safetensors (see `Sandbox::open_safetensors`).",
         ),
@@ -95,5 +187,33 @@ fn not_an_image(format: Format) -> (&'static str, &'static str) {
         _ => {
             ("It is not an image format sandload decodes.", "convert it to PNG, TIFF or DNG in a trusted environment.")
         }
+    }
+}
+
+/// The refusal of a file the RAW decoder's own identification does not recognise (and that the
+/// sniffer did not recognise as anything else either).
+pub(crate) fn refuse_not_raw(file: &Path, format: Format, detail: &str) -> Error {
+    let (what, why, remedy): (String, &'static str, &'static str) = match format {
+        Format::Tiff => (
+            "a TIFF image".into(),
+            "It is not camera RAW data: no RAW decoder recognises it.",
+            "decode it with `Sandbox::decode_image`.",
+        ),
+        _ => (
+            "a file of unknown format".into(),
+            "It is not a safetensors file and not a recognised format: no camera RAW decoder recognises it either.",
+            "check what produced it; sandload accepts safetensors checkpoints and decodes DNG, the camera RAW \
+             formats rawler supports, and PNG/JPEG/TIFF/WebP images.",
+        ),
+    };
+    Error::Refused {
+        file: file.to_path_buf(),
+        format,
+        what: format!("{what} ({})", crate::error::printable(detail)),
+        rule: Some("raw_not_recognised"),
+        offset: None,
+        pickle: None,
+        why,
+        remedy,
     }
 }

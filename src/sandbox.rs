@@ -129,13 +129,16 @@ pub enum Guest {
     RawDecoder,
     /// `guests/image-decoder` (the image crate).
     ImageDecoder,
+    /// `guests/pickle-scan`: describes refused pickles (what they would import and call).
+    PickleScan,
 }
 
 impl Guest {
-    const COUNT: usize = 3;
+    const COUNT: usize = 4;
 
     /// Every guest.
-    pub const ALL: [Guest; Guest::COUNT] = [Guest::SafetensorsHeader, Guest::RawDecoder, Guest::ImageDecoder];
+    pub const ALL: [Guest; Guest::COUNT] =
+        [Guest::SafetensorsHeader, Guest::RawDecoder, Guest::ImageDecoder, Guest::PickleScan];
 
     /// The guest's name, as in errors and receipts (its crate name under `guests/`).
     pub fn name(self) -> &'static str {
@@ -143,6 +146,7 @@ impl Guest {
             Guest::SafetensorsHeader => "safetensors-header",
             Guest::RawDecoder => "raw-decoder",
             Guest::ImageDecoder => "image-decoder",
+            Guest::PickleScan => "pickle-scan",
         }
     }
 
@@ -154,6 +158,7 @@ impl Guest {
             Guest::SafetensorsHeader => artifacts::SAFETENSORS_HEADER,
             Guest::RawDecoder => artifacts::RAW_DECODER,
             Guest::ImageDecoder => artifacts::IMAGE_DECODER,
+            Guest::PickleScan => artifacts::PICKLE_SCAN,
         }
     }
 

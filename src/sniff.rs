@@ -18,6 +18,10 @@ pub enum Format {
     PytorchZip,
     /// PyTorch's legacy tar layout (`sys_info`, `pickle`, `storages`, `tensors`).
     PytorchTar,
+    /// A TorchScript archive (`torch.jit.save`): a zip with `code/` and `constants.pkl`.
+    TorchScript,
+    /// A Keras 3 `.keras` archive (a zip of `config.json`, `metadata.json`, `model.weights.h5`).
+    Keras,
     /// NumPy `.npy`, or an `.npz` zip of them.
     Numpy,
     /// GGUF (llama.cpp), or its GGML/GGJT predecessors.
@@ -26,8 +30,14 @@ pub enum Format {
     Hdf5,
     /// An ONNX `ModelProto` protobuf.
     Onnx,
+    /// A TensorFlow `saved_model.pb` (`SavedModel` protobuf).
+    SavedModel,
+    /// gzip, bzip2, xz, zstd or lz4 compressed data (joblib writes compressed pickles this way).
+    Compressed,
     /// Another zip archive.
     Zip,
+    /// Another tar archive.
+    Tar,
     /// A TIFF that is neither DNG nor a camera RAW.
     Tiff,
     /// Adobe DNG (a TIFF with a DNGVersion tag).
@@ -38,27 +48,35 @@ pub enum Format {
     Png,
     /// JPEG.
     Jpeg,
+    /// WebP.
+    Webp,
     /// None of the above.
     Unknown,
 }
 
 impl Format {
     /// Every format, for documentation and tests.
-    pub const ALL: [Format; 15] = [
+    pub const ALL: [Format; 21] = [
         Format::Safetensors,
         Format::Pickle,
         Format::PytorchZip,
         Format::PytorchTar,
+        Format::TorchScript,
+        Format::Keras,
         Format::Numpy,
         Format::Gguf,
         Format::Hdf5,
         Format::Onnx,
+        Format::SavedModel,
+        Format::Compressed,
         Format::Zip,
+        Format::Tar,
         Format::Tiff,
         Format::Dng,
         Format::Raw,
         Format::Png,
         Format::Jpeg,
+        Format::Webp,
         Format::Unknown,
     ];
 
@@ -69,16 +87,22 @@ impl Format {
             Format::Pickle => "pickle",
             Format::PytorchZip => "pytorch-zip",
             Format::PytorchTar => "pytorch-tar",
+            Format::TorchScript => "torchscript",
+            Format::Keras => "keras",
             Format::Numpy => "numpy",
             Format::Gguf => "gguf",
             Format::Hdf5 => "hdf5",
             Format::Onnx => "onnx",
+            Format::SavedModel => "tf-savedmodel",
+            Format::Compressed => "compressed",
             Format::Zip => "zip",
+            Format::Tar => "tar",
             Format::Tiff => "tiff",
             Format::Dng => "dng",
             Format::Raw => "raw",
             Format::Png => "png",
             Format::Jpeg => "jpeg",
+            Format::Webp => "webp",
             Format::Unknown => "unknown",
         }
     }
@@ -108,21 +132,38 @@ impl Sniffed {
 /// How far into a zip central directory or a tar stream sniffing walks.
 const MAX_ENTRIES: usize = 512;
 
+/// How many bytes from the start the pickle recogniser walks.
+const PICKLE_WINDOW: usize = 64 << 10;
+
 /// Recognises the format of `data` (a whole file) from its content.
+///
+/// A file is sniffed as safetensors when its first eight bytes can be a header length below
+/// 4 GiB (the high four bytes are zero) and the ninth byte is `{` (or the whitespace a
+/// non-conforming writer puts there, which the parser then refuses by rule): that test comes
+/// first, so a header length whose low bytes happen to spell another format's magic number
+/// (`II*\0`, `PK\3\4`, `\xff\xd8\xff`) is still read as safetensors. Whether such a file is
+/// *also* another format is decided by [`Sandbox::open_safetensors`](crate::Sandbox::open_safetensors).
 ///
 /// ```
 /// use sandload::{sniff, Format};
 /// assert_eq!(sniff(b"\x80\x04\x95\x05\x00\x00\x00\x00\x00\x00\x00K\x01.").format, Format::Pickle);
 /// assert_eq!(sniff(b"\x89PNG\r\n\x1a\n....").format, Format::Png);
+/// assert_eq!(sniff(b"(dp0\nVw\np1\nI1\ns.").format, Format::Pickle); // protocol 0
 /// ```
 pub fn sniff(data: &[u8]) -> Sniffed {
     let starts = |magic: &[u8]| data.starts_with(magic);
 
+    if safetensors_shaped(data) {
+        return Sniffed::new(Format::Safetensors, "a safetensors file");
+    }
     if starts(b"\x89PNG\r\n\x1a\n") {
         return Sniffed::new(Format::Png, "a PNG image");
     }
     if starts(&[0xFF, 0xD8, 0xFF]) {
         return Sniffed::new(Format::Jpeg, "a JPEG image");
+    }
+    if starts(b"RIFF") && data.get(8..12) == Some(b"WEBP") {
+        return Sniffed::new(Format::Webp, "a WebP image");
     }
     if starts(b"GGUF") {
         return Sniffed::new(Format::Gguf, "a GGUF model file (llama.cpp)");
@@ -130,13 +171,21 @@ pub fn sniff(data: &[u8]) -> Sniffed {
     if starts(b"lmgg") || starts(b"tjgg") || starts(b"fmgg") {
         return Sniffed::new(Format::Gguf, "a legacy GGML/GGJT model file (llama.cpp)");
     }
-    if [0usize, 512, 1024, 2048].iter().any(|&at| data.get(at..at + 8) == Some(b"\x89HDF\r\n\x1a\n")) {
-        return Sniffed::new(Format::Hdf5, "an HDF5 file (e.g. a Keras .h5 model)");
+    if let Some(at) = hdf5_superblock(data) {
+        let what = if at == 0 {
+            "an HDF5 file (e.g. a Keras .h5 model)".to_string()
+        } else {
+            format!("an HDF5 file (superblock at byte {at}, e.g. a Keras .h5 model)")
+        };
+        return Sniffed::new(Format::Hdf5, what);
     }
     if starts(b"\x93NUMPY") {
         return numpy(data);
     }
-    if starts(b"PK\x03\x04") || starts(b"PK\x05\x06") {
+    if let Some(s) = compressed(data) {
+        return s;
+    }
+    if starts(b"PK\x03\x04") || starts(b"PK\x05\x06") || zip_end_record(data).is_some() {
         return zip(data);
     }
     if let Some(s) = camera_raw(data) {
@@ -145,24 +194,168 @@ pub fn sniff(data: &[u8]) -> Sniffed {
     if starts(b"II*\0") || starts(b"MM\0*") || starts(b"II+\0") || starts(b"MM\0+") {
         return tiff(data);
     }
-    // Checked before pickles: a safetensors header length such as 0x0280 starts with the bytes of
-    // a protocol-2 pickle, but a pickle never has seven bytes of small length then '{'.
-    if looks_like_safetensors(data) {
-        return Sniffed::new(Format::Safetensors, "a safetensors file");
-    }
-    if let [0x80, proto @ 2..=5, ..] = data {
-        return Sniffed::new(Format::Pickle, format!("a Python pickle (protocol {proto})"));
-    }
-    if data.get(257..262) == Some(b"ustar") {
+    if data.get(257..262) == Some(b"ustar") || tar_header_checksum_ok(data) {
         return tar(data);
     }
-    if looks_like_text_pickle(data) {
-        return Sniffed::new(Format::Pickle, "a Python pickle (protocol 0 or 1)");
+    if looks_like_saved_model(data) {
+        return Sniffed::new(Format::SavedModel, "a TensorFlow SavedModel protobuf (saved_model.pb)");
     }
     if looks_like_onnx(data) {
         return Sniffed::new(Format::Onnx, "an ONNX model");
     }
+    if let Some(s) = pickle(data) {
+        return s;
+    }
     Sniffed::new(Format::Unknown, "a file of unknown format")
+}
+
+/// The safetensors shape: a header length whose high four bytes are zero (every header the
+/// format allows is under 100 MB), then `{` — or JSON whitespace, which the format forbids there
+/// but the reference implementation accepts, or another JSON value inside a header that fits the
+/// file — so that the parser can refuse those by name.
+fn safetensors_shaped(data: &[u8]) -> bool {
+    if data.get(4..8) != Some(&[0, 0, 0, 0]) {
+        return false;
+    }
+    match data.get(8) {
+        Some(b'{' | b' ' | b'\t' | b'\n' | b'\r') => true,
+        // Another JSON value where the object belongs, inside a header that fits the file: a
+        // safetensors file with a wrong header, for the parser to name (`header_json`).
+        Some(b'[' | b'"' | b'-' | b'0'..=b'9' | b't' | b'f' | b'n') => {
+            le_u64(data, 0).is_some_and(|n| n >= 1 && n.saturating_add(8) <= data.len() as u64)
+        }
+        _ => false,
+    }
+}
+
+/// Offset of an HDF5 superblock signature where the HDF5 library looks for one: byte 0, then
+/// 512, 1024, 2048, ... (every power of two from 512 up to the file's size).
+pub(crate) fn hdf5_superblock(data: &[u8]) -> Option<usize> {
+    const SIGNATURE: &[u8; 8] = b"\x89HDF\r\n\x1a\n";
+    let mut at = 0usize;
+    loop {
+        let end = at.checked_add(SIGNATURE.len())?;
+        if end > data.len() {
+            return None;
+        }
+        if data.get(at..end) == Some(&SIGNATURE[..]) {
+            return Some(at);
+        }
+        at = if at == 0 { 512 } else { at.checked_mul(2)? };
+    }
+}
+
+/// Where Python's `zipfile` finds an end-of-central-directory record (`_EndRecData`): in the last
+/// 22 bytes, else the last `PK\5\6` in the final 64 KiB + 22 bytes with a whole 22-byte record
+/// after it. Returns the record's offset.
+pub(crate) fn zip_end_record(data: &[u8]) -> Option<usize> {
+    const RECORD: usize = 22;
+    let len = data.len();
+    let last = len.checked_sub(RECORD)?;
+    if data.get(last..last + 4) == Some(b"PK\x05\x06") && data.get(len - 2..) == Some(&[0, 0]) {
+        return Some(last);
+    }
+    let search_from = len.saturating_sub((1 << 16) + RECORD);
+    let tail = data.get(search_from..)?;
+    let at = tail.windows(4).rposition(|w| w == b"PK\x05\x06")? + search_from;
+    (at <= last).then_some(at)
+}
+
+/// True when Python's `zipfile.ZipFile` would open `data` as an archive with members: an end
+/// record where [`zip_end_record`] finds it, and either a zip64 locator right before it or a
+/// central-directory entry signature where the record says the directory starts (`zipfile`
+/// computes it as the record's offset minus the directory's size, whatever the stored offset).
+pub(crate) fn zipfile_opens(data: &[u8]) -> Option<usize> {
+    let eocd = zip_end_record(data)?;
+    if eocd.checked_sub(20).and_then(|loc| data.get(loc..loc + 4)) == Some(b"PK\x06\x07") {
+        return Some(eocd);
+    }
+    let size_cd = le_u32(data, eocd + 12)? as usize;
+    let cd = eocd.checked_sub(size_cd)?;
+    (size_cd >= 46 && data.get(cd..cd + 4) == Some(b"PK\x01\x02")).then_some(eocd)
+}
+
+/// True when the first 512 bytes are a tar header whose checksum `tarfile` accepts (the
+/// unsigned or the signed byte sum, with the checksum field counted as spaces).
+pub(crate) fn tar_header_checksum_ok(data: &[u8]) -> bool {
+    let Some(block) = data.get(..512) else { return false };
+    if block.iter().all(|&b| b == 0) {
+        return false;
+    }
+    let field = &block[148..156];
+    let stored = if field[0] == 0o200 || field[0] == 0o377 {
+        // base-256: tarfile accepts it, so must we.
+        let mut n: i128 = 0;
+        for &b in &field[1..] {
+            n = (n << 8) | i128::from(b);
+        }
+        if field[0] == 0o377 { n - (1i128 << 56) } else { n }
+    } else {
+        let text: Vec<u8> = field.iter().copied().take_while(|&b| b != 0).collect();
+        let Ok(text) = std::str::from_utf8(&text) else { return false };
+        // Python's int() also takes underscores between digits.
+        let text: String = text.trim().chars().filter(|&c| c != '_').collect();
+        if text.is_empty() {
+            0
+        } else {
+            match i128::from_str_radix(&text, 8) {
+                Ok(n) => n,
+                Err(_) => return false,
+            }
+        }
+    };
+    let unsigned: i128 =
+        block.iter().enumerate().map(|(i, &b)| if (148..156).contains(&i) { 32 } else { i128::from(b) }).sum();
+    let signed: i128 =
+        block.iter().enumerate().map(|(i, &b)| if (148..156).contains(&i) { 32 } else { i128::from(b as i8) }).sum();
+    stored == unsigned || stored == signed
+}
+
+/// Compression containers: joblib writes its pickles compressed with each of these.
+fn compressed(data: &[u8]) -> Option<Sniffed> {
+    let starts = |magic: &[u8]| data.starts_with(magic);
+    let kind = if starts(&[0x1f, 0x8b]) {
+        "gzip"
+    } else if starts(b"BZh") && data.get(3).is_some_and(|b| (b'1'..=b'9').contains(b)) {
+        "bzip2"
+    } else if starts(&[0xFD, b'7', b'z', b'X', b'Z', 0x00]) {
+        "xz"
+    } else if starts(&[0x28, 0xB5, 0x2F, 0xFD]) {
+        "zstd"
+    } else if starts(&[0x04, 0x22, 0x4D, 0x18]) {
+        "lz4"
+    } else if starts(b"ZF") && data.get(2) == Some(&0x78) {
+        // joblib's own zlib container (`ZF` + zlib stream).
+        "joblib zlib"
+    } else {
+        return None;
+    };
+    Some(Sniffed::new(
+        Format::Compressed,
+        format!("{kind}-compressed data (e.g. a joblib or compressed pickle checkpoint)"),
+    ))
+}
+
+/// Pickles have no magic number: walk the opcodes from byte 0, as `pickle.load` would, without
+/// executing anything. A pickle is a walk that reaches STOP, or that reaches an opcode which
+/// imports or calls, or that is still valid at the end of the window after a run of opcodes.
+fn pickle(data: &[u8]) -> Option<Sniffed> {
+    use sandload_abi::pickle::{End, WalkLimits, walk};
+    let window = &data[..data.len().min(PICKLE_WINDOW)];
+    let w = walk(window, &WalkLimits::default());
+    let recognised = match w.end {
+        End::Stop => true,
+        End::Truncated | End::OpLimit => w.has_effects() || (window.len() < data.len() && w.ops >= 16),
+        End::Invalid => w.has_effects() && w.ops >= 3,
+    };
+    if !recognised {
+        return None;
+    }
+    let what = match w.protocol {
+        Some(p) => format!("a Python pickle (protocol {p})"),
+        None => "a Python pickle (protocol 0 or 1)".to_string(),
+    };
+    Some(Sniffed::new(Format::Pickle, what))
 }
 
 fn le_u16(data: &[u8], at: usize) -> Option<u16> {
@@ -175,25 +368,6 @@ fn le_u32(data: &[u8], at: usize) -> Option<u32> {
 
 fn le_u64(data: &[u8], at: usize) -> Option<u64> {
     Some(u64::from_le_bytes(data.get(at..at.checked_add(8)?)?.try_into().ok()?))
-}
-
-/// A u64 header length (any value: the guest reports the precise rule) followed by `{`.
-fn looks_like_safetensors(data: &[u8]) -> bool {
-    data.get(8) == Some(&b'{') && le_u64(data, 0).is_some_and(|n| n >= 2)
-}
-
-/// Protocol 0/1 pickles have no header: they start with an opcode and end with STOP ('.'),
-/// usually right after an opcode that finishes a container or a call.
-fn looks_like_text_pickle(data: &[u8]) -> bool {
-    // MARK, EMPTY_DICT/LIST/TUPLE, GLOBAL, INST, LIST, DICT, INT, BININT*, LONG, NONE, FLOAT,
-    // STRING, UNICODE, SHORT_BINSTRING, BINSTRING, BINUNICODE.
-    const FIRST: &[u8] = b"(}])cilIJKLMNFSVUTX";
-    // SETITEM(S), APPEND(S), TUPLE, BUILD, REDUCE, LIST, DICT, NONE, POP, memo PUT's newline.
-    const BEFORE_STOP: &[u8] = b"satbRludeN0\n";
-    match data {
-        [first, .., penultimate, b'.'] => FIRST.contains(first) && BEFORE_STOP.contains(penultimate),
-        _ => false,
-    }
 }
 
 fn numpy(data: &[u8]) -> Sniffed {
@@ -211,19 +385,33 @@ fn numpy(data: &[u8]) -> Sniffed {
 fn zip(data: &[u8]) -> Sniffed {
     let names = zip_names(data);
     let has = |pred: &dyn Fn(&str) -> bool| names.iter().any(|n| pred(n));
+    let base = |n: &str| n.rsplit('/').next().unwrap_or(n).to_string();
+    if has(&|n| base(n) == "constants.pkl" || n.starts_with("code/") || n.contains("/code/")) {
+        return Sniffed::new(
+            Format::TorchScript,
+            "a TorchScript archive (torch.jit.save): its code/ is TorchScript and its .pkl files are pickles",
+        );
+    }
     if has(&|n| n == "data.pkl" || n.ends_with("/data.pkl")) {
         return Sniffed::new(Format::PytorchZip, "a PyTorch zip checkpoint (torch.save), whose data.pkl is a pickle");
+    }
+    if has(&|n| n == "config.json") && has(&|n| n == "model.weights.h5" || n == "metadata.json") {
+        return Sniffed::new(
+            Format::Keras,
+            "a Keras .keras model archive (its config can name Lambda layers and custom objects to import)",
+        );
     }
     if !names.is_empty() && names.iter().all(|n| n.ends_with(".npy") || n.ends_with('/')) {
         return Sniffed::new(Format::Numpy, "a NumPy .npz archive of .npy arrays");
     }
-    if has(&|n| n.ends_with(".pkl") || n.ends_with(".pickle")) {
+    if has(&|n| n.ends_with(".pkl") || n.ends_with(".pickle") || n.ends_with(".joblib")) {
         return Sniffed::new(Format::Zip, "a zip archive containing pickle files");
     }
     Sniffed::new(Format::Zip, "a zip archive")
 }
 
-/// Entry names from the first local header and the central directory (bounded walk).
+/// Entry names from the first local header and the central directory (bounded walk; every
+/// offset from the file is checked, so zip64 values near `u64::MAX` cannot overflow).
 fn zip_names(data: &[u8]) -> Vec<String> {
     let mut names = Vec::new();
     let mut push = |name: &[u8]| {
@@ -231,16 +419,13 @@ fn zip_names(data: &[u8]) -> Vec<String> {
             names.push(String::from_utf8_lossy(name).into_owned());
         }
     };
+    let slice = |at: usize, len: usize| at.checked_add(len).and_then(|end| data.get(at..end));
     if data.starts_with(b"PK\x03\x04") {
-        if let Some(len) = le_u16(data, 26) {
-            if let Some(name) = data.get(30..30 + len as usize) {
-                push(name);
-            }
+        if let Some(name) = le_u16(data, 26).and_then(|len| slice(30, len as usize)) {
+            push(name);
         }
     }
-    // End of central directory: within the last 64 KiB + 22 bytes.
-    let tail_start = data.len().saturating_sub(65_536 + 22);
-    let Some(eocd) = data[tail_start..].windows(4).rposition(|w| w == b"PK\x05\x06").map(|p| p + tail_start) else {
+    let Some(eocd) = zip_end_record(data) else {
         return names;
     };
     let mut cd_offset = le_u32(data, eocd + 16).map(u64::from);
@@ -248,26 +433,30 @@ fn zip_names(data: &[u8]) -> Vec<String> {
         // zip64: the locator sits 20 bytes before the EOCD and points at the zip64 EOCD record.
         cd_offset = eocd
             .checked_sub(20)
-            .filter(|&loc| data.get(loc..loc + 4) == Some(b"PK\x06\x07"))
-            .and_then(|loc| le_u64(data, loc + 8))
+            .filter(|&loc| slice(loc, 4) == Some(b"PK\x06\x07"))
+            .and_then(|loc| le_u64(data, loc.checked_add(8)?))
             .and_then(|rec| usize::try_from(rec).ok())
-            .filter(|&rec| data.get(rec..rec + 4) == Some(b"PK\x06\x06"))
-            .and_then(|rec| le_u64(data, rec + 48));
+            .filter(|&rec| slice(rec, 4) == Some(b"PK\x06\x06"))
+            .and_then(|rec| le_u64(data, rec.checked_add(48)?));
     }
     let Some(mut at) = cd_offset.and_then(|o| usize::try_from(o).ok()) else {
         return names;
     };
     for _ in 0..MAX_ENTRIES {
-        if data.get(at..at + 4) != Some(b"PK\x01\x02") {
+        if slice(at, 4) != Some(b"PK\x01\x02") {
             break;
         }
-        let (Some(n), Some(x), Some(c)) = (le_u16(data, at + 28), le_u16(data, at + 30), le_u16(data, at + 32)) else {
+        let field = |off: usize| at.checked_add(off).and_then(|p| le_u16(data, p)).map(usize::from);
+        let (Some(n), Some(x), Some(c)) = (field(28), field(30), field(32)) else {
             break;
         };
-        if let Some(name) = data.get(at + 46..at + 46 + n as usize) {
+        if let Some(name) = at.checked_add(46).and_then(|p| slice(p, n)) {
             push(name);
         }
-        at += 46 + n as usize + x as usize + c as usize;
+        match at.checked_add(46 + n + x + c) {
+            Some(next) => at = next,
+            None => break,
+        }
     }
     names
 }
@@ -276,8 +465,8 @@ fn tar(data: &[u8]) -> Sniffed {
     const TORCH_MEMBERS: [&str; 4] = ["sys_info", "pickle", "storages", "tensors"];
     let mut at = 0usize;
     for _ in 0..MAX_ENTRIES {
-        let Some(header) = data.get(at..at + 512) else { break };
-        if header.get(257..262) != Some(b"ustar") {
+        let Some(header) = at.checked_add(512).and_then(|end| data.get(at..end)) else { break };
+        if header.get(257..262) != Some(b"ustar") && !tar_header_checksum_ok(header) {
             break;
         }
         let name_end = header[..100].iter().position(|&b| b == 0).unwrap_or(100);
@@ -296,7 +485,7 @@ fn tar(data: &[u8]) -> Sniffed {
         };
         at = next;
     }
-    Sniffed::new(Format::Unknown, "a tar archive (not a PyTorch checkpoint)")
+    Sniffed::new(Format::Tar, "a tar archive (not a PyTorch checkpoint)")
 }
 
 fn camera_raw(data: &[u8]) -> Option<Sniffed> {
@@ -385,9 +574,8 @@ fn tiff(data: &[u8]) -> Sniffed {
     Sniffed::new(Format::Tiff, "a TIFF image")
 }
 
-/// ONNX has no magic: walk the first protobuf fields of a `ModelProto` (ir_version first, then
-/// known field numbers with valid wire types).
-fn looks_like_onnx(data: &[u8]) -> bool {
+/// One top-level protobuf field: (field number, wire type, payload of a length-delimited field).
+fn protobuf_fields(data: &[u8]) -> Option<Vec<(u64, u64, &[u8])>> {
     fn varint(data: &[u8], at: &mut usize) -> Option<u64> {
         let mut value = 0u64;
         for shift in (0..64).step_by(7) {
@@ -400,36 +588,192 @@ fn looks_like_onnx(data: &[u8]) -> bool {
         }
         None
     }
-    // ModelProto fields: 1 ir_version, 2-6 strings, 7 graph, 8 opset_import, 14 metadata_props,
-    // 20 training_info, 25 functions, 26 configuration.
-    const LEN_FIELDS: [u64; 10] = [2, 3, 4, 6, 7, 8, 14, 20, 25, 26];
+    let mut fields = Vec::new();
     let mut at = 0usize;
-    if data.first() != Some(&0x08) {
-        return false;
-    }
-    at += 1;
-    match varint(data, &mut at) {
-        Some(1..=20) => {}
-        _ => return false,
-    }
-    let mut fields = 1;
-    while fields < 4 && at < data.len() {
-        let Some(key) = varint(data, &mut at) else { return false };
+    while at < data.len() {
+        if fields.len() >= MAX_ENTRIES {
+            return None;
+        }
+        let key = varint(data, &mut at)?;
         let (field, wire) = (key >> 3, key & 7);
-        match (field, wire) {
-            (5, 0) => {
-                if varint(data, &mut at).is_none() {
-                    return false;
-                }
+        let payload: &[u8] = match wire {
+            0 => {
+                varint(data, &mut at)?;
+                &[]
             }
-            (f, 2) if LEN_FIELDS.contains(&f) => {
-                let Some(len) = varint(data, &mut at).and_then(|l| usize::try_from(l).ok()) else { return false };
-                let Some(end) = at.checked_add(len).filter(|&e| e <= data.len()) else { return false };
+            2 => {
+                let len = usize::try_from(varint(data, &mut at)?).ok()?;
+                let end = at.checked_add(len).filter(|&e| e <= data.len())?;
+                let payload = &data[at..end];
                 at = end;
+                payload
             }
+            _ => return None,
+        };
+        fields.push((field, wire, payload));
+    }
+    Some(fields)
+}
+
+/// ONNX has no magic: the whole file must parse as top-level `ModelProto` fields (each a known
+/// field number with its wire type, lengths inside the file) and include a graph or an opset.
+fn looks_like_onnx(data: &[u8]) -> bool {
+    // 1 ir_version, 5 model_version (varints); 2-4, 6 strings, 7 graph, 8 opset_import,
+    // 14 metadata_props, 20 training_info, 25 functions, 26 configuration.
+    const VARINT_FIELDS: [u64; 2] = [1, 5];
+    const LEN_FIELDS: [u64; 10] = [2, 3, 4, 6, 7, 8, 14, 20, 25, 26];
+    let Some(fields) = protobuf_fields(data) else { return false };
+    fields.len() >= 2
+        && fields.iter().all(|&(f, w, _)| (w == 0 && VARINT_FIELDS.contains(&f)) || (w == 2 && LEN_FIELDS.contains(&f)))
+        && fields.iter().any(|&(f, _, _)| f == 7 || f == 8)
+}
+
+/// A TensorFlow `SavedModel`: optional field 1 (schema version), then field-2 `MetaGraphDef`s,
+/// each starting with one of that message's own fields (meta_info_def, graph_def, saver_def,
+/// collection_def, signature_def, asset_file_defs, object_graph_def).
+fn looks_like_saved_model(data: &[u8]) -> bool {
+    const META_GRAPH_KEYS: [u8; 7] = [0x0a, 0x12, 0x1a, 0x22, 0x2a, 0x32, 0x3a];
+    let Some(fields) = protobuf_fields(data) else { return false };
+    let mut graphs = 0;
+    for &(field, wire, payload) in &fields {
+        match (field, wire) {
+            (1, 0) => {}
+            (2, 2) if payload.first().is_some_and(|b| META_GRAPH_KEYS.contains(b)) => graphs += 1,
             _ => return false,
         }
-        fields += 1;
     }
-    fields >= 2
+    graphs > 0
+}
+
+/// The byte ranges of the pickles inside a file sniffed as `format`, for the pickle report: the
+/// file itself for a pickle (all of its concatenated pickles), the stored `.pkl` members of a
+/// zip (PyTorch, TorchScript), the members of a legacy PyTorch tar, the payload of a NumPy
+/// object array. Each range is cut to `max_len`; at most `max_streams` ranges.
+pub(crate) fn pickle_streams(
+    data: &[u8],
+    format: Format,
+    max_len: usize,
+    max_streams: usize,
+) -> Vec<(String, std::ops::Range<usize>)> {
+    let cut = |start: usize, len: usize| start..start.saturating_add(len.min(max_len)).min(data.len());
+    let mut streams = Vec::new();
+    match format {
+        Format::Pickle => streams.push(("pickle".to_string(), cut(0, data.len()))),
+        Format::PytorchZip | Format::TorchScript | Format::Zip => {
+            for entry in zip_entries(data) {
+                if !entry.name.ends_with(".pkl") || entry.method != 0 {
+                    continue;
+                }
+                // The local header repeats the name and has its own extra field.
+                let local = entry.local_offset;
+                if local.checked_add(4).and_then(|e| data.get(local..e)) != Some(b"PK\x03\x04") {
+                    continue;
+                }
+                let (Some(n), Some(x)) = (
+                    local.checked_add(26).and_then(|p| le_u16(data, p)),
+                    local.checked_add(28).and_then(|p| le_u16(data, p)),
+                ) else {
+                    continue;
+                };
+                let Some(start) = local.checked_add(30 + usize::from(n) + usize::from(x)) else { continue };
+                if start <= data.len() {
+                    streams.push((entry.name, cut(start, entry.size)));
+                }
+            }
+        }
+        Format::PytorchTar => {
+            for (name, start, size) in tar_members(data) {
+                streams.push((name, cut(start, size)));
+            }
+        }
+        Format::Numpy if data.starts_with(b"\x93NUMPY") => {
+            // Version 1 has a u16 header length at 8, versions 2 and 3 a u32.
+            let header_end = match data.get(6) {
+                Some(1) => le_u16(data, 8).map(|n| 10 + usize::from(n)),
+                _ => le_u32(data, 8).and_then(|n| usize::try_from(n).ok()?.checked_add(12)),
+            };
+            if let Some(start) = header_end.filter(|&s| s < data.len()) {
+                let header = String::from_utf8_lossy(&data[..start]);
+                if header.contains("'|O'") || header.contains("\"|O\"") {
+                    streams.push(("object array".to_string(), cut(start, data.len() - start)));
+                }
+            }
+        }
+        _ => {}
+    }
+    streams.retain(|(_, r)| !r.is_empty());
+    streams.truncate(max_streams);
+    streams
+}
+
+/// One central-directory entry of a zip.
+struct ZipEntry {
+    name: String,
+    local_offset: usize,
+    size: usize,
+    method: u16,
+}
+
+/// The central directory's entries (bounded walk; every offset checked).
+fn zip_entries(data: &[u8]) -> Vec<ZipEntry> {
+    let mut entries = Vec::new();
+    let slice = |at: usize, len: usize| at.checked_add(len).and_then(|end| data.get(at..end));
+    let Some(eocd) = zip_end_record(data) else { return entries };
+    let Some(mut at) = le_u32(data, eocd + 16).and_then(|o| usize::try_from(o).ok()) else { return entries };
+    for _ in 0..MAX_ENTRIES {
+        if slice(at, 4) != Some(b"PK\x01\x02") {
+            break;
+        }
+        let u16_at = |off: usize| at.checked_add(off).and_then(|p| le_u16(data, p));
+        let u32_at = |off: usize| at.checked_add(off).and_then(|p| le_u32(data, p));
+        let (Some(method), Some(size), Some(n), Some(x), Some(c), Some(local)) =
+            (u16_at(10), u32_at(20), u16_at(28), u16_at(30), u16_at(32), u32_at(42))
+        else {
+            break;
+        };
+        let (n, x, c) = (usize::from(n), usize::from(x), usize::from(c));
+        if let (Some(name), Ok(size), Ok(local)) =
+            (at.checked_add(46).and_then(|p| slice(p, n)), usize::try_from(size), usize::try_from(local))
+        {
+            entries.push(ZipEntry {
+                name: String::from_utf8_lossy(name).into_owned(),
+                local_offset: local,
+                size,
+                method,
+            });
+        }
+        match at.checked_add(46 + n + x + c) {
+            Some(next) => at = next,
+            None => break,
+        }
+    }
+    entries
+}
+
+/// (name, data offset, size) of each member of a tar (bounded walk).
+fn tar_members(data: &[u8]) -> Vec<(String, usize, usize)> {
+    let mut members = Vec::new();
+    let mut at = 0usize;
+    for _ in 0..MAX_ENTRIES {
+        let Some(header) = at.checked_add(512).and_then(|end| data.get(at..end)) else { break };
+        if header.get(257..262) != Some(b"ustar") && !tar_header_checksum_ok(header) {
+            break;
+        }
+        let name_end = header[..100].iter().position(|&b| b == 0).unwrap_or(100);
+        let name = String::from_utf8_lossy(&header[..name_end]).trim_start_matches("./").to_string();
+        let size = std::str::from_utf8(&header[124..136])
+            .ok()
+            .and_then(|s| u64::from_str_radix(s.trim_matches(|c: char| c == '\0' || c == ' '), 8).ok())
+            .and_then(|s| usize::try_from(s).ok());
+        let Some(size) = size else { break };
+        let start = at + 512;
+        if header[156] == b'0' || header[156] == 0 {
+            members.push((name, start, size));
+        }
+        let Some(next) = size.checked_add(511).map(|s| s / 512 * 512).and_then(|s| s.checked_add(start)) else {
+            break;
+        };
+        at = next;
+    }
+    members
 }

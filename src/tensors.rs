@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use bytes::Bytes;
-use sandload_abi::safetensors::{Request, Response, Table};
+use sandload_abi::safetensors::{PICKLE_WINDOW, Request, Response, Table};
 use sandload_abi::{GuestError, Rule};
 
 use crate::error::{Error, Result, printable};
@@ -182,9 +182,11 @@ impl Sandbox {
         let data = input.contents(len, self.data_access())?;
         let sniffed = sniff(&data);
         *format = sniffed.format;
-        if let Some(refusal) = refuse_as_checkpoint(&file, &sniffed) {
-            return Err(refusal);
+        if let Some(refusal) = refuse_as_checkpoint(&file, &sniffed, len) {
+            return Err(self.describe_pickles(refusal, &data));
         }
+        // Too short to be anything: the parser names the rule (header_too_small).
+        *format = Format::Safetensors;
 
         // The host reads the length prefix only to bound what it copies into the guest; the
         // guest parses and judges it. A prefix over the limit is refused before any copy.
@@ -194,18 +196,33 @@ impl Sandbox {
                 return Err(limit(&file, Limit::MaxHeaderBytes, limits, n));
             }
         }
-        let payload_len = claimed.map_or(len, |n| (N_LEN + n).min(len)) as usize;
+        // Prefix, header, and a window of tensor data for the guest's pickle walk.
+        let payload_len = claimed.map_or(len, |n| (N_LEN + n).saturating_add(PICKLE_WINDOW).min(len)) as usize;
         let request =
             Request { file_len: len, max_header_bytes: limits.max_header_bytes, max_tensors: limits.max_tensors };
         let request = sandload_abi::encode(&request).map_err(|e| Error::Internal(format!("encoding request: {e}")))?;
-        let response =
-            self.call_with(Guest::SafetensorsHeader, &file, &request, &data[..payload_len], stats, |r, _| {
-                Ok(r.to_vec())
-            })?;
-        let response: Response = Guest::SafetensorsHeader.decode_response(&response, &file)?;
-        let table = response.map_err(|e| guest_rejection(&file, *format, limits, e))?;
+        let call = |payload: &[u8], stats: &mut GuestStats| -> Result<Response> {
+            let response =
+                self.call_with(Guest::SafetensorsHeader, &file, &request, payload, stats, |r, _| Ok(r.to_vec()))?;
+            Guest::SafetensorsHeader.decode_response(&response, &file)
+        };
+        let mut response = call(&data[..payload_len], stats)?;
+        // The pickle walk from byte 0 was still going where the window ended (e.g. a protocol-0
+        // text argument running over zero-filled tensor data): walk the whole file instead, when
+        // the guest can hold it, rather than refuse a file that may be fine.
+        if let Err(e) = &response {
+            let undecided = e.rule == Rule::PicklePolyglot && e.value == Some(1);
+            if undecided && payload_len < data.len() && len <= limits.guest_memory_bytes / 2 {
+                response = call(&data, stats)?;
+            }
+        }
+        let table = response.map_err(|e| self.describe_pickles(guest_rejection(&file, *format, limits, e), &data))?;
         let layout = validate_table(&table, len, claimed.unwrap_or(0), limits)
             .map_err(|v| Error::malformed(&file, *format, v.rule, v.offset, v.detail))?;
+        // Valid safetensors; now make sure no other loader reads these bytes as its own format.
+        if let Some(refusal) = crate::polyglot::refuse_other_format(&file, &data) {
+            return Err(refusal);
+        }
 
         let data_start = (N_LEN + layout.header_len) as usize;
         let data = data.slice(data_start..);
@@ -228,6 +245,20 @@ impl Sandbox {
     }
 }
 
+impl Sandbox {
+    /// Adds the pickle report (what unpickling would import and call) to a refusal of a pickle,
+    /// a pickle polyglot or a format that carries pickles.
+    fn describe_pickles(&self, mut refusal: Error, data: &[u8]) -> Error {
+        if let Error::Refused { file, format, what, pickle, .. } = &mut refusal {
+            if let Some(report) = self.pickle_report(file, data, *format) {
+                *what = format!("{what}; {}", report.summary());
+                *pickle = Some(Box::new(report));
+            }
+        }
+        refusal
+    }
+}
+
 fn limit(file: &Path, which: Limit, limits: &Limits, value: u64) -> Error {
     Error::LimitExceeded { file: file.to_path_buf(), limit: which, limit_value: limits.get(which), value }
 }
@@ -237,6 +268,13 @@ fn guest_rejection(file: &Path, format: Format, limits: &Limits, e: GuestError) 
         Rule::TooManyTensors => limit(file, Limit::MaxTensors, limits, e.value.unwrap_or(limits.max_tensors + 1)),
         Rule::HeaderOverLimit => limit(file, Limit::MaxHeaderBytes, limits, e.value.unwrap_or(0)),
         Rule::BadRequest => Error::Internal(format!("safetensors-header guest: {}", printable(&e.detail))),
+        Rule::PicklePolyglot => crate::refusal::refuse_polyglot(
+            file,
+            Format::Pickle,
+            format!("a safetensors file that is also a Python pickle: {}", printable(&e.detail)),
+            Rule::PicklePolyglot.name(),
+            e.offset,
+        ),
         rule => Error::malformed(file, format, rule.name(), e.offset, e.detail),
     }
 }

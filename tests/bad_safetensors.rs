@@ -66,15 +66,37 @@ fn header_length_past_eof() {
     assert!(err.to_string().contains("1000"), "{err}");
 }
 
+/// A length prefix no safetensors header can have (the high bytes set) is not a limit problem
+/// of a safetensors file: the file is not safetensors at all, and the error says so.
 #[test]
-fn header_length_u64_max_is_a_limit() {
-    let mut f = u64::MAX.to_le_bytes().to_vec();
+fn header_length_u64_max_is_not_a_safetensors_file() {
+    for prefix in [u64::MAX, 8_289_570_458_432_401_507, 1 << 32] {
+        let mut f = prefix.to_le_bytes().to_vec();
+        f.extend_from_slice(b"{}");
+        let err = open(f).unwrap_err();
+        assert_eq!(err.kind(), "refused_format", "{err}");
+        assert!(matches!(err, Error::Refused { format: Format::Unknown, .. }), "{err}");
+        let message = err.to_string();
+        assert!(message.contains("not a safetensors file and not a recognised format"), "{message}");
+        assert!(!message.contains("max_header_bytes"), "{message}");
+    }
+    // Text, random bytes: the same.
+    for f in [b"hello, this is a text file and not a model\n".to_vec(), (0..255u8).rev().collect()] {
+        let err = open(f).unwrap_err();
+        assert!(err.to_string().contains("not a safetensors file and not a recognised format"), "{err}");
+    }
+}
+
+/// A header length just over the limit, in a file shaped like safetensors, is a limit error.
+#[test]
+fn header_length_over_the_limit_is_a_limit() {
+    let mut f = (u64::from(u32::MAX)).to_le_bytes().to_vec();
     f.extend_from_slice(b"{}");
     match open(f).unwrap_err() {
         Error::LimitExceeded { limit, limit_value, value, .. } => {
             assert_eq!(limit, Limit::MaxHeaderBytes);
             assert_eq!(limit_value, Limits::DEFAULT_MAX_HEADER_BYTES);
-            assert_eq!(value, u64::MAX);
+            assert_eq!(value, u64::from(u32::MAX));
         }
         other => panic!("expected LimitExceeded, got {other}"),
     }
@@ -294,13 +316,14 @@ fn header_over_configured_limit() {
 }
 
 #[test]
-fn unknown_content_reaches_the_parser_and_is_named_precisely() {
-    // Random-looking bytes: not any known format; the guest says exactly what is wrong.
+fn unknown_content_is_named_as_unknown_not_as_a_limit() {
+    // Random-looking bytes: not any known format, and not shaped like safetensors either.
     let f: Vec<u8> = (0u32..64).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
     let err = open(f).unwrap_err();
     assert!(err.is_rejection(), "{err}");
     match &err {
-        Error::LimitExceeded { .. } | Error::Malformed { format: Format::Unknown, .. } => {}
+        Error::Refused { format: Format::Unknown, .. } => {}
         other => panic!("unexpected {other}"),
     }
+    assert!(err.to_string().contains("not a safetensors file and not a recognised format"), "{err}");
 }

@@ -281,9 +281,10 @@ fn non_raw_files_are_refused_by_content() {
     let err = decode(samples::png_image(4, 4), "IMG_0002.CR2").unwrap_err();
     assert!(matches!(err, Error::Refused { format: Format::Png, .. }), "{err}");
     assert!(err.to_string().contains("decode_image"), "{err}");
-    // Unknown content goes to the decoder, which finds no RAW format in it.
+    // Unknown content goes to the decoder, whose own identification finds no RAW format in it.
     let err = decode(b"hello, world".to_vec(), "x.nef").unwrap_err();
-    assert_eq!(err.rule(), Some("raw_unsupported"), "{err}");
+    assert_eq!((err.kind(), err.rule()), ("refused_format", Some("raw_not_recognised")), "{err}");
+    assert!(err.to_string().contains("not a safetensors file and not a recognised format"), "{err}");
 }
 
 #[test]

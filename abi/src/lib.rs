@@ -5,7 +5,7 @@
 //! `tests/golden.rs` fails until [`ABI_VERSION`] and the committed golden encoding are updated
 //! together.
 //!
-//! # The ABI (version 2)
+//! # The ABI (version 3)
 //!
 //! A guest is a `wasm32-wasip1` *reactor* module (a `cdylib`). It exports its linear memory as
 //! `memory` and these functions (see [`exports`]):
@@ -48,11 +48,13 @@ use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
 
 pub mod image;
+pub mod pickle;
+pub mod pickle_scan;
 pub mod raw;
 pub mod safetensors;
 
 /// Version of this interface. Bump it whenever an encoding or an export changes.
-pub const ABI_VERSION: u32 = 2;
+pub const ABI_VERSION: u32 = 3;
 
 /// The most bytes of a panic message a guest writes to its stderr.
 pub const PANIC_MESSAGE_MAX: usize = 4096;
@@ -122,7 +124,7 @@ pub enum Rule {
     TooManyTensors,
     /// The guest could not handle the request (a host/guest mismatch, not bad input).
     BadRequest,
-    /// No RAW decoder recognises the file, or it uses a feature the decoder lacks.
+    /// A RAW file the decoder recognises, of a camera, mode or compression it does not support.
     RawUnsupported,
     /// The RAW decoder found the file inconsistent (truncated, bad offsets, bad tags).
     RawMalformed,
@@ -134,6 +136,20 @@ pub enum Rule {
     ImageMalformed,
     /// Decoding would allocate more than the decoder's allocation limit (value: the limit).
     DecodeLimit,
+    /// The safetensors header does not begin with `{` (the format allows padding only after the
+    /// JSON, as trailing spaces; the reference implementation also accepts leading whitespace).
+    HeaderStart,
+    /// After the JSON object's closing `}` the header holds something other than spaces (the
+    /// format's only padding).
+    HeaderPadding,
+    /// No camera RAW decoder recognises the file's container at all (as opposed to
+    /// [`RawUnsupported`](Rule::RawUnsupported): a RAW file of a camera or compression the decoder
+    /// lacks).
+    RawNotRecognised,
+    /// Read from byte 0 as a pickle, the file would import or call Python objects, or could not be
+    /// ruled out doing so within the bytes examined (offset: the first such opcode, or where the
+    /// walk had to stop; value `1` for the latter, so the host can hand in more of the file).
+    PicklePolyglot,
 }
 
 impl Rule {
@@ -161,6 +177,10 @@ impl Rule {
             Rule::ImageUnsupported => "image_unsupported",
             Rule::ImageMalformed => "image_malformed",
             Rule::DecodeLimit => "decode_limit",
+            Rule::HeaderStart => "header_start",
+            Rule::HeaderPadding => "header_padding",
+            Rule::RawNotRecognised => "raw_not_recognised",
+            Rule::PicklePolyglot => "pickle_polyglot",
         }
     }
 }

@@ -1,13 +1,19 @@
 //! Messages of the `safetensors-header` guest.
 //!
-//! Payload: the first `min(file_len, 8 + header_len)` bytes of the file — the length prefix and the
-//! JSON header. Tensor data never enters the guest.
+//! Payload: the first `min(file_len, 8 + header_len + PICKLE_WINDOW)` bytes of the file — the
+//! length prefix, the JSON header and at most [`PICKLE_WINDOW`] bytes of tensor data, which the
+//! guest reads only to rule out that the file is also a pickle (an opcode walk from byte 0 can
+//! hop from the header into the data). The rest of the tensor data never enters the guest.
 
 use alloc::string::String;
 use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
 
 use crate::GuestError;
+
+/// Most bytes of tensor data, after the header, the host hands the guest for the pickle walk. A
+/// walk still going at the end of them is refused (it could not be ruled out).
+pub const PICKLE_WINDOW: u64 = 64 << 10;
 
 /// What the host asks of the guest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

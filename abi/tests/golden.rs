@@ -4,6 +4,8 @@
 //! host and a guest built from different interfaces cannot silently disagree.
 
 use sandload_abi::image::{self, Layout, Picture};
+use sandload_abi::pickle::{End, Walk};
+use sandload_abi::pickle_scan;
 use sandload_abi::raw::{self, Rect, Region};
 use sandload_abi::safetensors::{Dtype, Request, Response, Table, TensorEntry};
 use sandload_abi::{ABI_VERSION, GuestError, Rule, decode, encode, exports};
@@ -42,6 +44,7 @@ fn canonical() -> String {
         out += &format!("{name} {hex}\n");
     }
     out += &raw_messages();
+    out += &pickle_messages();
     for layout in Layout::ALL {
         out += &format!("layout {layout:?} {} {}\n", layout.bytes_per_pixel(), hex(&encode(&layout).unwrap()));
     }
@@ -70,10 +73,46 @@ fn canonical() -> String {
         Rule::ImageUnsupported,
         Rule::ImageMalformed,
         Rule::DecodeLimit,
+        Rule::HeaderStart,
+        Rule::HeaderPadding,
+        Rule::RawNotRecognised,
+        Rule::PicklePolyglot,
     ] {
         out += &format!("rule {} {}\n", rule.name(), hex(&encode(&rule).unwrap()));
     }
     out
+}
+
+fn pickle_messages() -> String {
+    let request = pickle_scan::Request {
+        streams: vec![
+            pickle_scan::Stream { name: "archive/data.pkl".into(), len: 1234 },
+            pickle_scan::Stream { name: "pickle".into(), len: 0 },
+        ],
+    };
+    let walk = Walk {
+        end: End::Stop,
+        end_offset: 1233,
+        ops: 77,
+        pickles: 1,
+        protocol: Some(2),
+        imports: vec![("torch._utils".into(), "_rebuild_tensor_v2".into()), ("os".into(), "system".into())],
+        more_imports: 3,
+        calls: 5,
+        persistent_loads: 2,
+        first_effect_offset: Some(14),
+        reason: "STOP".into(),
+    };
+    let response: pickle_scan::Response = Ok(vec![walk.clone(), Walk { end: End::Truncated, ..walk }]);
+    format!(
+        "pickle_scan_request {}\npickle_scan_response {}\nend {} {} {} {}\n",
+        hex(&encode(&request).unwrap()),
+        hex(&encode(&response).unwrap()),
+        hex(&encode(&End::Stop).unwrap()),
+        hex(&encode(&End::Invalid).unwrap()),
+        hex(&encode(&End::Truncated).unwrap()),
+        hex(&encode(&End::OpLimit).unwrap()),
+    )
 }
 
 fn raw_messages() -> String {

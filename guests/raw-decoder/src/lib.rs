@@ -32,6 +32,38 @@ fn fail(rule: Rule, value: Option<u64>, detail: impl Into<String>) -> GuestError
     GuestError { rule, offset: None, value, detail: detail.into() }
 }
 
+/// Why rawler found no decoder: no container it knows ([`Rule::RawNotRecognised`]), a recognised
+/// container of a camera it does not support ([`Rule::RawUnsupported`]), or a recognised container
+/// it could not read ([`Rule::RawMalformed`]).
+fn identification_error(e: &rawler::RawlerError) -> GuestError {
+    match e {
+        rawler::RawlerError::Unsupported { what, make, .. }
+            if what == "No decoder found" || what.starts_with("Couldn't find a decoder for make") =>
+        {
+            let detail = if make.is_empty() {
+                "no camera RAW format rawler knows (DNG, CR2/CR3/CRW, NEF/NRW, ARW, RAF, ORF, RW2, PEF, SRW, \
+                 IIQ, MOS, ERF, KDC/DCR/DCS, MEF, 3FR, MRW, X3F, ARI, QTK, ...)"
+                    .to_string()
+            } else {
+                format!("a TIFF whose Make {make:?} no rawler decoder handles")
+            };
+            fail(Rule::RawNotRecognised, None, detail)
+        }
+        other => decode_error(other),
+    }
+}
+
+/// An intact file of a camera, mode or compression rawler does not support is `RawUnsupported`
+/// (with what rawler says: make, model, mode); anything else is a file it could not read.
+fn decode_error(e: &rawler::RawlerError) -> GuestError {
+    match e {
+        rawler::RawlerError::Unsupported { what, make, model, mode } => {
+            fail(Rule::RawUnsupported, None, format!("{what} (make {make:?}, model {model:?}, mode {mode:?})"))
+        }
+        rawler::RawlerError::DecoderFailed(msg) => fail(Rule::RawMalformed, None, format!("rawler: {msg}")),
+    }
+}
+
 /// Declared pixels of an IFD (width x height).
 fn declared_pixels(ifd: &IFD) -> Option<(u64, u64)> {
     let w = ifd.get_entry(TiffCommonTag::ImageWidth)?.force_u32(0) as u64;
@@ -43,8 +75,9 @@ fn declared_pixels(ifd: &IFD) -> Option<(u64, u64)> {
 pub fn decode(req: Request, payload: &[u8]) -> Response {
     let source = RawSource::new_from_slice(payload);
     let params = RawDecodeParams::default();
-    let decoder = rawler::get_decoder(&source)
-        .map_err(|e| fail(Rule::RawUnsupported, None, format!("no RAW decoder accepts this file: {e}")))?;
+    // rawler identifies the container itself (magic numbers, TIFF Make tags, file sizes of
+    // headerless formats): the host keeps no list of makers or formats.
+    let decoder = rawler::get_decoder(&source).map_err(|e| identification_error(&e))?;
 
     if let Ok(Some(raw_ifd)) = decoder.ifd(WellKnownIFD::Raw) {
         if let Some((w, h)) = declared_pixels(&raw_ifd) {
@@ -60,9 +93,7 @@ pub fn decode(req: Request, payload: &[u8]) -> Response {
 
     // The samples are decoded in every mode: a file whose pixel data does not decode is not a
     // valid RAW file, whatever its metadata says.
-    let mut image = decoder
-        .raw_image(&source, &params, false)
-        .map_err(|e| fail(Rule::RawMalformed, None, format!("rawler: {e}")))?;
+    let mut image = decoder.raw_image(&source, &params, false).map_err(|e| decode_error(&e))?;
 
     let pixels = (image.width as u64).saturating_mul(image.height as u64);
     if pixels > req.max_pixels {

@@ -51,8 +51,8 @@ fn over_limit(rule: Rule, value: u64, detail: String) -> GuestError {
     GuestError { rule, offset: None, value: Some(value), detail }
 }
 
-/// Validates `payload` (prefix + header) as the start of a safetensors file of `req.file_len`
-/// bytes.
+/// Validates `payload` (prefix, header, and up to `PICKLE_WINDOW` bytes of tensor data) as the
+/// start of a safetensors file of `req.file_len` bytes.
 pub fn validate(req: Request, payload: &[u8]) -> Response {
     let Some(prefix) = payload.get(..N_LEN as usize) else {
         return Err(fail(
@@ -87,6 +87,19 @@ pub fn validate(req: Request, payload: &[u8]) -> Response {
     let Some(header) = payload.get(N_LEN as usize..stop as usize) else {
         return Err(fail(Rule::BadRequest, None, format!("host sent {} bytes, header needs {stop}", payload.len())));
     };
+    // The format: the header *begins* with `{`, and its only padding is trailing spaces. The
+    // reference accepts any JSON whitespace on both sides; two readers could then disagree on
+    // where the object starts, and leading bytes are where polyglots put other formats' opcodes.
+    if let Some(&first) = header.first() {
+        // (Anything else than whitespace there is not a JSON object at all: `header_json`.)
+        if matches!(first, b' ' | b'\t' | b'\n' | b'\r') {
+            return Err(fail(
+                Rule::HeaderStart,
+                Some(N_LEN),
+                format!("the header must begin with '{{' but begins with whitespace (byte 0x{first:02x})"),
+            ));
+        }
+    }
     let text = std::str::from_utf8(header)
         .map_err(|e| fail(Rule::HeaderNotUtf8, Some(N_LEN + e.valid_up_to() as u64), "header is not valid UTF-8"))?;
 
@@ -94,6 +107,16 @@ pub fn validate(req: Request, payload: &[u8]) -> Response {
 
     let parsed: HashMetadata = serde_json::from_str(text)
         .map_err(|e| fail(Rule::HeaderJson, json_offset(text, &e), format!("header JSON: {e}")))?;
+
+    // Valid JSON; what follows the object must be the format's padding: spaces only.
+    let unpadded = header.iter().rposition(|&b| b != b' ').map_or(0, |i| i + 1);
+    if header.get(unpadded.wrapping_sub(1)) != Some(&b'}') {
+        return Err(fail(
+            Rule::HeaderPadding,
+            Some(N_LEN + unpadded as u64),
+            "the header must end with the JSON object's '}' followed only by spaces",
+        ));
+    }
 
     let tensor_count = parsed.tensors.len() as u64;
     if tensor_count > req.max_tensors {
@@ -136,12 +159,50 @@ pub fn validate(req: Request, payload: &[u8]) -> Response {
         return Err(fail(Rule::IncompleteCoverage, Some(stop + data_len.min(file_data_len)), detail));
     }
 
+    not_a_pickle(&req, payload)?;
+
     let metadata = parsed.metadata.map(|m| {
         let mut entries: Vec<(String, String)> = m.into_iter().collect();
         entries.sort();
         entries
     });
     Ok(Table { header_len: n, tensors, metadata })
+}
+
+/// Refuses a file that `pickle.load` (called repeatedly, as torch's legacy loader does) would
+/// run as a pickle from byte 0: one whose opcode walk reaches an opcode that imports or calls
+/// before the walk fails, or that is still going where the bytes handed in end (then the file
+/// cannot be ruled out and is refused too). Nothing is executed; see `sandload_abi::pickle`.
+fn not_a_pickle(req: &Request, payload: &[u8]) -> Result<(), GuestError> {
+    use sandload_abi::pickle::{End, WalkLimits, walk_stream};
+    let walk = walk_stream(payload, &WalkLimits::default());
+    let whole_file = payload.len() as u64 == req.file_len;
+    let undecided = walk.end == End::OpLimit || (!whole_file && matches!(walk.end, End::Truncated | End::Stop));
+    if !walk.has_effects() && !undecided {
+        return Ok(());
+    }
+    let imports: Vec<String> = walk.imports.iter().map(|(m, n)| format!("{m}.{n}")).collect();
+    let detail = if walk.has_effects() {
+        format!(
+            "read from byte 0 as a pickle it runs {} opcodes, imports [{}] and makes {} calls and {} persistent loads",
+            walk.ops,
+            imports.join(", "),
+            walk.calls,
+            walk.persistent_loads
+        )
+    } else {
+        format!(
+            "read from byte 0 as a pickle it is still valid after {} opcodes at byte {}, where the bytes examined \
+             end, so it cannot be ruled out",
+            walk.ops, walk.end_offset
+        )
+    };
+    // value 1: undecided (the host may hand in more of the file and ask again); none: effects.
+    let mut error = fail(Rule::PicklePolyglot, Some(walk.first_effect_offset.unwrap_or(walk.end_offset)), detail);
+    if !walk.has_effects() {
+        error.value = Some(1);
+    }
+    Err(error)
 }
 
 /// The reference `Metadata::validate`, in 64-bit arithmetic. Returns the data section length.

@@ -1,0 +1,192 @@
+//! What a refused pickle would have done: the globals unpickling would import and the calls it
+//! would make, found by walking its opcodes in the `pickle-scan` guest. Nothing is executed and
+//! nothing is imported; this only *describes* a file sandload refuses (as pickle scanners do),
+//! it never accepts one.
+
+use std::ops::Range;
+use std::path::Path;
+
+use sandload_abi::pickle::{End, Walk, WalkLimits};
+use sandload_abi::pickle_scan::{MAX_STREAM_BYTES, MAX_STREAMS, Request, Response, Stream};
+
+use crate::error::{Error, Result, printable};
+use crate::sandbox::{Guest, GuestStats, Sandbox};
+use crate::sniff::{Format, pickle_streams};
+
+/// The globals `torch.load(weights_only=True)` allows for plain tensors and state dicts: a pickle
+/// importing nothing else is reported as "tensors only".
+const TENSOR_GLOBALS: &[&str] = &[
+    "collections.OrderedDict",
+    "torch._utils._rebuild_tensor",
+    "torch._utils._rebuild_tensor_v2",
+    "torch._utils._rebuild_tensor_v3",
+    "torch._utils._rebuild_parameter",
+    "torch._utils._rebuild_parameter_with_state",
+    "torch._tensor._rebuild_from_type_v2",
+    "torch.storage.UntypedStorage",
+    "torch.storage.TypedStorage",
+    "torch.FloatStorage",
+    "torch.DoubleStorage",
+    "torch.HalfStorage",
+    "torch.BFloat16Storage",
+    "torch.LongStorage",
+    "torch.IntStorage",
+    "torch.ShortStorage",
+    "torch.CharStorage",
+    "torch.ByteStorage",
+    "torch.BoolStorage",
+    "torch.ComplexFloatStorage",
+    "torch.ComplexDoubleStorage",
+    "torch.device",
+    "torch.Size",
+    "torch.float32",
+    "torch.float16",
+    "torch.bfloat16",
+    "torch.float64",
+    "torch.int64",
+    "torch.int32",
+    "torch.int16",
+    "torch.int8",
+    "torch.uint8",
+    "torch.bool",
+];
+
+/// What unpickling a refused file would do, without doing it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PickleReport {
+    /// The highest pickle protocol declared (`PROTO`), if any.
+    pub protocol: Option<u8>,
+    /// The globals it would import, as `module.name`, in order of first appearance (escaped for
+    /// terminals and logs; at most a few dozen).
+    pub imports: Vec<String>,
+    /// Calls it would make (`REDUCE`, `BUILD`, `NEWOBJ`, `NEWOBJ_EX`, `INST`, `OBJ`).
+    pub calls: u64,
+    /// Persistent loads (`PERSID`, `BINPERSID`): how PyTorch files point at tensor storages.
+    pub persistent_loads: u64,
+    /// The pickle streams walked (`pickle`, `archive/data.pkl`, a tar member name, ...).
+    pub streams: Vec<String>,
+    /// Whether every stream was walked to where unpickling would stop; `false` when a stream was
+    /// longer than the bytes examined or hit the opcode budget (the imports may then be partial).
+    pub complete: bool,
+}
+
+impl PickleReport {
+    /// `"tensors only"` when it imports nothing beyond what `torch.load(weights_only=True)`
+    /// allows for tensors and state dicts, else `"imports code"`. A hint for triage: the file is
+    /// refused either way.
+    pub fn verdict_hint(&self) -> &'static str {
+        if self.dangerous_imports().next().is_none() { "tensors only" } else { "imports code" }
+    }
+
+    /// The imports outside the tensor-only set, e.g. `os.system`, `builtins.exec`.
+    pub fn dangerous_imports(&self) -> impl Iterator<Item = &str> {
+        self.imports.iter().map(String::as_str).filter(|i| !TENSOR_GLOBALS.contains(i))
+    }
+
+    /// One line for messages: protocol, imports, calls.
+    pub(crate) fn summary(&self) -> String {
+        let imports = if self.imports.is_empty() { "nothing".to_string() } else { self.imports.join(", ") };
+        let dangerous: Vec<&str> = self.dangerous_imports().collect();
+        let mut s = format!(
+            "unpickling it would import {imports} and make {} call{}",
+            self.calls,
+            if self.calls == 1 { "" } else { "s" }
+        );
+        if !dangerous.is_empty() {
+            s += &format!(" (code: {})", dangerous.join(", "));
+        }
+        if !self.complete {
+            s += " (partial: the walk stopped before the end)";
+        }
+        s
+    }
+}
+
+impl Sandbox {
+    /// Walks the pickles of a file refused as `format` in the `pickle-scan` guest. `None` when the
+    /// format holds no pickle sandload can reach (e.g. a compressed one) or the scan itself fails
+    /// (a trap or timeout of the scan only loses the description, never the refusal).
+    pub(crate) fn pickle_report(&self, file: &Path, data: &[u8], format: Format) -> Option<PickleReport> {
+        let streams = pickle_streams(data, format, MAX_STREAM_BYTES as usize, MAX_STREAMS);
+        if streams.is_empty() {
+            return None;
+        }
+        self.scan(file, data, &streams).ok()
+    }
+
+    fn scan(&self, file: &Path, data: &[u8], streams: &[(String, Range<usize>)]) -> Result<PickleReport> {
+        let total: usize = streams.iter().map(|(_, r)| r.len()).sum();
+        // The guest holds the payload and its walk state: keep the payload to a quarter of it.
+        if total as u64 > self.limits().guest_memory_bytes / 4 {
+            return Err(Error::Internal("pickle streams larger than a quarter of the guest memory".into()));
+        }
+        let mut payload = Vec::with_capacity(total);
+        for (_, range) in streams {
+            payload.extend_from_slice(&data[range.clone()]);
+        }
+        let request = Request {
+            streams: streams.iter().map(|(name, r)| Stream { name: name.clone(), len: r.len() as u64 }).collect(),
+        };
+        let request = sandload_abi::encode(&request).map_err(|e| Error::Internal(format!("encoding request: {e}")))?;
+        let mut stats = GuestStats::default();
+        let response =
+            self.call_with(Guest::PickleScan, file, &request, &payload, &mut stats, |r, _| Ok(r.to_vec()))?;
+        let walks: Response = Guest::PickleScan.decode_response(&response, file)?;
+        let walks = walks.map_err(|e| Error::Internal(format!("pickle-scan guest: {}", printable(&e.detail))))?;
+        validate_walks(&walks, streams).map_err(|why| Error::GuestTrap {
+            file: file.to_path_buf(),
+            guest: Guest::PickleScan.name(),
+            message: why,
+        })?;
+        Ok(report(&walks, streams))
+    }
+}
+
+/// Re-checks the guest's walks: one per stream, counts within the walker's own budgets, offsets
+/// inside their stream, names of bounded length. Public (hidden) for the fuzz targets.
+#[doc(hidden)]
+pub fn validate_walks(walks: &[Walk], streams: &[(String, Range<usize>)]) -> std::result::Result<(), String> {
+    let limits = WalkLimits::default();
+    if walks.len() != streams.len() {
+        return Err(format!("{} walks for {} streams", walks.len(), streams.len()));
+    }
+    for (walk, (name, range)) in walks.iter().zip(streams) {
+        let len = range.len() as u64;
+        if walk.ops > limits.max_ops || walk.end_offset > len || walk.first_effect_offset.is_some_and(|o| o > len) {
+            return Err(format!("walk of {name:?}: counts or offsets out of range"));
+        }
+        if walk.imports.len() > limits.max_imports
+            || walk.imports.iter().any(|(m, n)| m.len() > limits.max_string || n.len() > limits.max_string)
+        {
+            return Err(format!("walk of {name:?}: more or longer imports than the walker reports"));
+        }
+        if walk.calls > walk.ops || walk.persistent_loads > walk.ops {
+            return Err(format!("walk of {name:?}: more calls than opcodes"));
+        }
+    }
+    Ok(())
+}
+
+fn report(walks: &[Walk], streams: &[(String, Range<usize>)]) -> PickleReport {
+    let mut imports: Vec<String> = Vec::new();
+    for (module, name) in walks.iter().flat_map(|w| &w.imports) {
+        let import = printable(&format!("{module}.{name}"));
+        if !imports.contains(&import) {
+            imports.push(import);
+        }
+    }
+    PickleReport {
+        protocol: walks.iter().filter_map(|w| w.protocol).max(),
+        imports,
+        calls: walks.iter().map(|w| w.calls).sum(),
+        persistent_loads: walks.iter().map(|w| w.persistent_loads).sum(),
+        streams: streams.iter().map(|(name, _)| printable(name)).collect(),
+        complete: walks.iter().zip(streams).all(|(w, (_, r))| match w.end {
+            End::Stop | End::Invalid => true,
+            // Unpickling the whole stream would fail there too, unless the host cut it short.
+            End::Truncated => (r.len() as u64) < MAX_STREAM_BYTES,
+            End::OpLimit => false,
+        }),
+    }
+}
