@@ -311,6 +311,20 @@ fn json_report(path: &Path, result: &Result<Opened, Error>, receipt: Option<&Rec
     if let Some(rule) = result.as_ref().err().and_then(Error::rule) {
         obj["error"]["rule"] = json!(rule);
     }
+    if let Some(pickle) = result.as_ref().err().and_then(Error::pickle_report) {
+        obj.insert(
+            "pickle".into(),
+            json!({
+                "protocol": pickle.protocol,
+                "imports": pickle.imports,
+                "calls": pickle.calls,
+                "persistent_loads": pickle.persistent_loads,
+                "streams": pickle.streams,
+                "complete": pickle.complete,
+                "verdict_hint": pickle.verdict_hint(),
+            }),
+        );
+    }
     if let Ok(Opened::Raw(raw)) = result {
         obj.insert("raw".into(), raw_json(raw, digest));
     }
@@ -391,7 +405,16 @@ fn human_report(path: &Path, result: &Result<Opened, Error>, receipt: Option<&Re
         }
     };
     match result {
-        Err(e) => format!("{}: REJECTED ({format}, {}): {}", printable(&path.display()), e.kind(), printable(e)),
+        Err(e) => {
+            let mut s = format!("{}: REJECTED ({format}, {}): {}", printable(&path.display()), e.kind(), printable(e));
+            if let Some(pickle) = e.pickle_report() {
+                let dangerous: Vec<&str> = pickle.dangerous_imports().collect();
+                if !dangerous.is_empty() {
+                    s += &format!("\n  DANGER: unpickling it would import {}", printable(&dangerous.join(", ")));
+                }
+            }
+            s
+        }
         Ok(Opened::Raw(raw)) => {
             let info = raw.info();
             let mut s = format!(

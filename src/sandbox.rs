@@ -190,7 +190,7 @@ impl Guest {
 /// ```
 /// # fn main() -> sandload::Result<()> {
 /// let sandbox = sandload::Sandbox::new()?;
-/// let pickle = b"\x80\x04\x95\x05\x00\x00\x00\x00\x00\x00\x00K\x01.".to_vec();
+/// let pickle = b"\x80\x04\x95\x03\x00\x00\x00\x00\x00\x00\x00K\x01.".to_vec();
 /// let err = sandbox.open_safetensors(sandload::Input::from_bytes(pickle, "model.safetensors")).unwrap_err();
 /// assert_eq!(err.kind(), "refused_format");
 /// # Ok(()) }

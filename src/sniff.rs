@@ -146,7 +146,7 @@ const PICKLE_WINDOW: usize = 64 << 10;
 ///
 /// ```
 /// use sandload::{sniff, Format};
-/// assert_eq!(sniff(b"\x80\x04\x95\x05\x00\x00\x00\x00\x00\x00\x00K\x01.").format, Format::Pickle);
+/// assert_eq!(sniff(b"\x80\x04\x95\x03\x00\x00\x00\x00\x00\x00\x00K\x01.").format, Format::Pickle);
 /// assert_eq!(sniff(b"\x89PNG\r\n\x1a\n....").format, Format::Png);
 /// assert_eq!(sniff(b"(dp0\nVw\np1\nI1\ns.").format, Format::Pickle); // protocol 0
 /// ```

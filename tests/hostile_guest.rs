@@ -32,7 +32,8 @@ fn assert_serves_ok(sandbox: &Sandbox) {
 fn every_escape_attempt_through_wasi_is_denied() {
     let sandbox = hostile(Limits::default());
     let err = attack(&sandbox, "escape").unwrap_err();
-    let Error::Malformed { rule: "raw_unsupported", detail, .. } = &err else {
+    // The probe reports through the "unsupported RAW file" channel (rule raw_unsupported).
+    let Error::Unsupported { reason: detail, .. } = &err else {
         panic!("expected the probe's report, got {err}");
     };
     // The host escaped the report's control characters (guest text reaches terminals and logs).

@@ -128,8 +128,8 @@ fn truncated_and_corrupt_images_are_malformed() {
     let err = decode(bad_crc, "crc.png").unwrap_err();
     assert!(matches!(err, Error::Malformed { rule: "image_malformed", .. }), "{err}");
     let err = decode(b"RIFF\x10\0\0\0WEBPVP8 garbage!".to_vec(), "x.webp").unwrap_err();
-    // WebP is not among the CLI contract's format names: sniffed as unknown, judged by the guest.
-    assert!(matches!(err, Error::Malformed { format: Format::Unknown, rule: "image_malformed", .. }), "{err}");
+    // Sniffed as WebP by its RIFF/WEBP header, judged malformed by the guest.
+    assert!(matches!(err, Error::Malformed { format: Format::Webp, rule: "image_malformed", .. }), "{err}");
 }
 
 #[test]

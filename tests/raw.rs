@@ -295,3 +295,49 @@ fn pixel_limit_is_configurable() {
     let ok = sandbox.decode_raw(Input::from_bytes(Dng::patterned(10, 10).to_bytes(), "ok.dng"));
     assert!(ok.is_ok());
 }
+
+/// What is camera RAW is decided by rawler's own identification in the guest, not by a host list
+/// of makers: containers the host names nowhere (Epson ERF, Kodak, Leaf MOS by their TIFF Make;
+/// ARRI and QuickTake by their magic) reach the decoder, which judges them; a TIFF that no RAW
+/// decoder claims is refused as not RAW.
+#[test]
+fn rawler_decides_what_is_camera_raw() {
+    let padded = |magic: &[u8]| {
+        let mut b = magic.to_vec();
+        b.resize(4096, 0);
+        b
+    };
+    for (what, bytes) in [
+        ("Epson ERF", samples::tiff(false, Some("SEIKO EPSON CORP."))),
+        ("Kodak DCR", samples::tiff(false, Some("Kodak"))),
+        ("Leaf MOS", samples::tiff(false, Some("Leaf"))),
+        ("ARRI", padded(b"ARRI\x12\x34\x56\x78")),
+        ("QuickTake", padded(b"qktk")),
+    ] {
+        let (result, receipt) = sandbox().open_with_receipt(Input::from_bytes(bytes, "IMG.bin"));
+        let err = result.err().unwrap_or_else(|| panic!("{what}: a synthetic header is not a whole RAW file"));
+        assert_eq!(receipt.guest, Some("raw-decoder"), "{what}: {err}");
+        assert!(matches!(err.kind(), "malformed" | "unsupported" | "guest_trap"), "{what}: {err}");
+        assert_ne!(err.rule(), Some("raw_not_recognised"), "{what}: {err}");
+    }
+    let err = sandbox().open(Input::from_bytes(samples::tiff(false, Some("ACME Scanner")), "scan.tif")).unwrap_err();
+    assert_eq!((err.kind(), err.rule()), ("refused_format", Some("raw_not_recognised")), "{err}");
+    assert!(err.to_string().contains("ACME Scanner"), "{err}");
+}
+
+/// An intact file of a camera the decoder does not know is `unsupported` (naming make and
+/// model), not `malformed`.
+#[test]
+fn an_unknown_camera_is_unsupported_not_malformed() {
+    use samples::TiffValue::Bytes;
+    // An Epson ERF whose Make rawler knows and whose Model (the R-D1's successor that never was)
+    // it does not.
+    let make = b"SEIKO EPSON CORP.\0".to_vec();
+    let model = b"R-D9\0".to_vec();
+    let ifd0 = vec![(271, 2, make.len() as u32, Bytes(make)), (272, 2, model.len() as u32, Bytes(model))];
+    let file = samples::tiff_file(&[ifd0], &[None], &[]);
+    let err = decode(file, "EPSN0001.ERF").unwrap_err();
+    assert_eq!(err.kind(), "unsupported", "{err}");
+    let message = err.to_string();
+    assert!(message.contains("SEIKO EPSON CORP.") && message.contains("R-D9"), "{message}");
+}
