@@ -399,6 +399,10 @@ pub fn validate_frame(
     if w == 0 || h == 0 {
         return Err(malformed(format!("image is {w}x{h}")));
     }
+    // Images (and `develop`'s outputs) are u32 x u32 on the host, whatever max_pixels allows.
+    if w > u64::from(u32::MAX) || h > u64::from(u32::MAX) {
+        return Err(malformed(format!("image is {w}x{h}: a side over {} pixels", u32::MAX)));
+    }
     let pixels = w.checked_mul(h).ok_or_else(|| malformed(format!("{w}x{h} overflows")))?;
     if pixels > limits.max_pixels {
         return Err(Violation {

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use bytes::Bytes;
-use sandload_abi::safetensors::{PICKLE_WINDOW, Request, Response, Table};
+use sandload_abi::safetensors::{MAX_RANK, PICKLE_WINDOW, Request, Response, Table};
 use sandload_abi::{GuestError, Rule};
 
 use crate::error::{Error, Result, printable};
@@ -332,6 +332,13 @@ pub fn validate_table(
     let mut names: HashSet<&str> = HashSet::with_capacity(table.tensors.len());
     let mut expected_begin = 0u64;
     for t in &table.tensors {
+        if t.shape.len() > MAX_RANK {
+            return Err(bad(
+                Rule::RankOverLimit,
+                None,
+                format!("tensor {:?} has {} dimensions, at most {MAX_RANK}", t.name, t.shape.len()),
+            ));
+        }
         if !names.insert(t.name.as_str()) {
             return Err(bad(Rule::DuplicateKey, None, format!("tensor name {:?} appears twice", t.name)));
         }

@@ -327,3 +327,20 @@ fn unknown_content_is_named_as_unknown_not_as_a_limit() {
     }
     assert!(err.to_string().contains("not a safetensors file and not a recognised format"), "{err}");
 }
+
+/// The format sets no rank limit, but shapes cross to the host: 65 dimensions are refused, 64 are
+/// not.
+#[test]
+fn rank_over_64_is_refused() {
+    for (rank, ok) in [(64usize, true), (65, false), (100_000, false)] {
+        let shape = format!("[{}]", vec!["1"; rank].join(","));
+        let h = format!("{{{}}}", tensor_json("w", "U8", &shape, 0, 1));
+        let result = open(file(&h, 1));
+        if ok {
+            assert!(result.is_ok(), "rank {rank}: {:?}", result.err());
+        } else {
+            let err = result.unwrap_err();
+            assert_eq!(err.rule(), Some("rank_over_limit"), "rank {rank}: {err}");
+        }
+    }
+}

@@ -142,6 +142,9 @@ pub enum Rule {
     /// After the JSON object's closing `}` the header holds something other than spaces (the
     /// format's only padding).
     HeaderPadding,
+    /// A tensor has more dimensions than [`safetensors::MAX_RANK`] (offset: none; value: the
+    /// rank).
+    RankOverLimit,
     /// No camera RAW decoder recognises the file's container at all (as opposed to
     /// [`RawUnsupported`](Rule::RawUnsupported): a RAW file of a camera or compression the decoder
     /// lacks).
@@ -179,6 +182,7 @@ impl Rule {
             Rule::DecodeLimit => "decode_limit",
             Rule::HeaderStart => "header_start",
             Rule::HeaderPadding => "header_padding",
+            Rule::RankOverLimit => "rank_over_limit",
             Rule::RawNotRecognised => "raw_not_recognised",
             Rule::PicklePolyglot => "pickle_polyglot",
         }

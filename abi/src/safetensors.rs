@@ -15,6 +15,11 @@ use crate::GuestError;
 /// walk still going at the end of them is refused (it could not be ruled out).
 pub const PICKLE_WINDOW: u64 = 64 << 10;
 
+/// Most dimensions of one tensor (NumPy's own maximum). The format sets none, but every shape
+/// crosses the boundary and is held by the host: without a cap, a 100 MB header of one tensor with
+/// millions of dimensions of 1 costs the host gigabytes.
+pub const MAX_RANK: usize = 64;
+
 /// What the host asks of the guest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]

@@ -75,6 +75,7 @@ fn canonical() -> String {
         Rule::DecodeLimit,
         Rule::HeaderStart,
         Rule::HeaderPadding,
+        Rule::RankOverLimit,
         Rule::RawNotRecognised,
         Rule::PicklePolyglot,
     ] {

@@ -15,7 +15,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 
-use sandload_abi::safetensors::{Dtype, Request, Response, SizeError, Table, TensorEntry};
+use sandload_abi::safetensors::{Dtype, MAX_RANK, Request, Response, SizeError, Table, TensorEntry};
 use sandload_abi::{GuestError, Rule};
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
@@ -129,6 +129,14 @@ pub fn validate(req: Request, payload: &[u8]) -> Response {
 
     let mut tensors = Vec::with_capacity(parsed.tensors.len());
     for (name, info) in parsed.tensors {
+        if info.shape.len() > MAX_RANK {
+            return Err(GuestError {
+                rule: Rule::RankOverLimit,
+                offset: None,
+                value: Some(info.shape.len() as u64),
+                detail: format!("tensor {name:?} has {} dimensions, at most {MAX_RANK}", info.shape.len()),
+            });
+        }
         let dtype_name = info.dtype.to_string();
         let dtype = Dtype::from_name(&dtype_name).ok_or_else(|| {
             fail(Rule::UnknownDtype, None, format!("tensor {name:?}: dtype {dtype_name} is not supported"))
