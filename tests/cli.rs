@@ -133,3 +133,33 @@ fn tmpdir() -> std::path::PathBuf {
 }
 
 static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// `inspect` says what a refused pickle would have done: JSON `"pickle"`, and a DANGER line in
+/// the human output naming the imports that are code. A pickle polyglot is refused with its rule.
+#[test]
+fn refused_pickles_report_their_imports() {
+    let tmp = tmpdir();
+    let evil = write(&tmp, "evil.safetensors", &samples::malicious_pickle());
+    let polyglot = write(&tmp, "polyglot.safetensors", &samples::pickle_polyglot("builtins", "exec", "1"));
+    let out = sandload(&["inspect", "--json", &evil, &polyglot]);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let lines = json_lines(&out);
+    assert_eq!(lines[0]["format"], "pickle");
+    assert_eq!(lines[0]["pickle"]["imports"], serde_json::json!(["os.system"]));
+    assert_eq!(lines[0]["pickle"]["calls"], 1);
+    assert_eq!(lines[0]["pickle"]["verdict_hint"], "imports code");
+    assert_eq!(lines[1]["verdict"], "rejected");
+    assert_eq!(lines[1]["error"]["rule"], "pickle_polyglot");
+    assert_eq!(lines[1]["pickle"]["imports"], serde_json::json!(["builtins.exec"]));
+
+    let out = sandload(&["inspect", &evil]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("DANGER: unpickling it would import os.system"), "{text}");
+
+    // A pickle that only rebuilds data: no DANGER line, "tensors only".
+    let plain = write(&tmp, "plain.bin", &samples::pickle(2));
+    let out = sandload(&["inspect", "--json", &plain]);
+    assert_eq!(json_lines(&out)[0]["pickle"]["verdict_hint"], "tensors only");
+    let out = sandload(&["inspect", &plain]);
+    assert!(!String::from_utf8(out.stdout).unwrap().contains("DANGER"));
+}
