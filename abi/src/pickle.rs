@@ -711,7 +711,7 @@ impl<'a> Walker<'a> {
                 if mark == 0 {
                     return invalid(format!("stack underflow at {name}"));
                 }
-                if op == b'u' && self.items_above(mark) % 2 != 0 {
+                if op == b'u' && !self.items_above(mark).is_multiple_of(2) {
                     return invalid("odd number of items for SETITEMS");
                 }
                 self.stack.truncate(mark);
@@ -719,7 +719,7 @@ impl<'a> Walker<'a> {
             }
             b't' | b'l' | 0x91 | b'd' => {
                 let mark = self.pop_mark(name)?;
-                if op == b'd' && self.items_above(mark) % 2 != 0 {
+                if op == b'd' && !self.items_above(mark).is_multiple_of(2) {
                     return invalid("odd number of items for DICT");
                 }
                 self.stack.truncate(mark);
@@ -749,7 +749,7 @@ impl<'a> Walker<'a> {
                 self.push(Value::Object);
                 arg
             }
-            0x82 | 0x83 | 0x84 => {
+            0x82..=0x84 => {
                 let n = match op {
                     0x82 => 1,
                     0x83 => 2,
