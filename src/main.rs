@@ -84,7 +84,7 @@ enum Command {
     /// Write a bundled guest's wasm module to a file, e.g. to ship the LGPL-2.1 RAW decoder as a
     /// separate file that users can rebuild and pass back with `--guest raw-decoder=FILE`.
     GuestWasm {
-        /// `safetensors-header`, `raw-decoder` or `image-decoder`.
+        /// `safetensors-header`, `raw-decoder`, `image-decoder` or `pickle-scan`.
         #[arg(value_name = "GUEST", value_parser = parse_guest)]
         guest: Guest,
         /// Where to write the module.

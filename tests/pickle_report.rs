@@ -18,7 +18,8 @@ fn refuse(bytes: Vec<u8>) -> Error {
 /// `pickle.dumps(obj, protocol)` in CPython, where `obj` is built by `setup` (Python source that
 /// assigns `obj`). Only dumps: nothing is ever loaded.
 fn cpython_pickle(setup: &str, protocol: u8) -> Vec<u8> {
-    let script = format!("import pickle, sys\n{setup}\nsys.stdout.buffer.write(pickle.dumps(obj, protocol={protocol}))");
+    let script =
+        format!("import pickle, sys\n{setup}\nsys.stdout.buffer.write(pickle.dumps(obj, protocol={protocol}))");
     let out = Command::new("python3").arg("-c").arg(&script).output().expect("python3 must be installed");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     out.stdout
@@ -54,7 +55,10 @@ fn a_malicious_pickle_names_what_it_would_run() {
     let report = err.pickle_report().expect("a report");
     assert_eq!(report.imports, ["os.system"]);
     assert_eq!((report.calls, report.verdict_hint(), report.complete), (1, "imports code", true));
-    assert!(err.to_string().contains("unpickling it would import os.system and make 1 call (code: os.system)"), "{err}");
+    assert!(
+        err.to_string().contains("unpickling it would import os.system and make 1 call (code: os.system)"),
+        "{err}"
+    );
 }
 
 #[test]
