@@ -354,7 +354,8 @@ fn the_walker_walks_whatever_cpython_runs() {
         let what = format!("{} -> CPython {verdict}, walker {w:?}", to_hex(data));
         if verdict == "effect" {
             effects += 1;
-            assert!(w.has_effects(), "CPython reached find_class or persistent_load: {what}");
+            // Imports and calls are effects; a persistent load is counted (see `Walk`).
+            assert!(w.has_effects() || w.persistent_loads > 0, "CPython reached find_class or persistent_load: {what}");
         } else if let Some(after) = verdict.strip_prefix("ok ") {
             returned += 1;
             assert_eq!(w.end, End::Stop, "CPython returned: {what}");
