@@ -463,27 +463,8 @@ fn zip_names(data: &[u8]) -> Vec<String> {
 
 fn tar(data: &[u8]) -> Sniffed {
     const TORCH_MEMBERS: [&str; 4] = ["sys_info", "pickle", "storages", "tensors"];
-    let mut at = 0usize;
-    for _ in 0..MAX_ENTRIES {
-        let Some(header) = at.checked_add(512).and_then(|end| data.get(at..end)) else { break };
-        if header.get(257..262) != Some(b"ustar") && !tar_header_checksum_ok(header) {
-            break;
-        }
-        let name_end = header[..100].iter().position(|&b| b == 0).unwrap_or(100);
-        let name = String::from_utf8_lossy(&header[..name_end]);
-        let name = name.trim_start_matches("./");
-        if TORCH_MEMBERS.contains(&name) {
-            return Sniffed::new(Format::PytorchTar, "a legacy PyTorch tar checkpoint, whose members are pickles");
-        }
-        // Size: octal ASCII in bytes 124..136.
-        let size = std::str::from_utf8(&header[124..136])
-            .ok()
-            .and_then(|s| u64::from_str_radix(s.trim_matches(|c: char| c == '\0' || c == ' '), 8).ok());
-        let Some(size) = size.and_then(|s| usize::try_from(s).ok()) else { break };
-        let Some(next) = size.checked_add(511).map(|s| s / 512 * 512).and_then(|s| s.checked_add(at + 512)) else {
-            break;
-        };
-        at = next;
+    if tar_members(data).iter().any(|(name, _, _)| TORCH_MEMBERS.contains(&name.as_str())) {
+        return Sniffed::new(Format::PytorchTar, "a legacy PyTorch tar checkpoint, whose members are pickles");
     }
     Sniffed::new(Format::Tar, "a tar archive (not a PyTorch checkpoint)")
 }

@@ -4,9 +4,12 @@
 //! collapses), headers that do not begin with `{` or end with anything but `}` and spaces, and
 //! files that are also a pickle, a zip, an HDF5 file or a tar archive (see `tests/polyglot.rs`).
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
+use common::Rng;
 use sandload::samples::{self, Tensor};
 use sandload::{Dtype, Input, Sandbox};
 
@@ -113,20 +116,6 @@ fn valid_corpus() -> Vec<(String, Vec<u8>)> {
 fn valid_files_load_identically() {
     for (what, bytes) in valid_corpus() {
         assert!(assert_agree(&bytes, &what), "{what}: expected both to accept");
-    }
-}
-
-/// xorshift64*: deterministic, so a failure reproduces.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
     }
 }
 

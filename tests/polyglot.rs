@@ -8,7 +8,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::sandbox;
+use common::{Rng, sandbox};
 use sandload::samples::{self, Tensor};
 use sandload::{Dtype, Error, Format, Input};
 
@@ -162,20 +162,6 @@ fn header_lengths_that_spell_other_magic_numbers_are_accepted() {
     }
 }
 
-/// xorshift64*: deterministic, so a failure reproduces.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 /// No false refusals: files written by the reference writer (`safetensors::serialize`, which is
 /// also what `safetensors.torch.save_file` / `save_file` call) are all accepted, over header
 /// lengths covering every residue mod 256 the writer produces and tensor data of the kinds real
@@ -194,9 +180,9 @@ fn files_from_the_reference_writer_are_never_refused() {
             let depth = 1 + rng.below(5);
             let mut name: Vec<String> = (0..depth).map(|_| words[rng.below(10) as usize].to_string()).collect();
             name.push(format!("{t}{}", "x".repeat(rng.below(9) as usize)));
-            let dtype = dtypes[rng.below(dtypes.len() as u64) as usize];
+            let dtype = dtypes[rng.below(dtypes.len())];
             let shape: Vec<u64> =
-                (0..rng.below(3) + 1).map(|_| rng.below(if i % 10 == 0 { 200 } else { 24 })).collect();
+                (0..rng.below(3) + 1).map(|_| rng.below(if i % 10 == 0 { 200 } else { 24 }) as u64).collect();
             let len = dtype.byte_len(&shape).unwrap() as usize;
             let data: Vec<u8> = match rng.below(6) {
                 0 => vec![0; len],
