@@ -27,13 +27,15 @@ mod artifacts {
     include!(concat!(env!("OUT_DIR"), "/guests.rs"));
 }
 
+/// WebAssembly's page size: memory sizes are multiples of it.
+const WASM_PAGE: usize = 64 << 10;
 /// How often the epoch ticker advances; a guest is stopped at most about one tick after its
 /// `guest_time` (never before it: the deadline callback checks the clock).
 const EPOCH_TICK: Duration = Duration::from_millis(5);
 /// Bytes of guest stderr kept (guests only write panic messages there).
 const STDERR_CAPACITY: usize = 16 * 1024;
-/// Bytes of each pooled memory and table reset in place rather than decommitted.
-const KEEP_RESIDENT: usize = 2 << 20;
+/// Bytes of each pooled table reset in place rather than decommitted.
+const TABLE_KEEP_RESIDENT: usize = 2 << 20;
 /// Function-table elements a guest may grow to (compiled Rust guests need a few thousand).
 const MAX_TABLE_ELEMENTS: usize = 100_000;
 /// Epoch ticks that stand for "no deadline": 2^48 ticks of 5 ms is ~44,000 years, and adding it to
@@ -206,6 +208,8 @@ struct Inner {
     limits: Limits,
     data_access: DataAccess,
     pooling: bool,
+    /// Bytes of each pooled memory kept resident between files.
+    keep_resident: usize,
     /// The wasm of each guest: bundled, or a replacement.
     modules: [Bytes; Guest::COUNT],
     guests: [OnceLock<std::result::Result<InstancePre<GuestState>, GuestSetupError>>; Guest::COUNT],
@@ -221,6 +225,7 @@ impl std::fmt::Debug for Sandbox {
             .field("data_access", &self.inner.data_access)
             .field("pooling", &self.inner.pooling)
             .field("max_concurrent", &self.inner.slots.max)
+            .field("keep_resident", &self.inner.keep_resident)
             .finish()
     }
 }
@@ -231,6 +236,7 @@ pub struct SandboxBuilder {
     limits: Limits,
     data_access: DataAccess,
     max_concurrent: Option<u32>,
+    keep_resident: Option<usize>,
     pooling: bool,
     cache_dir: Option<Arc<cap_std::fs::Dir>>,
     replacements: [Option<Bytes>; Guest::COUNT],
@@ -242,6 +248,7 @@ impl Default for SandboxBuilder {
             limits: Limits::default(),
             data_access: DataAccess::default(),
             max_concurrent: None,
+            keep_resident: None,
             pooling: true,
             cache_dir: None,
             replacements: Default::default(),
@@ -268,6 +275,30 @@ impl SandboxBuilder {
         self.max_concurrent = Some(n.max(1));
         self
     }
+
+    /// Sets how many bytes of each pooled slot's linear memory stay resident between files.
+    ///
+    /// A slot's memory is reset in place when a guest ends: up to this many bytes, only the pages
+    /// the guest dirtied are zeroed (found with `PAGEMAP_SCAN` on Linux 6.7 and later) and stay
+    /// mapped, so the next guest takes no page faults on them; the rest is handed back to the
+    /// kernel. A RAW decode grows its guest to about four times the file, so keeping that much
+    /// resident spares the next file most of its page faults (see the README's performance
+    /// section), at the price of holding up to `max_concurrent x keep_resident` bytes of memory
+    /// while the `Sandbox` lives. Reset pages are zero: no file ever sees another's bytes.
+    ///
+    /// By default this is [`SandboxBuilder::DEFAULT_KEEP_RESIDENT`] per slot, enough for the
+    /// stack and heap of a checkpoint header guest (12 MiB held on a 2-core machine's 4 slots, 256
+    /// MiB on a 64-core server's 128). Measured on 12 and 24 MP DNGs, keeping 256 MiB resident
+    /// gave no gain over 2 MiB (`cargo bench --bench raw`, row `sandload-keep-256MiB`), so the
+    /// default does not hold RAW-sized memory. Rounded down to whole 64 KiB pages and to
+    /// `guest_memory_bytes`; ignored without pooling.
+    pub fn keep_resident(&mut self, bytes_per_slot: usize) -> &mut Self {
+        self.keep_resident = Some(bytes_per_slot);
+        self
+    }
+
+    /// The default bytes of each slot's memory kept resident between files (2 MiB).
+    pub const DEFAULT_KEEP_RESIDENT: usize = 2 << 20;
 
     /// Uses wasmtime's pooling instance allocator (slots reserved up front, reused per file).
     /// Turning it off allocates each instance on demand, which is slower per file but reserves no
@@ -332,6 +363,10 @@ impl SandboxBuilder {
             let cpus = std::thread::available_parallelism().map_or(2, |n| n.get() as u32);
             (cpus * 2).max(4)
         });
+        let keep_resident =
+            self.keep_resident.unwrap_or(Self::DEFAULT_KEEP_RESIDENT).min(limits.guest_memory_bytes as usize)
+                / WASM_PAGE
+                * WASM_PAGE;
         let mut config = base_config();
         config.epoch_interruption(true);
         if self.pooling {
@@ -343,9 +378,10 @@ impl SandboxBuilder {
                 .table_elements(MAX_TABLE_ELEMENTS)
                 // Reset reused slots in place (only the pages the last guest dirtied, found with
                 // PAGEMAP_SCAN on Linux >= 6.7) instead of decommitting them: the next guest then
-                // takes no page faults on its stack and heap. Measured: 118 us -> 31 us per tiny file.
-                .linear_memory_keep_resident(KEEP_RESIDENT)
-                .table_keep_resident(KEEP_RESIDENT)
+                // takes no page faults on its stack and heap. Measured: 118 us -> 31 us per tiny
+                // file with 2 MiB; see `keep_resident` for RAW-sized memories.
+                .linear_memory_keep_resident(keep_resident)
+                .table_keep_resident(TABLE_KEEP_RESIDENT)
                 .pagemap_scan(wasmtime::Enabled::Auto);
             config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         }
@@ -361,6 +397,7 @@ impl SandboxBuilder {
                 limits,
                 data_access: self.data_access,
                 pooling: self.pooling,
+                keep_resident,
                 modules: std::array::from_fn(|i| {
                     self.replacements[i].clone().unwrap_or_else(|| Bytes::from_static(Guest::ALL[i].bundled_wasm()))
                 }),

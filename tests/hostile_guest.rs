@@ -328,3 +328,38 @@ fn guests_with_several_memories_memory64_or_several_tables_are_refused() {
         }
     }
 }
+
+/// A pooled slot is reused with its memory kept resident (`SandboxBuilder::keep_resident`), but
+/// reset: a guest that reads all of its memory never finds the bytes the previous file's guest
+/// left there, whether the dirty pages were zeroed in place (kept resident) or handed back.
+#[test]
+fn a_reused_slot_never_shows_the_last_files_bytes() {
+    let stains = |result: Result<RawImage, Error>| -> usize {
+        match result {
+            Err(Error::Unsupported { reason, .. }) => {
+                reason.strip_prefix("stains ").and_then(|n| n.parse().ok()).expect("the snoop's report")
+            }
+            other => panic!("expected the snoop's report, got {other:?}"),
+        }
+    };
+    for keep in [0, 2 << 20, 256 << 20] {
+        // One slot, so the snoop runs in the very memory the stain dirtied.
+        let sandbox = Sandbox::builder()
+            .max_concurrent(1)
+            .keep_resident(keep)
+            .replace_guest(Guest::RawDecoder, HOSTILE)
+            .build()
+            .unwrap();
+        // The snoop's own code and stack hold the marker a few times: that is the baseline.
+        let baseline = stains(attack(&sandbox, "snoop"));
+        assert!(baseline < 8, "keep_resident {keep}: {baseline}");
+        // The control: in one instance, the snoop sees the 4 Mi markers of its own stain.
+        assert!(stains(attack(&sandbox, "stain-snoop")) >= (64 << 20) / 16, "keep_resident {keep}");
+        attack(&sandbox, "stain").expect("the stain answers like ok");
+        assert_eq!(
+            stains(attack(&sandbox, "snoop")),
+            baseline,
+            "keep_resident {keep}: the slot leaked 64 MiB of markers"
+        );
+    }
+}

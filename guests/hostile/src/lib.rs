@@ -17,6 +17,9 @@
 //! | `huge-response` | answers with a well-formed error whose detail is 65 MiB (a response larger than the host accepts) |
 //! | `lie-pixels`, `lie-region`, `lie-length`, `lie-cfa`, `lie-levels`, `lie-area` | answers with a frame that breaks one host rule |
 //! | `ok` | answers with a valid 4x4 RGGB frame whose samples are `0, 1, .., 15` |
+//! | `stain` | fills 64 MiB of its heap with a marker, then answers like `ok` (leaves a dirty slot) |
+//! | `stain-snoop` | both in one instance: the control that `snoop` sees stains |
+//! | `snoop` | grows its memory to 96 MiB and reads all of it, reporting how many markers a previous guest left (`raw_unsupported` detail `stains N`) |
 //!
 //! Raw WASI imports are used rather than `std`, so that it is the host (wasmtime-wasi and its
 //! deny-all context) that refuses, not wasi-libc giving up early for lack of a preopen.
@@ -218,6 +221,33 @@ fn recurse(depth: u64, a: u64, b: u64) -> u64 {
 
 /// The attack a file names: the bytes after `sandload-attack:` (so that a file can also look like
 /// a DNG to the host's content sniffing), or the whole file.
+/// What `stain` writes and `snoop` looks for: 16 bytes no guest writes by accident.
+const STAIN: &[u8; 16] = b"\xA7sandload-stain\x5E";
+
+/// Grows linear memory to 96 MiB, then counts STAIN markers anywhere in it: memory a previous
+/// guest of the same pool slot dirtied must come back zeroed.
+fn snoop() -> usize {
+    const PAGE: usize = 65536;
+    let pages = core::arch::wasm32::memory_size(0);
+    let want = (96 << 20) / PAGE;
+    if pages < want {
+        core::arch::wasm32::memory_grow(0, want - pages);
+    }
+    let end = core::arch::wasm32::memory_size(0) * PAGE;
+    let mut found = 0;
+    let mut at = STAIN.len();
+    while at + STAIN.len() <= end {
+        // SAFETY: inside linear memory (below memory_size), never address 0; volatile reads so
+        // that the compiler cannot assume anything about memory this program never wrote.
+        let word = unsafe { core::ptr::read_volatile(at as *const [u8; 16]) };
+        if &word == STAIN {
+            found += 1;
+        }
+        at += STAIN.len();
+    }
+    found
+}
+
 fn attack_name(file: &[u8]) -> &[u8] {
     const MARKER: &[u8] = b"sandload-attack:";
     match file.windows(MARKER.len()).position(|w| w == MARKER) {
@@ -273,6 +303,26 @@ fn attack(_req: Request, file: &[u8]) -> Response {
         b"recurse" => Err(reject(format!("recursion ended: {}", recurse(0, 1, 2)))),
         b"huge-response" => Err(reject("x".repeat(65 << 20))),
         b"ok" => Ok(frame()),
+        b"stain" => {
+            let mut stain = vec![0u8; 64 << 20];
+            for chunk in stain.chunks_exact_mut(STAIN.len()) {
+                chunk.copy_from_slice(STAIN);
+            }
+            std::hint::black_box(&stain);
+            // Leaked on purpose: the instance ends with the marker in its memory.
+            std::mem::forget(stain);
+            Ok(frame())
+        }
+        b"snoop" => Err(reject(format!("stains {}", snoop()))),
+        // The control: the snoop does see a stain in its own instance.
+        b"stain-snoop" => {
+            let mut stain = vec![0u8; 64 << 20];
+            for chunk in stain.chunks_exact_mut(STAIN.len()) {
+                chunk.copy_from_slice(STAIN);
+            }
+            std::hint::black_box(&stain);
+            Err(reject(format!("stains {}", snoop())))
+        }
         b"lie-pixels" => Ok(Frame { width: 1 << 31, height: 1 << 31, ..frame() }),
         b"lie-region" => Ok(Frame { samples: Some(Region { ptr: u32::MAX - 7, len: 32 }), ..frame() }),
         b"lie-length" => {
