@@ -9,7 +9,7 @@
 use image::{ImageBuffer, Rgb, Rgb32FImage, RgbImage};
 
 use crate::error::{Error, Result};
-use crate::raw::{CfaColor, RawImage, Rect};
+use crate::raw::{Cfa, CfaColor, RawImage, Rect};
 
 /// XYZ (D65) from linear sRGB (IEC 61966-2-1).
 const XYZ_FROM_SRGB: [[f32; 3]; 3] = [
@@ -69,16 +69,271 @@ impl<'a> Normalizer<'a> {
         }
     }
 
-    /// Normalized component `c` of pixels `cols` of `row`, appended to `out`.
-    fn row(&self, row: usize, cols: std::ops::Range<usize>, c: usize, step: usize, out: &mut Vec<f32>) {
+    /// Normalized component `c` of `out.len()` pixels of `row`: columns `first`, `first + step`, ...
+    fn row(&self, row: usize, first: usize, c: usize, step: usize, out: &mut [f32]) {
+        let Some(last) = out.len().checked_sub(1) else { return };
         let cells = &self.cells[(row % self.block_h) * self.block_w * self.cpp..][..self.block_w * self.cpp];
-        let base = row * self.width;
-        for col in cols.step_by(step) {
-            let i = ((base + col) * self.cpp + c) * 2;
-            let s = f32::from(u16::from_le_bytes([self.samples[i], self.samples[i + 1]]));
-            let (black, inv) = cells[(col % self.block_w) * self.cpp + c];
-            out.push(((s - black) * inv).clamp(0.0, 1.0));
+        let cell = |col: usize| cells[(col % self.block_w) * self.cpp + c];
+        let stride = step * self.cpp * 2;
+        let start = ((row * self.width + first) * self.cpp + c) * 2;
+        let bytes = &self.samples[start..start + last * stride + 2];
+        let scale = |b: &[u8], (black, inv): (f32, f32)| {
+            ((f32::from(u16::from_le_bytes([b[0], b[1]])) - black) * inv).clamp(0.0, 1.0)
+        };
+        let same = |a: (f32, f32), b: (f32, f32)| (a.0.to_bits(), a.1.to_bits()) == (b.0.to_bits(), b.1.to_bits());
+        let level = cell(first);
+        if !(0..self.block_w).all(|k| same(cells[k * self.cpp + c], level)) {
+            // Black levels that vary along the row (rare): look each one up.
+            for (i, (o, b)) in out.iter_mut().zip(bytes.chunks(stride)).enumerate() {
+                *o = scale(b, cell(first + i * step));
+            }
+        } else if stride == 2 {
+            // The mosaic case: contiguous u16s, one level; a loop the compiler vectorises.
+            for (o, b) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+                *o = scale(b, level);
+            }
+        } else {
+            for (o, b) in out.iter_mut().zip(bytes.chunks(stride)) {
+                *o = scale(b, level);
+            }
         }
+    }
+}
+
+/// Below this many rows per band, a thread costs more than it saves.
+const MIN_BAND_ROWS: usize = 16;
+
+/// Runs `work(first_row, band)` on `out`, rows of `row_len` values, split into one band of
+/// consecutive rows per available core. Every output row is a function of the (shared, read-only)
+/// input alone, so the result does not depend on how the rows are split.
+fn in_bands<T: Send>(out: &mut [T], row_len: usize, work: impl Fn(usize, &mut [T]) + Sync) {
+    let rows = out.len().checked_div(row_len).unwrap_or(0);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let bands = cores.min(rows / MIN_BAND_ROWS).max(1);
+    if bands == 1 {
+        return work(0, out);
+    }
+    let band_rows = rows.div_ceil(bands);
+    std::thread::scope(|s| {
+        let mut bands = out.chunks_mut(band_rows * row_len).enumerate();
+        let first = bands.next();
+        for (i, band) in bands {
+            let work = &work;
+            s.spawn(move || work(i * band_rows, band));
+        }
+        // The calling thread takes the first band instead of waiting idle.
+        if let Some((_, band)) = first {
+            work(0, band);
+        }
+    });
+}
+
+/// Where the colours of a 2x2 Bayer mosaic sit, in sensor coordinates.
+#[derive(Clone, Copy)]
+struct Bayer {
+    /// Greens are where `(row + col) % 2 == green_parity`.
+    green_parity: usize,
+    /// Rows of red (and green) are where `row % 2 == red_row_parity`.
+    red_row_parity: usize,
+}
+
+impl Bayer {
+    /// `Some` if the CFA is a 2x2 Bayer pattern for the demosaic (Other counts as green).
+    fn of(cfa: &Cfa) -> Option<Bayer> {
+        if cfa.width > 2 || cfa.height > 2 {
+            return None;
+        }
+        let ch = |row, col| channel(cfa.color_at(row, col));
+        let (green_parity, red_at) = match (ch(0, 0), ch(0, 1), ch(1, 0), ch(1, 1)) {
+            (1, a, b, 1) if a != b && a != 1 && b != 1 => (0, if a == 0 { 0 } else { 1 }),
+            (a, 1, 1, b) if a != b && a != 1 && b != 1 => (1, if a == 0 { 0 } else { 1 }),
+            _ => return None,
+        };
+        Some(Bayer { green_parity, red_row_parity: red_at })
+    }
+}
+
+/// The demosaic's channel of a CFA colour.
+fn channel(c: CfaColor) -> usize {
+    match c {
+        CfaColor::Red => 0,
+        CfaColor::Green | CfaColor::Other => 1,
+        CfaColor::Blue => 2,
+    }
+}
+
+/// Everything [`RawImage::develop_linear`] needs, computed once per image; rows are then
+/// developed independently, each from at most three normalized input rows.
+struct Developer<'a> {
+    raw: &'a RawImage,
+    norm: Normalizer<'a>,
+    area: Rect,
+    /// `Some` for mosaics, `None` for linear (3-component) images.
+    cfa: Option<&'a Cfa>,
+    bayer: Option<Bayer>,
+    /// Columns of the normalized rows: the area plus a one-pixel margin, clamped to the frame.
+    x0: usize,
+    x1: usize,
+    wb: [f32; 3],
+    matrix: Option<[[f32; 3]; 3]>,
+}
+
+/// Per-thread buffers of a [`Developer`].
+struct Scratch {
+    /// Normalized mosaic rows (or the three components of a linear row), and which row each holds.
+    rows: [Vec<f32>; 3],
+    held: [Option<usize>; 3],
+}
+
+impl<'a> Developer<'a> {
+    fn new(raw: &'a RawImage) -> Result<Self> {
+        let info = raw.info();
+        let area = info.image_area();
+        let cfa = match (&info.cfa, info.cpp) {
+            (Some(cfa), 1) => Some(cfa),
+            (None, 3) => None,
+            _ => {
+                return Err(Error::Unsupported {
+                    file: info.file.clone(),
+                    operation: "develop",
+                    reason: format!("{}-component image", info.cpp),
+                });
+            }
+        };
+        Ok(Developer {
+            raw,
+            norm: Normalizer::new(raw),
+            area,
+            cfa,
+            bayer: cfa.and_then(Bayer::of),
+            x0: area.x.saturating_sub(1),
+            x1: (area.x + area.width + 1).min(info.width),
+            wb: white_balance(info.wb_coeffs),
+            matrix: info.xyz_to_cam.and_then(|m| srgb_from_camera([m[0], m[1], m[2]])),
+        })
+    }
+
+    fn scratch(&self) -> Scratch {
+        let n = self.x1 - self.x0;
+        Scratch { rows: [vec![0.0; n], vec![0.0; n], vec![0.0; n]], held: [None; 3] }
+    }
+
+    /// Linear sRGB of sensor row `row` of the area into `out` (`3 x area.width`).
+    fn row(&self, row: usize, scratch: &mut Scratch, out: &mut [f32]) {
+        match self.cfa {
+            Some(cfa) => self.demosaic_row(cfa, row, scratch, out),
+            None => {
+                let (x, width) = (self.area.x, self.area.width);
+                for (c, plane) in scratch.rows.iter_mut().enumerate() {
+                    self.norm.row(row, x, c, 1, &mut plane[..width]);
+                }
+                let [r, g, b] = &scratch.rows;
+                for (((px, r), g), b) in out.chunks_exact_mut(3).zip(r).zip(g).zip(b) {
+                    px.copy_from_slice(&[*r, *g, *b]);
+                }
+            }
+        }
+        self.colour(out);
+    }
+
+    /// White balance, then the colour matrix, clamped: the same operations in the same order as
+    /// the per-pixel formula, so the same bits.
+    fn colour(&self, out: &mut [f32]) {
+        let wb = self.wb;
+        for px in out.chunks_exact_mut(3) {
+            let cam = [px[0] * wb[0], px[1] * wb[1], px[2] * wb[2]];
+            let rgb = match &self.matrix {
+                Some(m) => mul(m, cam),
+                None => cam,
+            };
+            for (dst, v) in px.iter_mut().zip(rgb) {
+                *dst = v.clamp(0.0, 1.0);
+            }
+        }
+    }
+
+    /// Camera RGB of `row`: bilinear demosaic, each missing colour the mean of that colour's
+    /// samples in the 3x3 neighbourhood (clipped to the frame), summed in row-major order.
+    fn demosaic_row(&self, cfa: &Cfa, row: usize, scratch: &mut Scratch, out: &mut [f32]) {
+        let h = self.raw.info().height;
+        let window = row.saturating_sub(1)..(row + 2).min(h);
+        for r in window.clone() {
+            let slot = r % 3;
+            if scratch.held[slot] != Some(r) {
+                self.norm.row(r, self.x0, 0, 1, &mut scratch.rows[slot]);
+                scratch.held[slot] = Some(r);
+            }
+        }
+        let rows = &scratch.rows;
+        let (x0, x1) = (self.x0, self.x1);
+        let (ax, aw) = (self.area.x, self.area.width);
+        // Pixels whose window is whole (not on the frame's edge) take the fast path if there is one.
+        let whole = match self.bayer {
+            Some(_) if window.len() == 3 => ax.max(x0 + 1)..(ax + aw).min(x1 - 1),
+            _ => ax..ax,
+        };
+        let whole = if whole.is_empty() { ax..ax } else { whole };
+        let here = |col: usize| (col - ax) * 3;
+        if let Some(bayer) = self.bayer.filter(|_| !whole.is_empty()) {
+            let [up, mid, down] = [&rows[(row - 1) % 3], &rows[row % 3], &rows[(row + 1) % 3]];
+            let span = whole.start - 1 - x0..whole.end + 1 - x0;
+            bayer_row(
+                bayer,
+                row,
+                whole.start,
+                &up[span.clone()],
+                &mid[span.clone()],
+                &down[span],
+                &mut out[here(whole.start)..here(whole.end)],
+            );
+        }
+        for col in (ax..whole.start).chain(whole.end..ax + aw) {
+            let mut sum = [0f32; 3];
+            let mut n = [0u32; 3];
+            for r in window.clone() {
+                let line = &rows[r % 3];
+                for c in col.saturating_sub(1).max(x0)..(col + 2).min(x1) {
+                    let ch = channel(cfa.color_at(r, c));
+                    sum[ch] += line[c - x0];
+                    n[ch] += 1;
+                }
+            }
+            let own = channel(cfa.color_at(row, col));
+            for (ch, dst) in out[here(col)..here(col) + 3].iter_mut().enumerate() {
+                *dst = if ch == own {
+                    rows[row % 3][col - x0]
+                } else if n[ch] > 0 {
+                    sum[ch] / n[ch] as f32
+                } else {
+                    0.0 // a colour absent from this 3x3 window (not in real CFAs)
+                };
+            }
+        }
+    }
+}
+
+/// The demosaic of pixels `first..` of `row` of a Bayer mosaic whose windows are whole: `up`,
+/// `mid` and `down` hold the pixels from `first - 1` on of the rows around it. Each mean adds the
+/// same samples in the same (row-major) order as the general loop, starting from 0.0, and divides
+/// by the same count, so the bits are the same.
+fn bayer_row(bayer: Bayer, row: usize, first: usize, up: &[f32], mid: &[f32], down: &[f32], out: &mut [f32]) {
+    let red_row = row % 2 == bayer.red_row_parity;
+    let first_green = (row + first) % 2 == bayer.green_parity;
+    let windows = up.windows(3).zip(mid.windows(3)).zip(down.windows(3));
+    for (k, (px, ((u, m), d))) in out.chunks_exact_mut(3).zip(windows).enumerate() {
+        let green = (k % 2 == 0) == first_green;
+        let [a, b, c, d_, e, f, g, h, i] = [u[0], u[1], u[2], m[0], m[1], m[2], d[0], d[1], d[2]];
+        let rgb = if green {
+            // Left/right are this row's red or blue, up/down the other one.
+            let across = (0.0 + d_ + f) / 2.0;
+            let vertical = (0.0 + b + h) / 2.0;
+            if red_row { [across, e, vertical] } else { [vertical, e, across] }
+        } else {
+            let green = (0.0 + b + d_ + f + h) / 4.0;
+            let diagonal = (0.0 + a + c + g + i) / 4.0;
+            if red_row { [e, green, diagonal] } else { [diagonal, green, e] }
+        };
+        px.copy_from_slice(&rgb);
     }
 }
 
@@ -136,12 +391,16 @@ impl RawImage {
         };
         let (pw, ph) = (area.width / 2, area.height / 2);
         let norm = Normalizer::new(self);
-        let mut data = Vec::with_capacity(4 * pw * ph);
-        for (dy, dx) in order {
-            for y in 0..ph {
-                let start = area.x + dx;
-                norm.row(area.y + 2 * y + dy, start..start + 2 * pw, 0, 2, &mut data);
-            }
+        let mut data = vec![0f32; 4 * pw * ph];
+        // Rows of all four planes, one after the other, each read straight from the samples.
+        if pw > 0 {
+            in_bands(&mut data, pw, |first, band| {
+                for (j, out) in band.chunks_exact_mut(pw).enumerate() {
+                    let (plane, y) = ((first + j) / ph, (first + j) % ph);
+                    let (dy, dx) = order[plane];
+                    norm.row(area.y + 2 * y + dy, area.x + dx, 0, 2, out);
+                }
+            });
         }
         Ok(BayerPlanes { width: pw, height: ph, data })
     }
@@ -153,47 +412,8 @@ impl RawImage {
     /// # Errors
     /// [`Error::Unsupported`] for two- or four-component images.
     pub fn develop_linear(&self) -> Result<Rgb32FImage> {
-        let info = self.info();
-        let area = info.image_area();
-        let camera = match (&info.cfa, info.cpp) {
-            (Some(_), 1) => self.demosaic(area),
-            (None, 3) => {
-                let norm = Normalizer::new(self);
-                let mut out = Vec::with_capacity(area.width * area.height * 3);
-                let mut planes = [Vec::new(), Vec::new(), Vec::new()];
-                for row in area.y..area.y + area.height {
-                    for (c, plane) in planes.iter_mut().enumerate() {
-                        plane.clear();
-                        norm.row(row, area.x..area.x + area.width, c, 1, plane);
-                    }
-                    for i in 0..area.width {
-                        out.extend([planes[0][i], planes[1][i], planes[2][i]]);
-                    }
-                }
-                out
-            }
-            _ => {
-                return Err(Error::Unsupported {
-                    file: info.file.clone(),
-                    operation: "develop",
-                    reason: format!("{}-component image", info.cpp),
-                });
-            }
-        };
-        let wb = white_balance(info.wb_coeffs);
-        let matrix = info.xyz_to_cam.and_then(|m| srgb_from_camera([m[0], m[1], m[2]]));
-        let mut out = camera;
-        for px in out.chunks_exact_mut(3) {
-            let cam = [px[0] * wb[0], px[1] * wb[1], px[2] * wb[2]];
-            let rgb = match &matrix {
-                Some(m) => mul(m, cam),
-                None => cam,
-            };
-            for (dst, v) in px.iter_mut().zip(rgb) {
-                *dst = v.clamp(0.0, 1.0);
-            }
-        }
-        Ok(ImageBuffer::from_raw(area.width as u32, area.height as u32, out).expect("buffer sized to the area"))
+        let (w, h, data) = self.develop_rows(|linear, out| out.copy_from_slice(linear))?;
+        Ok(ImageBuffer::from_raw(w, h, data).expect("buffer sized to the area"))
     }
 
     /// [`develop_linear`](RawImage::develop_linear), sRGB-encoded to 16 bits per channel (for
@@ -202,9 +422,12 @@ impl RawImage {
     /// # Errors
     /// As [`develop_linear`](RawImage::develop_linear).
     pub fn develop16(&self) -> Result<ImageBuffer<Rgb<u16>, Vec<u16>>> {
-        let linear = self.develop_linear()?;
-        let (w, h) = linear.dimensions();
-        let data = linear.into_raw().into_iter().map(|v| (srgb_encode(v) * 65535.0).round() as u16).collect();
+        let table = Srgb16::get();
+        let (w, h, data) = self.develop_rows(|linear, out| {
+            for (o, &v) in out.iter_mut().zip(linear) {
+                *o = table.encode(v);
+            }
+        })?;
         Ok(ImageBuffer::from_raw(w, h, data).expect("same size"))
     }
 
@@ -213,62 +436,33 @@ impl RawImage {
     /// # Errors
     /// As [`develop_linear`](RawImage::develop_linear).
     pub fn develop(&self) -> Result<RgbImage> {
-        let linear = self.develop_linear()?;
-        let (w, h) = linear.dimensions();
-        let data = linear.into_raw().into_iter().map(|v| (srgb_encode(v) * 255.0).round() as u8).collect();
+        let (w, h, data) = self.develop_rows(|linear, out| {
+            for (o, &v) in out.iter_mut().zip(linear) {
+                *o = (srgb_encode(v) * 255.0).round() as u8;
+            }
+        })?;
         Ok(ImageBuffer::from_raw(w, h, data).expect("same size"))
     }
 
-    /// Camera RGB of every pixel of `area`, interleaved, normalized.
-    fn demosaic(&self, area: Rect) -> Vec<f32> {
-        let info = self.info();
-        let cfa = info.cfa.as_ref().expect("checked by caller");
-        let (w, h) = (info.width, info.height);
-        // Normalized mosaic and its colour channels over the area plus a one-pixel margin
-        // (clamped to the frame), so that each sample is scaled and classified once.
-        let (x0, y0) = (area.x.saturating_sub(1), area.y.saturating_sub(1));
-        let (x1, y1) = ((area.x + area.width + 1).min(w), (area.y + area.height + 1).min(h));
-        let mw = x1 - x0;
-        let norm = Normalizer::new(self);
-        let mut mosaic = Vec::with_capacity(mw * (y1 - y0));
-        let mut channel = Vec::with_capacity(mw * (y1 - y0));
-        for row in y0..y1 {
-            norm.row(row, x0..x1, 0, 1, &mut mosaic);
-            channel.extend((x0..x1).map(|col| match cfa.color_at(row, col) {
-                CfaColor::Red => 0u8,
-                CfaColor::Green | CfaColor::Other => 1,
-                CfaColor::Blue => 2,
-            }));
-        }
-        let mut out = Vec::with_capacity(area.width * area.height * 3);
-        for row in area.y..area.y + area.height {
-            let (r0, r1) = (row.saturating_sub(1).max(y0) - y0, (row + 2).min(y1) - y0);
-            for col in area.x..area.x + area.width {
-                let (c0, c1) = (col.saturating_sub(1).max(x0) - x0, (col + 2).min(x1) - x0);
-                let here = (row - y0) * mw + (col - x0);
-                let mut sum = [0f32; 3];
-                let mut n = [0u32; 3];
-                for r in r0..r1 {
-                    let line = r * mw;
-                    for i in line + c0..line + c1 {
-                        let ch = usize::from(channel[i]);
-                        sum[ch] += mosaic[i];
-                        n[ch] += 1;
-                    }
-                }
-                let own = usize::from(channel[here]);
-                for ch in 0..3 {
-                    out.push(if ch == own {
-                        mosaic[here]
-                    } else if n[ch] > 0 {
-                        sum[ch] / n[ch] as f32
-                    } else {
-                        0.0 // a colour absent from this 3x3 window (not in real CFAs)
-                    });
-                }
+    /// The developed area as `(width, height, values)`: each row developed to linear sRGB, then
+    /// turned into output values by `encode(linear_row, out_row)`, in bands of rows in parallel.
+    fn develop_rows<T: Copy + Default + Send>(
+        &self,
+        encode: impl Fn(&[f32], &mut [T]) + Sync,
+    ) -> Result<(u32, u32, Vec<T>)> {
+        let dev = Developer::new(self)?;
+        let area = dev.area;
+        let row_len = area.width * 3;
+        let mut data = vec![T::default(); row_len * area.height];
+        in_bands(&mut data, row_len, |first, band| {
+            let mut scratch = dev.scratch();
+            let mut linear = vec![0f32; row_len];
+            for (j, out) in band.chunks_exact_mut(row_len).enumerate() {
+                dev.row(area.y + first + j, &mut scratch, &mut linear);
+                encode(&linear, out);
             }
-        }
-        out
+        });
+        Ok((area.width as u32, area.height as u32, data))
     }
 }
 
@@ -321,6 +515,77 @@ fn srgb_encode(v: f32) -> f32 {
     if v <= 0.003_130_8 { 12.92 * v } else { 1.055 * v.powf(1.0 / 2.4) - 0.055 }
 }
 
+/// `(srgb_encode(v) * 65535.0).round() as u16`: what [`RawImage::develop16`] stores.
+fn srgb16(v: f32) -> u16 {
+    (srgb_encode(v) * 65535.0).round() as u16
+}
+
+/// [`srgb16`] by table lookup instead of a `powf` per value, with the same results.
+///
+/// For `v` in [0, 1], `srgb16` is a non-decreasing step function of `v`'s bits (f32 bits order
+/// like the values they encode), so it is known exactly from where each step is. The table cuts
+/// the bits into buckets of 256 consecutive floats; each entry holds the code at the start of its
+/// bucket and the offset of the one step inside it, if any. One step at most: steps are at least
+/// ~390 floats apart (the code changes by at most `65535 * 1.055 / 2.4 * v^(1/2.4 - 1) * ulp(v)`
+/// per float, < 1/256 everywhere in [0, 1]). The table is built from `srgb16` itself, and a unit
+/// test compares it with `srgb16` on every float in [0, 1].
+struct Srgb16 {
+    /// `code << 16 | offset of the step` (256: no step) per bucket.
+    buckets: Vec<u32>,
+}
+
+impl Srgb16 {
+    /// Floats below this (4.8e-7) encode to 0: the table starts here.
+    const LOW: u32 = 0x3500_0000;
+    const SHIFT: u32 = 8;
+    const ONE: u32 = 0x3F80_0000;
+
+    /// The table, built on first use (~10 ms) and shared.
+    fn get() -> &'static Srgb16 {
+        static TABLE: std::sync::OnceLock<Srgb16> = std::sync::OnceLock::new();
+        TABLE.get_or_init(Srgb16::build)
+    }
+
+    fn build() -> Srgb16 {
+        let code = |bits: u32| u32::from(srgb16(f32::from_bits(bits)));
+        let n = ((Self::ONE - Self::LOW) >> Self::SHIFT) as usize + 1;
+        let mut buckets = Vec::with_capacity(n);
+        let mut start_code = code(Self::LOW);
+        assert_eq!(start_code, 0, "everything below the table encodes to 0");
+        for i in 0..n as u32 {
+            let start = Self::LOW + (i << Self::SHIFT);
+            let next = start + (1 << Self::SHIFT);
+            let next_code = code(next);
+            let step = if next_code == start_code {
+                1 << Self::SHIFT
+            } else {
+                // The first float of the bucket with the next code.
+                let (mut lo, mut hi) = (start, next); // code(lo) = start_code < code(hi)
+                while hi - lo > 1 {
+                    let mid = lo + (hi - lo) / 2;
+                    if code(mid) > start_code { hi = mid } else { lo = mid }
+                }
+                hi - start
+            };
+            buckets.push(start_code << 16 | step);
+            start_code = next_code;
+        }
+        Srgb16 { buckets }
+    }
+
+    fn encode(&self, v: f32) -> u16 {
+        let bits = v.to_bits();
+        if bits > Self::ONE {
+            // Above 1 saturates like the `as u16` it replaces; NaN and negatives (sign bit set)
+            // give 0 like it.
+            return if v > 1.0 { u16::MAX } else { 0 };
+        }
+        let entry = self.buckets[(bits.saturating_sub(Self::LOW) >> Self::SHIFT) as usize];
+        let in_bucket = bits.saturating_sub(Self::LOW) & ((1 << Self::SHIFT) - 1);
+        ((entry >> 16) + u32::from(in_bucket >= (entry & 0xFFFF))) as u16
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -343,6 +608,20 @@ mod tests {
         assert_eq!(white_balance([Some(2.0), Some(1.0), Some(1.5), None]), [2.0, 1.0, 1.5]);
         assert_eq!(white_balance([Some(1024.0), Some(512.0), None, None]), [2.0, 1.0, 1.0]);
         assert_eq!(white_balance([None; 4]), [1.0; 3]);
+    }
+
+    /// Every float in [0, 1] (every 61st in debug builds), and the special values.
+    #[test]
+    fn srgb16_table_is_the_formula() {
+        let table = Srgb16::get();
+        let step = if cfg!(debug_assertions) { 61 } else { 1 };
+        for bits in (0..=Srgb16::ONE).step_by(step).chain([Srgb16::ONE]) {
+            let v = f32::from_bits(bits);
+            assert_eq!(table.encode(v), srgb16(v), "{v:e} ({bits:#x})");
+        }
+        for v in [-0.0, -1.0, f32::NAN, -f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 1.000_001, 2.0, f32::MAX] {
+            assert_eq!(table.encode(v), srgb16(v), "{v:e}");
+        }
     }
 
     #[test]
