@@ -87,16 +87,31 @@ impl<'a> Normalizer<'a> {
             for (i, (o, b)) in out.iter_mut().zip(bytes.chunks(stride)).enumerate() {
                 *o = scale(b, cell(first + i * step));
             }
-        } else if stride == 2 {
-            // The mosaic case: contiguous u16s, one level; a loop the compiler vectorises.
-            for (o, b) in out.iter_mut().zip(bytes.chunks_exact(2)) {
-                *o = scale(b, level);
-            }
         } else {
-            for (o, b) in out.iter_mut().zip(bytes.chunks(stride)) {
-                *o = scale(b, level);
+            // One level along the row (every file but those with exotic black-level blocks): the
+            // mosaic (stride 2), Bayer planes (4) and linear RGB (6) get loops the compiler
+            // vectorises.
+            match stride {
+                2 => scale_strided::<2>(bytes, level, out),
+                4 => scale_strided::<4>(bytes, level, out),
+                6 => scale_strided::<6>(bytes, level, out),
+                _ => out.iter_mut().zip(bytes.chunks(stride)).for_each(|(o, b)| *o = scale(b, level)),
             }
         }
+    }
+}
+
+/// `out[i]` = the u16 at `bytes[i * STRIDE..]` scaled by `(black, 1 / (white - black))`, clamped;
+/// `bytes` ends with the last sample (`(out.len() - 1) * STRIDE + 2` bytes).
+fn scale_strided<const STRIDE: usize>(bytes: &[u8], (black, inv): (f32, f32), out: &mut [f32]) {
+    let scale = |lo: u8, hi: u8| ((f32::from(u16::from_le_bytes([lo, hi])) - black) * inv).clamp(0.0, 1.0);
+    let (whole, rest) = bytes.as_chunks::<STRIDE>();
+    for (o, b) in out.iter_mut().zip(whole) {
+        *o = scale(b[0], b[1]);
+    }
+    // The last sample has no whole stride after it (unless STRIDE is 2).
+    if let ([.., last], &[lo, hi]) = (&mut *out, rest) {
+        *last = scale(lo, hi);
     }
 }
 
