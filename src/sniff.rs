@@ -410,54 +410,15 @@ fn zip(data: &[u8]) -> Sniffed {
     Sniffed::new(Format::Zip, "a zip archive")
 }
 
-/// Entry names from the first local header and the central directory (bounded walk; every
-/// offset from the file is checked, so zip64 values near `u64::MAX` cannot overflow).
+/// Entry names from the first local header and the central directory.
 fn zip_names(data: &[u8]) -> Vec<String> {
     let mut names = Vec::new();
-    let mut push = |name: &[u8]| {
-        if names.len() < MAX_ENTRIES {
-            names.push(String::from_utf8_lossy(name).into_owned());
-        }
-    };
-    let slice = |at: usize, len: usize| at.checked_add(len).and_then(|end| data.get(at..end));
     if data.starts_with(b"PK\x03\x04") {
-        if let Some(name) = le_u16(data, 26).and_then(|len| slice(30, len as usize)) {
-            push(name);
-        }
+        let first = le_u16(data, 26).and_then(|len| data.get(30..30 + usize::from(len)));
+        names.extend(first.map(|name| String::from_utf8_lossy(name).into_owned()));
     }
-    let Some(eocd) = zip_end_record(data) else {
-        return names;
-    };
-    let mut cd_offset = le_u32(data, eocd + 16).map(u64::from);
-    if cd_offset == Some(u64::from(u32::MAX)) {
-        // zip64: the locator sits 20 bytes before the EOCD and points at the zip64 EOCD record.
-        cd_offset = eocd
-            .checked_sub(20)
-            .filter(|&loc| slice(loc, 4) == Some(b"PK\x06\x07"))
-            .and_then(|loc| le_u64(data, loc.checked_add(8)?))
-            .and_then(|rec| usize::try_from(rec).ok())
-            .filter(|&rec| slice(rec, 4) == Some(b"PK\x06\x06"))
-            .and_then(|rec| le_u64(data, rec.checked_add(48)?));
-    }
-    let Some(mut at) = cd_offset.and_then(|o| usize::try_from(o).ok()) else {
-        return names;
-    };
-    for _ in 0..MAX_ENTRIES {
-        if slice(at, 4) != Some(b"PK\x01\x02") {
-            break;
-        }
-        let field = |off: usize| at.checked_add(off).and_then(|p| le_u16(data, p)).map(usize::from);
-        let (Some(n), Some(x), Some(c)) = (field(28), field(30), field(32)) else {
-            break;
-        };
-        if let Some(name) = at.checked_add(46).and_then(|p| slice(p, n)) {
-            push(name);
-        }
-        match at.checked_add(46 + n + x + c) {
-            Some(next) => at = next,
-            None => break,
-        }
-    }
+    names.extend(zip_entries(data).into_iter().map(|entry| entry.name));
+    names.truncate(MAX_ENTRIES);
     names
 }
 
@@ -695,12 +656,25 @@ struct ZipEntry {
     method: u16,
 }
 
-/// The central directory's entries (bounded walk; every offset checked).
+/// The central directory's entries, found from the end record as `zipfile` finds it (zip64
+/// included; bounded walk; every offset from the file checked, so values near `u64::MAX` cannot
+/// overflow).
 fn zip_entries(data: &[u8]) -> Vec<ZipEntry> {
     let mut entries = Vec::new();
     let slice = |at: usize, len: usize| at.checked_add(len).and_then(|end| data.get(at..end));
     let Some(eocd) = zip_end_record(data) else { return entries };
-    let Some(mut at) = le_u32(data, eocd + 16).and_then(|o| usize::try_from(o).ok()) else { return entries };
+    let mut cd_offset = le_u32(data, eocd + 16).map(u64::from);
+    if cd_offset == Some(u64::from(u32::MAX)) {
+        // zip64: the locator sits 20 bytes before the EOCD and points at the zip64 EOCD record.
+        cd_offset = eocd
+            .checked_sub(20)
+            .filter(|&loc| slice(loc, 4) == Some(b"PK\x06\x07"))
+            .and_then(|loc| le_u64(data, loc.checked_add(8)?))
+            .and_then(|rec| usize::try_from(rec).ok())
+            .filter(|&rec| slice(rec, 4) == Some(b"PK\x06\x06"))
+            .and_then(|rec| le_u64(data, rec.checked_add(48)?));
+    }
+    let Some(mut at) = cd_offset.and_then(|o| usize::try_from(o).ok()) else { return entries };
     for _ in 0..MAX_ENTRIES {
         if slice(at, 4) != Some(b"PK\x01\x02") {
             break;

@@ -185,7 +185,7 @@ impl Sandbox {
         if let Some(refusal) = refuse_as_checkpoint(&file, &sniffed, len) {
             return Err(self.describe_pickles(refusal, &data));
         }
-        // Too short to be anything: the parser names the rule (header_too_small).
+        // Safetensors-shaped, or too short to be anything: from here on the parser names the rule.
         *format = Format::Safetensors;
 
         // The host reads the length prefix only to bound what it copies into the guest; the
