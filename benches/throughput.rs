@@ -3,6 +3,11 @@
 //! rawler, `image`) in-process. Each thread takes the next file from a shared counter until the
 //! corpus is done; one iteration = the whole corpus.
 //!
+//! Group `raw-corpus`: 12 MP DNGs only (half uncompressed, half lossless JPEG), as many threads
+//! as cores sharing one `Sandbox`, against native rawler decoding the same files one after the
+//! other with its rayon pool (`native-rayon`, what an in-process pipeline does) and against as
+//! many threads calling rawler natively.
+//!
 //! Run: `cargo bench --bench throughput`. Set `SANDLOAD_BENCH_QUICK=1` for a short run.
 
 use std::hint::black_box;
@@ -89,6 +94,37 @@ fn throughput(c: &mut Criterion) {
         });
     }
     g.finish();
+
+    let raw = raw_corpus();
+    let cores = cores();
+    let mut g = c.benchmark_group("raw-corpus");
+    g.throughput(Throughput::Elements(raw.len() as u64));
+    g.sample_size(10);
+    if std::env::var_os("SANDLOAD_BENCH_QUICK").is_some() {
+        g.warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(4));
+    }
+    g.bench_function("native-rayon", |b| b.iter(|| run(1, &raw, &|(_, format, bytes)| native(*format, bytes))));
+    g.bench_with_input(BenchmarkId::new("native", cores), &cores, |b, &n| {
+        b.iter(|| run(n, &raw, &|(_, format, bytes)| native(*format, bytes)))
+    });
+    g.bench_with_input(BenchmarkId::new("sandload", cores), &cores, |b, &n| {
+        b.iter(|| run(n, &raw, &|(name, format, bytes)| sandboxed(&sandbox, *format, name, bytes)))
+    });
+    g.finish();
+}
+
+/// 12 MP DNGs, half of them lossless JPEG.
+fn raw_corpus() -> Vec<(String, Format, Bytes)> {
+    (0..8)
+        .map(|i| {
+            let dng = Dng { lossless_jpeg: i % 2 == 1, ..Dng::patterned(4000, 3000) };
+            (format!("shot-{i}.dng"), Format::Dng, Bytes::from(dng.to_bytes()))
+        })
+        .collect()
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
 }
 
 mod report;
@@ -99,8 +135,20 @@ fn main() {
     benches();
     Criterion::default().configure_from_args().final_summary();
     let pair = |native, sandload| report::Pair { group: "mixed-corpus", native, sandload };
+    let n = cores();
+    let native_cores: &'static str = format!("native/{n}").leak();
+    let sandload_cores: &'static str = format!("sandload/{n}").leak();
+    let raw = |native| report::Pair { group: "raw-corpus", native, sandload: sandload_cores };
     report::print_ratios(
         "throughput",
-        &[pair("native/1", "sandload/1"), pair("native/2", "sandload/2"), pair("native/4", "sandload/4")],
+        &[
+            pair("native/1", "sandload/1"),
+            pair("native/2", "sandload/2"),
+            pair("native/4", "sandload/4"),
+            // Time per corpus, so files/s is the inverse: sandload's files/s is 1/ratio of
+            // native's. Target: sandload on all cores >= 0.8x native-rayon's files/s (ratio <= 1.25).
+            raw("native-rayon"),
+            raw(native_cores),
+        ],
     );
 }

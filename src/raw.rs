@@ -238,8 +238,13 @@ impl Sandbox {
         (result, receipt)
     }
 
-    /// Decodes and checks a RAW file like [`decode_raw`](Sandbox::decode_raw) but returns only
-    /// its metadata (the samples stay in the guest).
+    /// Reads a RAW file's metadata (dimensions, CFA, levels, colour data, camera) without decoding
+    /// its samples, and checks it like [`decode_raw`](Sandbox::decode_raw) does.
+    ///
+    /// Unlike `decode_raw` this does not prove that the pixel data decodes: a file whose metadata
+    /// is sound but whose samples are corrupt passes here and fails `decode_raw`. Most of
+    /// rawler's readers skip the pixel data entirely in this mode; its DNG reader (rawler 0.8)
+    /// still decodes it, so for DNGs this saves only the copy out of the guest.
     ///
     /// # Errors
     /// As [`decode_raw`](Sandbox::decode_raw).

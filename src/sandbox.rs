@@ -279,26 +279,29 @@ impl SandboxBuilder {
     /// Sets how many bytes of each pooled slot's linear memory stay resident between files.
     ///
     /// A slot's memory is reset in place when a guest ends: up to this many bytes, only the pages
-    /// the guest dirtied are zeroed (found with `PAGEMAP_SCAN` on Linux 6.7 and later) and stay
-    /// mapped, so the next guest takes no page faults on them; the rest is handed back to the
-    /// kernel. A RAW decode grows its guest to about four times the file, so keeping that much
-    /// resident spares the next file most of its page faults (see the README's performance
-    /// section), at the price of holding up to `max_concurrent x keep_resident` bytes of memory
-    /// while the `Sandbox` lives. Reset pages are zero: no file ever sees another's bytes.
+    /// the guest dirtied are re-zeroed (found with `PAGEMAP_SCAN` on Linux 6.7 and later) and
+    /// stay mapped, so the next guest takes no page faults on them, and the pages of the RAW
+    /// guest's camera catalogue that it only read stay mapped too; the rest is handed back to the
+    /// kernel. Reset pages are zero (or the guest's pristine image): no file ever sees another's
+    /// bytes, whatever this is set to.
     ///
-    /// By default this is [`SandboxBuilder::DEFAULT_KEEP_RESIDENT`] per slot, enough for the
-    /// stack and heap of a checkpoint header guest (12 MiB held on a 2-core machine's 4 slots, 256
-    /// MiB on a 64-core server's 128). Measured on 12 and 24 MP DNGs, keeping 256 MiB resident
-    /// gave no gain over 2 MiB (`cargo bench --bench raw`, row `sandload-keep-256MiB`), so the
-    /// default does not hold RAW-sized memory. Rounded down to whole 64 KiB pages and to
-    /// `guest_memory_bytes`; ignored without pooling.
+    /// By default this is [`SandboxBuilder::DEFAULT_KEEP_RESIDENT`] (128 MiB) per slot: a RAW
+    /// decode dirties about three times the file (72 MiB for a 12 MP DNG, 118 MiB for 24 MP), and
+    /// keeping that resident cut a warm 12 MP decode from 33 ms to 11 ms and a 1 MP one from
+    /// 1.6 ms to 0.6 ms (`cargo bench --bench raw`, rows `sandload` and `sandload-keep-2MiB`).
+    /// Memory is held only by slots that ran a guest (wasmtime reuses warm slots first), so the
+    /// bound is `min(concurrent guests, max_concurrent) x keep_resident`: 256 MiB on a 2-core
+    /// machine running two decodes, 8 GiB on a 64-core server running 64, which is what their
+    /// decodes use at their peak anyway. Lower it (down to 2 MiB, enough for the checkpoint
+    /// guests' stack and heap) where memory matters more than RAW latency. Rounded down to whole
+    /// 64 KiB pages and to `guest_memory_bytes`; ignored without pooling.
     pub fn keep_resident(&mut self, bytes_per_slot: usize) -> &mut Self {
         self.keep_resident = Some(bytes_per_slot);
         self
     }
 
-    /// The default bytes of each slot's memory kept resident between files (2 MiB).
-    pub const DEFAULT_KEEP_RESIDENT: usize = 2 << 20;
+    /// The default bytes of each slot's memory kept resident between files (128 MiB).
+    pub const DEFAULT_KEEP_RESIDENT: usize = 128 << 20;
 
     /// Uses wasmtime's pooling instance allocator (slots reserved up front, reused per file).
     /// Turning it off allocates each instance on demand, which is slower per file but reserves no
@@ -379,7 +382,9 @@ impl SandboxBuilder {
                 // Reset reused slots in place (only the pages the last guest dirtied, found with
                 // PAGEMAP_SCAN on Linux >= 6.7) instead of decommitting them: the next guest then
                 // takes no page faults on its stack and heap. Measured: 118 us -> 31 us per tiny
-                // file with 2 MiB; see `keep_resident` for RAW-sized memories.
+                // checkpoint with 2 MiB; see `keep_resident` for RAW-sized memories. The scan
+                // reports at most 32 dirty regions, past which wasmtime decommits the rest: the
+                // RAW guest's allocator keeps its dirty pages contiguous for that reason.
                 .linear_memory_keep_resident(keep_resident)
                 .table_keep_resident(TABLE_KEEP_RESIDENT)
                 .pagemap_scan(wasmtime::Enabled::Auto);

@@ -14,14 +14,15 @@
 //! |---|---|---|
 //! | `_initialize` | `() -> ()` | optional; the host calls it once after instantiation |
 //! | `sandload_abi_version` | `() -> u32` | must equal [`ABI_VERSION`] or the host refuses the guest |
-//! | `sandload_alloc` | `(len: u32) -> u32` | allocates `len` bytes for the host to fill; `0` means the guest could not allocate |
+//! | `sandload_alloc` | `(len: u32) -> u32` | allocates `len` zeroed bytes (with the global allocator, `Layout::array::<u8>(len)`) for the host to fill; `0` means the guest could not allocate |
 //! | `sandload_call` | `(req_ptr, req_len, data_ptr, data_len: u32) -> u64` | runs the guest's one job |
 //!
 //! One call runs in one fresh instance:
 //!
 //! 1. The host allocates and writes the *request* (a [`postcard`]-encoded request type of that
 //!    guest, e.g. [`safetensors::Request`]) and the *payload* (raw bytes of the untrusted file,
-//!    only the part the guest needs) into guest memory through `sandload_alloc`.
+//!    only the part the guest needs) into guest memory through `sandload_alloc`. The guest may
+//!    take the payload's buffer over as its own `Vec<u8>` (see [`guest_main!`]).
 //! 2. `sandload_call` returns `(ptr << 32) | len` of the *response*: a postcard-encoded
 //!    `Result<Success, GuestError>` (e.g. [`safetensors::Response`]).
 //! 3. The host copies the response out, drops the instance, and then re-validates every number in
@@ -215,10 +216,27 @@ pub fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, postcard::Er
 /// Glue every guest uses to implement the ABI: exports, allocation, panic capture.
 ///
 /// `$handler` is `fn(Request, &[u8]) -> Result<Success, GuestError>`, where `Request` and
-/// `Success` are that guest's message types from this crate.
+/// `Success` are that guest's message types from this crate. With `owned`, it is
+/// `fn(Request, Vec<u8>) -> ...` and takes the payload buffer itself (no copy: a decoder that
+/// wants to own its input, like rawler's `RawSource`, reads it in place).
 #[macro_export]
 macro_rules! guest_main {
     ($request:ty, $handler:path) => {
+        $crate::guest_main!(@exports $request, |request, data: &[u8]| $handler(request, data), |ptr, len| {
+            // SAFETY: the host passes back exactly a region `sandload_alloc` returned, which is
+            // never freed while the instance lives (one instance, one call).
+            unsafe { ::std::slice::from_raw_parts(ptr as *const u8, len) }
+        });
+    };
+    ($request:ty, $handler:path, owned) => {
+        $crate::guest_main!(@exports $request, |request, data: ::std::vec::Vec<u8>| $handler(request, data), |ptr, len| {
+            // SAFETY: the host passes back exactly a region `sandload_alloc` returned: allocated
+            // by the global allocator with `Layout::array::<u8>(len)`, zero-initialised, and
+            // handed over to the guest once. That is `Vec::from_raw_parts`'s contract.
+            unsafe { ::std::vec::Vec::from_raw_parts(ptr as *mut u8, len, len) }
+        });
+    };
+    (@exports $request:ty, $call:expr, $payload:expr) => {
         #[unsafe(no_mangle)]
         pub extern "C" fn sandload_abi_version() -> u32 {
             $crate::ABI_VERSION
@@ -226,14 +244,15 @@ macro_rules! guest_main {
 
         #[unsafe(no_mangle)]
         pub extern "C" fn sandload_alloc(len: u32) -> u32 {
-            let mut buf: ::std::vec::Vec<u8> = ::std::vec::Vec::new();
-            // try_reserve: a request larger than the memory cap must come back as 0, not abort.
-            if buf.try_reserve_exact(len as usize).is_err() {
-                return 0;
+            if len == 0 {
+                return 1;
             }
-            buf.resize(len as usize, 0);
-            let ptr = buf.leak().as_mut_ptr();
-            if len == 0 { 1 } else { ptr as u32 }
+            let Ok(layout) = ::std::alloc::Layout::array::<u8>(len as usize) else { return 0 };
+            // Zeroed, because the buffer becomes a Rust slice; a fresh heap's allocator skips the
+            // memset for memory straight from memory.grow, so the host's write is the only touch.
+            // Null (not an abort) when over the memory cap: the host reports it as such.
+            let ptr = unsafe { ::std::alloc::alloc_zeroed(layout) };
+            ptr as u32
         }
 
         #[unsafe(no_mangle)]
@@ -260,13 +279,9 @@ macro_rules! guest_main {
             } else {
                 unsafe { ::std::slice::from_raw_parts(req_ptr as *const u8, req_len as usize) }
             };
-            let data: &[u8] = if data_len == 0 {
-                &[]
-            } else {
-                unsafe { ::std::slice::from_raw_parts(data_ptr as *const u8, data_len as usize) }
-            };
+            let data = if data_len == 0 { ::std::default::Default::default() } else { ($payload)(data_ptr, data_len as usize) };
             let response = match $crate::decode::<$request>(req) {
-                Ok(request) => $handler(request, data),
+                Ok(request) => ($call)(request, data),
                 Err(e) => Err($crate::GuestError {
                     rule: $crate::Rule::BadRequest,
                     offset: None,

@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 
 use sandload::{Limits, Sandbox};
 
-fn cache_dir() -> cap_std::fs::Dir {
+pub fn cache_dir() -> cap_std::fs::Dir {
     let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("sandload-test-cache");
     std::fs::create_dir_all(&path).unwrap();
     cap_std::fs::Dir::open_ambient_dir(&path, cap_std::ambient_authority()).unwrap()

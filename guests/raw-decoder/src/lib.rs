@@ -17,7 +17,12 @@ use rawler::tags::TiffCommonTag;
 use sandload_abi::raw::{Frame, Output, Rect, Request, Response};
 use sandload_abi::{GuestError, Rule};
 
-sandload_abi::guest_main!(Request, decode);
+mod snapshot_alloc;
+
+sandload_abi::guest_main!(Request, decode, owned);
+
+#[global_allocator]
+static ALLOC: snapshot_alloc::SnapshotAlloc = snapshot_alloc::SnapshotAlloc::new();
 
 /// Wizer pre-initialization hook: the host runs it once per sandbox and snapshots the result,
 /// so that every file's fresh instance starts with rawler's camera catalogue already built
@@ -26,6 +31,7 @@ sandload_abi::guest_main!(Request, decode);
 pub extern "C" fn wizer_initialize() {
     // get_decoder builds the catalogue (a lazy static) before it looks at the (empty) file.
     let _ = rawler::get_decoder(&RawSource::new_from_slice(&[]));
+    ALLOC.seal();
 }
 
 fn fail(rule: Rule, value: Option<u64>, detail: impl Into<String>) -> GuestError {
@@ -71,9 +77,9 @@ fn declared_pixels(ifd: &IFD) -> Option<(u64, u64)> {
     Some((w, h))
 }
 
-/// Decodes `payload` (a whole RAW file).
-pub fn decode(req: Request, payload: &[u8]) -> Response {
-    let source = RawSource::new_from_slice(payload);
+/// Decodes `payload` (a whole RAW file), which rawler reads in place.
+pub fn decode(req: Request, payload: Vec<u8>) -> Response {
+    let source = RawSource::new_from_shared_vec(std::sync::Arc::new(payload));
     let params = RawDecodeParams::default();
     // rawler identifies the container itself (magic numbers, TIFF Make tags, file sizes of
     // headerless formats): the host keeps no list of makers or formats.
@@ -91,9 +97,12 @@ pub fn decode(req: Request, payload: &[u8]) -> Response {
         }
     }
 
-    // The samples are decoded in every mode: a file whose pixel data does not decode is not a
-    // valid RAW file, whatever its metadata says.
-    let mut image = decoder.raw_image(&source, &params, false).map_err(|e| decode_error(&e))?;
+    // Only `Samples` decodes the pixel data: metadata and previews ask rawler for a "dummy" image
+    // (dimensions, levels, colour data, no samples), which most of its decoders build without
+    // touching the pixel data. rawler 0.8's DNG reader decodes it anyway (`plain_image_from_ifd`
+    // ignores the flag), so for DNGs this saves only the copy out.
+    let dummy = req.output != Output::Samples;
+    let mut image = decoder.raw_image(&source, &params, dummy).map_err(|e| decode_error(&e))?;
 
     let pixels = (image.width as u64).saturating_mul(image.height as u64);
     if pixels > req.max_pixels {
