@@ -289,12 +289,16 @@ impl SandboxBuilder {
     /// decode dirties about three times the file (72 MiB for a 12 MP DNG, 118 MiB for 24 MP), and
     /// keeping that resident cut a warm 12 MP decode from 33 ms to 11 ms and a 1 MP one from
     /// 1.6 ms to 0.6 ms (`cargo bench --bench raw`, rows `sandload` and `sandload-keep-2MiB`).
-    /// Memory is held only by slots that ran a guest (wasmtime reuses warm slots first), so the
-    /// bound is `min(concurrent guests, max_concurrent) x keep_resident`: 256 MiB on a 2-core
-    /// machine running two decodes, 8 GiB on a 64-core server running 64, which is what their
-    /// decodes use at their peak anyway. Lower it (down to 2 MiB, enough for the checkpoint
-    /// guests' stack and heap) where memory matters more than RAW latency. Rounded down to whole
-    /// 64 KiB pages and to `guest_memory_bytes`; ignored without pooling.
+    /// A slot holds what its last guest dirtied, up to this: a few MiB for the checkpoint and
+    /// image guests, up to all of it for RAW decodes. The pool has one slot per guest kind for
+    /// each of [`max_concurrent`](SandboxBuilder::max_concurrent) calls, and wasmtime reuses a
+    /// slot that last ran the same guest, so RAW-sized memory is held by at most as many slots as
+    /// RAW decodes ever ran at once: about `max_concurrent x keep_resident` in the worst case
+    /// (256 MiB on a 2-core machine that ran two decodes at once, 8 GiB on a 64-core server that
+    /// ran 64, which is what those decodes use at their peak anyway). It is released when the
+    /// `Sandbox` is dropped. Lower it (down to 2 MiB, enough for the checkpoint guests' stack and
+    /// heap) where memory matters more than RAW latency. Rounded down to whole 64 KiB pages and
+    /// to `guest_memory_bytes`; ignored without pooling.
     pub fn keep_resident(&mut self, bytes_per_slot: usize) -> &mut Self {
         self.keep_resident = Some(bytes_per_slot);
         self
@@ -373,10 +377,15 @@ impl SandboxBuilder {
         let mut config = base_config();
         config.epoch_interruption(true);
         if self.pooling {
+            // A slot per guest kind for every concurrent call: wasmtime reuses a slot that last
+            // ran the same module (its memory image still mapped, its pages still resident), so
+            // with fewer slots, callers alternating between guests evict each other's warm slots
+            // and every call starts cold. Unused slots are address space only (no memory).
+            let slots = max_concurrent.saturating_mul(Guest::COUNT as u32);
             let mut pool = PoolingAllocationConfig::new();
-            pool.total_core_instances(max_concurrent)
-                .total_memories(max_concurrent)
-                .total_tables(max_concurrent)
+            pool.total_core_instances(slots)
+                .total_memories(slots)
+                .total_tables(slots)
                 .max_memory_size(limits.guest_memory_bytes as usize)
                 .table_elements(MAX_TABLE_ELEMENTS)
                 // Reset reused slots in place (only the pages the last guest dirtied, found with

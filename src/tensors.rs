@@ -1,6 +1,6 @@
 //! safetensors checkpoints: header validated in a guest, re-validated here, data zero-copy.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -27,7 +27,9 @@ pub struct Checkpoint {
     file: PathBuf,
     data: Bytes,
     tensors: Vec<TensorInfo>,
-    by_name: HashMap<String, usize>,
+    /// Indices into `tensors`, sorted by name: lookups by binary search, without a second copy
+    /// of every name (a 100k-tensor header has 100k of them).
+    by_name: Vec<u32>,
     metadata: Option<BTreeMap<String, String>>,
     header_len: u64,
     receipt: Receipt,
@@ -82,7 +84,8 @@ impl Checkpoint {
 
     /// The tensor called `name`, or `None`.
     pub fn tensor(&self, name: &str) -> Option<TensorView<'_>> {
-        self.by_name.get(name).map(|&i| self.view(&self.tensors[i]))
+        let i = self.by_name.binary_search_by(|&i| self.tensors[i as usize].name.as_str().cmp(name)).ok()?;
+        Some(self.view(&self.tensors[self.by_name[i] as usize]))
     }
 
     /// Every tensor with its data, in data-offset order.
@@ -231,7 +234,11 @@ impl Sandbox {
             .into_iter()
             .map(|t| TensorInfo { name: t.name, dtype: t.dtype, shape: t.shape, data_offsets: (t.begin, t.end) })
             .collect();
-        let by_name = tensors.iter().enumerate().map(|(i, t)| (t.name.clone(), i)).collect();
+        // validate_table refused duplicate names. A header held in a wasm32 guest's memory (at
+        // most 4 GiB, over 10 bytes per entry) cannot list u32::MAX tensors.
+        let count = u32::try_from(tensors.len()).map_err(|_| Error::Internal("tensor count over u32".into()))?;
+        let mut by_name: Vec<u32> = (0..count).collect();
+        by_name.sort_unstable_by(|&a, &b| tensors[a as usize].name.cmp(&tensors[b as usize].name));
         let receipt = stats.receipt(self, file.clone(), *format, started, &Ok::<(), Error>(()));
         Ok(Checkpoint {
             file,

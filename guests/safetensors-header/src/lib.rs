@@ -12,6 +12,7 @@
 //!   reference's with `usize` replaced by `u64`, which equals a 64-bit host's `usize`; dtype
 //!   parsing reuses the reference crate's `Dtype`. The host's differential tests check agreement.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 
@@ -300,6 +301,33 @@ fn duplicate_offset(text: &str, key: &str) -> Option<u64> {
     text.rfind(&quoted).map(|i| N_LEN + i as u64)
 }
 
+/// A JSON object key, borrowed from the header text unless it has escapes (serde's own
+/// `Cow<str>` always copies): the first pass then allocates nothing per tensor but its set entry.
+struct Key;
+
+impl<'de> DeserializeSeed<'de> for Key {
+    type Value = Cow<'de, str>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Cow<'de, str>, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Key {
+    type Value = Cow<'de, str>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a string key")
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Cow<'de, str>, E> {
+        Ok(Cow::Borrowed(v))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Cow<'de, str>, E> {
+        Ok(Cow::Owned(v.to_owned()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Cow<'de, str>, E> {
+        Ok(Cow::Owned(v))
+    }
+}
+
 #[derive(Default)]
 struct KeyOutcome {
     duplicate: Option<(&'static str, String)>,
@@ -324,9 +352,9 @@ impl<'de> Visitor<'de> for TopLevel<'_> {
         f.write_str("a JSON object")
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let mut seen: HashSet<String> = HashSet::new();
+        let mut seen: HashSet<Cow<'de, str>> = HashSet::new();
         let mut tensors = 0u64;
-        while let Some(key) = map.next_key::<String>()? {
+        while let Some(key) = map.next_key_seed(Key)? {
             if key == "__metadata__" {
                 map.next_value_seed(MetadataKeys { outcome: &mut *self.outcome })?;
             } else {
@@ -340,10 +368,11 @@ impl<'de> Visitor<'de> for TopLevel<'_> {
             if self.outcome.duplicate.is_some() {
                 return Err(de::Error::custom("duplicate key"));
             }
-            if !seen.insert(key.clone()) {
-                self.outcome.duplicate = Some(("the header", key));
+            if seen.contains(&key) {
+                self.outcome.duplicate = Some(("the header", key.into_owned()));
                 return Err(de::Error::custom("duplicate key"));
             }
+            seen.insert(key);
         }
         Ok(())
     }
@@ -389,13 +418,14 @@ impl<'de> Visitor<'de> for MetadataKeys<'_> {
         f.write_str("the __metadata__ value")
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let mut seen: HashSet<String> = HashSet::new();
-        while let Some(key) = map.next_key::<String>()? {
+        let mut seen: HashSet<Cow<'de, str>> = HashSet::new();
+        while let Some(key) = map.next_key_seed(Key)? {
             map.next_value::<IgnoredAny>()?;
-            if !seen.insert(key.clone()) {
-                self.outcome.duplicate = Some(("__metadata__", key));
+            if seen.contains(&key) {
+                self.outcome.duplicate = Some(("__metadata__", key.into_owned()));
                 return Err(de::Error::custom("duplicate key"));
             }
+            seen.insert(key);
         }
         Ok(())
     }
