@@ -32,11 +32,13 @@ mod refusal;
 pub mod samples;
 mod sandbox;
 mod sniff;
+mod tensor_data;
 mod tensors;
 
 pub use bytes::Bytes;
 pub use develop::BayerPlanes;
 pub use error::{Error, Result};
+pub use half::{bf16, f16};
 pub use image;
 pub use input::{DataAccess, Input};
 pub use limits::{Limit, Limits};
@@ -47,6 +49,7 @@ pub use raw::{Cfa, CfaColor, RawImage, RawInfo, Rect};
 pub use receipt::{Outcome, Receipt};
 pub use sandbox::{Guest, Sandbox, SandboxBuilder};
 pub use sniff::{Format, Sniffed, sniff};
+pub use tensor_data::{Element, TensorSlice};
 pub use tensors::{Checkpoint, Dtype, TensorInfo, TensorView};
 
 #[doc(hidden)]

@@ -51,6 +51,8 @@ pub struct TensorInfo {
 /// One tensor with its bytes (little-endian, C order), sharing the checkpoint's buffer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TensorView<'a> {
+    /// The file the tensor is in (for errors).
+    pub file: &'a Path,
     /// The tensor's name.
     pub name: &'a str,
     /// Element type.
@@ -111,7 +113,13 @@ impl Checkpoint {
     fn view<'a>(&'a self, t: &'a TensorInfo) -> TensorView<'a> {
         // Offsets were checked against data.len() in validate_table.
         let (begin, end) = (t.data_offsets.0 as usize, t.data_offsets.1 as usize);
-        TensorView { name: &t.name, dtype: t.dtype, shape: &t.shape, data: self.data.slice(begin..end) }
+        TensorView {
+            file: &self.file,
+            name: &t.name,
+            dtype: t.dtype,
+            shape: &t.shape,
+            data: self.data.slice(begin..end),
+        }
     }
 }
 
