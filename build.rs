@@ -17,6 +17,7 @@ const GUESTS: &[(&str, &str)] = &[
     ("raw-decoder", "RAW_DECODER"),
     ("image-decoder", "IMAGE_DECODER"),
     ("pickle-scan", "PICKLE_SCAN"),
+    ("shard-index", "SHARD_INDEX"),
 ];
 
 /// Guests only the tests use (`include_bytes!(concat!(env!("OUT_DIR"), "/hostile.wasm"))`): built

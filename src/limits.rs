@@ -26,8 +26,12 @@ pub struct Limits {
     /// [`Limits::DEFAULT_MAX_HEADER_BYTES`], the reference implementation's own cap; larger values
     /// are still capped at that by the format.
     pub max_header_bytes: u64,
-    /// Most tensors in one safetensors file. By default this is [`Limits::DEFAULT_MAX_TENSORS`].
+    /// Most tensors in one safetensors file, and in one sharded checkpoint's index. By default
+    /// this is [`Limits::DEFAULT_MAX_TENSORS`].
     pub max_tensors: u64,
+    /// Most shard files one sharded checkpoint's index may name. By default this is
+    /// [`Limits::DEFAULT_MAX_SHARDS`].
+    pub max_shards: u64,
     /// Most pixels (width x height) of one decoded image: a RAW frame, an image, or a RAW file's
     /// embedded preview. Checked against the dimensions a file declares before the decoder
     /// allocates. By default this is [`Limits::DEFAULT_MAX_PIXELS`].
@@ -47,6 +51,8 @@ impl Limits {
     pub const DEFAULT_MAX_HEADER_BYTES: u64 = 100_000_000;
     /// 1,000,000 tensors (the largest public checkpoints have tens of thousands).
     pub const DEFAULT_MAX_TENSORS: u64 = 1_000_000;
+    /// 4,096 shards (the largest public checkpoints have a few hundred).
+    pub const DEFAULT_MAX_SHARDS: u64 = 4096;
     /// 200 megapixels: above every production camera sensor (the largest are ~150 MP).
     pub const DEFAULT_MAX_PIXELS: u64 = 200_000_000;
     /// 1 GiB: enough to parse a 100 MB header or decode a 100 MP RAW file; virtual, reserved per pool slot, not committed.
@@ -55,6 +61,12 @@ impl Limits {
     pub const DEFAULT_GUEST_TIME: Duration = Duration::from_secs(10);
     /// Wasm linear memory is 32-bit: a guest can never address more than 4 GiB.
     pub const MAX_GUEST_MEMORY_BYTES: u64 = 4 << 30;
+
+    /// Sets [`max_shards`](Limits::max_shards).
+    pub fn with_max_shards(mut self, count: u64) -> Self {
+        self.max_shards = count;
+        self
+    }
 
     /// Sets [`max_file_bytes`](Limits::max_file_bytes).
     pub fn with_max_file_bytes(mut self, bytes: u64) -> Self {
@@ -93,6 +105,7 @@ impl Limits {
             Limit::MaxFileBytes => self.max_file_bytes,
             Limit::MaxHeaderBytes => self.max_header_bytes,
             Limit::MaxTensors => self.max_tensors,
+            Limit::MaxShards => self.max_shards,
             Limit::MaxPixels => self.max_pixels,
             Limit::GuestMemoryBytes => self.guest_memory_bytes,
             Limit::GuestTimeMillis => u64::try_from(self.guest_time.as_millis()).unwrap_or(u64::MAX),
@@ -106,6 +119,7 @@ impl Default for Limits {
             max_file_bytes: Self::DEFAULT_MAX_FILE_BYTES,
             max_header_bytes: Self::DEFAULT_MAX_HEADER_BYTES,
             max_tensors: Self::DEFAULT_MAX_TENSORS,
+            max_shards: Self::DEFAULT_MAX_SHARDS,
             max_pixels: Self::DEFAULT_MAX_PIXELS,
             guest_memory_bytes: Self::DEFAULT_GUEST_MEMORY_BYTES,
             guest_time: Self::DEFAULT_GUEST_TIME,
@@ -123,6 +137,8 @@ pub enum Limit {
     MaxHeaderBytes,
     /// [`Limits::max_tensors`].
     MaxTensors,
+    /// [`Limits::max_shards`].
+    MaxShards,
     /// [`Limits::max_pixels`].
     MaxPixels,
     /// [`Limits::guest_memory_bytes`].
@@ -138,6 +154,7 @@ impl Limit {
             Limit::MaxFileBytes => "max_file_bytes",
             Limit::MaxHeaderBytes => "max_header_bytes",
             Limit::MaxTensors => "max_tensors",
+            Limit::MaxShards => "max_shards",
             Limit::MaxPixels => "max_pixels",
             Limit::GuestMemoryBytes => "guest_memory_bytes",
             Limit::GuestTimeMillis => "guest_time_ms",

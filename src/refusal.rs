@@ -89,7 +89,7 @@ pub(crate) fn why_not_a_checkpoint(format: Format) -> (&'static str, &'static st
         Format::Tiff | Format::Dng | Format::Raw | Format::Png | Format::Jpeg | Format::Webp => {
             ("It is an image, not a checkpoint.", "open it as an image instead of as a checkpoint.")
         }
-        Format::Safetensors | Format::Unknown => (
+        Format::Safetensors | Format::SafetensorsIndex | Format::Unknown => (
             "It is not a safetensors file and not a recognised format.",
             "check what produced it; sandload accepts safetensors checkpoints (a little-endian u64 header length, \
              then a JSON object starting with `{`).",
@@ -151,7 +151,7 @@ fn refused(file: &Path, sniffed: &Sniffed, why: &'static str, remedy: &'static s
 /// `None` when the file should go on to the RAW decoder (DNG, maker RAW, TIFF-based, unknown).
 pub(crate) fn refuse_as_raw(file: &Path, sniffed: &Sniffed) -> Option<Error> {
     let (why, remedy): (&'static str, &'static str) = match sniffed.format {
-        Format::Dng | Format::Raw | Format::Tiff | Format::Unknown => return None,
+        Format::Dng | Format::Raw | Format::Tiff | Format::SafetensorsIndex | Format::Unknown => return None,
         Format::Png | Format::Jpeg | Format::Webp => {
             ("It is an already-developed image, not camera RAW data.", "decode it with `Sandbox::decode_image`.")
         }
@@ -164,7 +164,9 @@ pub(crate) fn refuse_as_raw(file: &Path, sniffed: &Sniffed) -> Option<Error> {
 /// expected, or `None` when the file should go on to the image decoder.
 pub(crate) fn refuse_as_image(file: &Path, sniffed: &Sniffed) -> Option<Error> {
     let (why, remedy): (&'static str, &'static str) = match sniffed.format {
-        Format::Png | Format::Jpeg | Format::Tiff | Format::Webp | Format::Unknown => return None,
+        Format::Png | Format::Jpeg | Format::Tiff | Format::Webp | Format::SafetensorsIndex | Format::Unknown => {
+            return None;
+        }
         Format::Dng | Format::Raw => (
             "It is camera RAW data, which needs a RAW decoder.",
             "decode it with `Sandbox::decode_raw` (or `Sandbox::raw_preview` for its embedded JPEG).",

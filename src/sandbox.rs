@@ -133,14 +133,16 @@ pub enum Guest {
     ImageDecoder,
     /// `guests/pickle-scan`: describes refused pickles (what they would import and call).
     PickleScan,
+    /// `guests/shard-index`: parses a sharded checkpoint's `model.safetensors.index.json`.
+    ShardIndex,
 }
 
 impl Guest {
-    const COUNT: usize = 4;
+    const COUNT: usize = 5;
 
     /// Every guest.
     pub const ALL: [Guest; Guest::COUNT] =
-        [Guest::SafetensorsHeader, Guest::RawDecoder, Guest::ImageDecoder, Guest::PickleScan];
+        [Guest::SafetensorsHeader, Guest::RawDecoder, Guest::ImageDecoder, Guest::PickleScan, Guest::ShardIndex];
 
     /// The guest's name, as in errors and receipts (its crate name under `guests/`).
     pub fn name(self) -> &'static str {
@@ -149,6 +151,7 @@ impl Guest {
             Guest::RawDecoder => "raw-decoder",
             Guest::ImageDecoder => "image-decoder",
             Guest::PickleScan => "pickle-scan",
+            Guest::ShardIndex => "shard-index",
         }
     }
 
@@ -161,6 +164,7 @@ impl Guest {
             Guest::RawDecoder => artifacts::RAW_DECODER,
             Guest::ImageDecoder => artifacts::IMAGE_DECODER,
             Guest::PickleScan => artifacts::PICKLE_SCAN,
+            Guest::ShardIndex => artifacts::SHARD_INDEX,
         }
     }
 

@@ -50,13 +50,17 @@ pub enum Format {
     Jpeg,
     /// WebP.
     Webp,
+    /// A sharded checkpoint's index (`model.safetensors.index.json`): what
+    /// [`Sandbox::open_sharded`](crate::Sandbox::open_sharded) reports errors of the index
+    /// under. JSON is not sniffed; only that function reads a file as an index.
+    SafetensorsIndex,
     /// None of the above.
     Unknown,
 }
 
 impl Format {
     /// Every format, for documentation and tests.
-    pub const ALL: [Format; 21] = [
+    pub const ALL: [Format; 22] = [
         Format::Safetensors,
         Format::Pickle,
         Format::PytorchZip,
@@ -77,6 +81,7 @@ impl Format {
         Format::Png,
         Format::Jpeg,
         Format::Webp,
+        Format::SafetensorsIndex,
         Format::Unknown,
     ];
 
@@ -103,6 +108,7 @@ impl Format {
             Format::Png => "png",
             Format::Jpeg => "jpeg",
             Format::Webp => "webp",
+            Format::SafetensorsIndex => "safetensors-index",
             Format::Unknown => "unknown",
         }
     }

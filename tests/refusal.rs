@@ -150,6 +150,7 @@ fn format_names_are_the_cli_contract() {
             "png",
             "jpeg",
             "webp",
+            "safetensors-index",
             "unknown"
         ]
     );

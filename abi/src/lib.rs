@@ -53,9 +53,10 @@ pub mod pickle;
 pub mod pickle_scan;
 pub mod raw;
 pub mod safetensors;
+pub mod shard_index;
 
 /// Version of this interface. Bump it whenever an encoding or an export changes.
-pub const ABI_VERSION: u32 = 3;
+pub const ABI_VERSION: u32 = 4;
 
 /// The most bytes of a panic message a guest writes to its stderr.
 pub const PANIC_MESSAGE_MAX: usize = 4096;
@@ -154,6 +155,14 @@ pub enum Rule {
     /// ruled out doing so within the bytes examined (offset: the first such opcode, or where the
     /// walk had to stop; value `1` for the latter, so the host can hand in more of the file).
     PicklePolyglot,
+    /// A sharded checkpoint's index is not a JSON object with a `weight_map` object of tensor
+    /// names to file names (and, if present, a `metadata` object whose `total_size` is a
+    /// non-negative integer).
+    IndexJson,
+    /// A tensor name appears twice in the index's `weight_map`.
+    IndexDuplicateTensor,
+    /// The index names more shard files than the limit (value: the count).
+    ShardCountOverLimit,
 }
 
 impl Rule {
@@ -186,6 +195,9 @@ impl Rule {
             Rule::RankOverLimit => "rank_over_limit",
             Rule::RawNotRecognised => "raw_not_recognised",
             Rule::PicklePolyglot => "pickle_polyglot",
+            Rule::IndexJson => "index_json",
+            Rule::IndexDuplicateTensor => "index_duplicate_tensor",
+            Rule::ShardCountOverLimit => "shard_count_over_limit",
         }
     }
 }

@@ -8,6 +8,7 @@ use sandload_abi::pickle::{End, Walk};
 use sandload_abi::pickle_scan;
 use sandload_abi::raw::{self, Rect, Region};
 use sandload_abi::safetensors::{Dtype, Request, Response, Table, TensorEntry};
+use sandload_abi::shard_index;
 use sandload_abi::{ABI_VERSION, GuestError, Rule, decode, encode, exports};
 
 fn canonical() -> String {
@@ -45,6 +46,7 @@ fn canonical() -> String {
     }
     out += &raw_messages();
     out += &pickle_messages();
+    out += &shard_index_messages();
     for layout in Layout::ALL {
         out += &format!("layout {layout:?} {} {}\n", layout.bytes_per_pixel(), hex(&encode(&layout).unwrap()));
     }
@@ -78,6 +80,9 @@ fn canonical() -> String {
         Rule::RankOverLimit,
         Rule::RawNotRecognised,
         Rule::PicklePolyglot,
+        Rule::IndexJson,
+        Rule::IndexDuplicateTensor,
+        Rule::ShardCountOverLimit,
     ] {
         out += &format!("rule {} {}\n", rule.name(), hex(&encode(&rule).unwrap()));
     }
@@ -113,6 +118,21 @@ fn pickle_messages() -> String {
         hex(&encode(&End::Invalid).unwrap()),
         hex(&encode(&End::Truncated).unwrap()),
         hex(&encode(&End::OpLimit).unwrap()),
+    )
+}
+
+fn shard_index_messages() -> String {
+    let request = shard_index::Request { max_shards: 10_000, max_tensors: 1_000_000 };
+    let index: shard_index::Response = Ok(shard_index::Index {
+        total_size: Some(26_953_662_464),
+        metadata: vec![("format".into(), "pt".into())],
+        shards: vec!["model-00001-of-00002.safetensors".into(), "model-00002-of-00002.safetensors".into()],
+        tensors: vec![("embed.weight".into(), 0), ("lm_head.weight".into(), 1)],
+    });
+    format!(
+        "shard_index_request {}\nshard_index_response {}\n",
+        hex(&encode(&request).unwrap()),
+        hex(&encode(&index).unwrap())
     )
 }
 
