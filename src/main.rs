@@ -116,6 +116,18 @@ struct LimitArgs {
     /// Guest CPU deadline per file, in seconds (fractions allowed, at most one year).
     #[arg(long, value_name = "SECS")]
     timeout: Option<f64>,
+    /// Most pixels (width x height) of one decoded image.
+    #[arg(long, value_name = "COUNT")]
+    max_pixels: Option<u64>,
+    /// Most tensors in one safetensors file or sharded index.
+    #[arg(long, value_name = "COUNT")]
+    max_tensors: Option<u64>,
+    /// Largest safetensors JSON header (and sharded index file), in bytes.
+    #[arg(long, value_name = "BYTES")]
+    max_header_bytes: Option<u64>,
+    /// Most shard files one sharded checkpoint's index may name.
+    #[arg(long, value_name = "COUNT")]
+    max_shards: Option<u64>,
     /// Run this wasm module instead of a bundled guest (e.g. a rebuilt RAW decoder); it is
     /// sandboxed and re-validated exactly like the bundled one. Repeatable.
     #[arg(long = "guest", value_name = "GUEST=FILE.wasm", value_parser = parse_replacement)]
@@ -136,6 +148,18 @@ impl LimitArgs {
         }
         if let Some(bytes) = self.max_memory {
             limits = limits.with_guest_memory_bytes(bytes);
+        }
+        if let Some(count) = self.max_pixels {
+            limits = limits.with_max_pixels(count);
+        }
+        if let Some(count) = self.max_tensors {
+            limits = limits.with_max_tensors(count);
+        }
+        if let Some(bytes) = self.max_header_bytes {
+            limits = limits.with_max_header_bytes(bytes);
+        }
+        if let Some(count) = self.max_shards {
+            limits = limits.with_max_shards(count);
         }
         if let Some(secs) = self.timeout {
             // `try_from_secs_f64` refuses NaN, infinities and negatives; the upper bound keeps
@@ -213,6 +237,24 @@ fn inspect(sandbox: &Sandbox, paths: &[PathBuf], json: bool, digest: bool) -> Ex
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     for path in paths {
+        if let Some((dir, index)) = sharded_index(sandbox, path) {
+            progress.inc(1);
+            let result = Dir::open_ambient_dir(&dir, ambient_authority())
+                .map_err(|source| Error::Io { file: dir.clone(), source })
+                .and_then(|d| sandbox.open_sharded(&d, &index));
+            if let Err(e) = &result {
+                status = status.max(status_of(e));
+            }
+            let line = if json {
+                json_safe(&sharded_json(path, &result, digest).to_string())
+            } else {
+                sharded_human(path, &result)
+            };
+            if progress.suspend(|| writeln!(out, "{line}")).is_err() {
+                return ExitCode::from(EXIT_IO);
+            }
+            continue;
+        }
         let (result, receipt) = match open_input(path) {
             Ok(input) => {
                 let (result, receipt) = sandbox.open_with_receipt(input);
@@ -236,6 +278,107 @@ fn inspect(sandbox: &Sandbox, paths: &[PathBuf], json: bool, digest: bool) -> Ex
     }
     progress.finish_and_clear();
     ExitCode::from(status)
+}
+
+/// The index file a sharded checkpoint is inspected through: `PATH` itself when its name ends in
+/// `.safetensors.index.json` and its content is no format sandload recognises (a pickle under
+/// that name is still reported as a pickle), or `PATH/model.safetensors.index.json` when `PATH`
+/// is a directory holding one. Returns the directory and the index's name in it.
+fn sharded_index(sandbox: &Sandbox, path: &Path) -> Option<(PathBuf, PathBuf)> {
+    const INDEX: &str = "model.safetensors.index.json";
+    if path.is_dir() {
+        return path.join(INDEX).is_file().then(|| (path.to_path_buf(), PathBuf::from(INDEX)));
+    }
+    let name = path.file_name()?;
+    if !name.to_string_lossy().ends_with(".safetensors.index.json") {
+        return None;
+    }
+    let bytes = open_input(path).ok()?.read_all(sandbox.limits()).ok()?;
+    if sandload::sniff(&bytes).format != sandload::Format::Unknown {
+        return None;
+    }
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    Some((parent, PathBuf::from(name)))
+}
+
+fn sharded_human(path: &Path, result: &Result<sandload::ShardedCheckpoint, Error>) -> String {
+    match result {
+        Err(e) => {
+            format!("{}: REJECTED (sharded checkpoint, {}): {}", printable(&path.display()), e.kind(), printable(e))
+        }
+        Ok(model) => {
+            let mut s = format!(
+                "{}: accepted sharded checkpoint, {} tensors in {} shards{}",
+                printable(&path.display()),
+                model.len(),
+                model.shards().len(),
+                model.total_size().map_or(String::new(), |n| format!(", total_size {n} bytes"))
+            );
+            for shard in model.shards() {
+                let r = shard.receipt();
+                s += &format!(
+                    "\n  {}: accepted safetensors, {} tensors (guest {:.2} ms, peak guest memory {} KiB)",
+                    printable(&shard.file().display()),
+                    shard.len(),
+                    r.guest_time.as_secs_f64() * 1e3,
+                    r.guest_peak_memory_bytes / 1024
+                );
+            }
+            s
+        }
+    }
+}
+
+fn sharded_json(path: &Path, result: &Result<sandload::ShardedCheckpoint, Error>, digest: bool) -> Value {
+    let mut report = json!({
+        "path": path.display().to_string(),
+        "verdict": if result.is_ok() { "accepted" } else { "rejected" },
+        "format": "safetensors-index",
+        "error": match result {
+            Ok(_) => Value::Null,
+            Err(e) => json!({ "kind": e.kind(), "message": e.to_string(), "rule": e.rule(), "file": e.file().map(|f| f.display().to_string()) }),
+        },
+    });
+    if let Ok(model) = result {
+        let shards: Vec<Value> = model
+            .shards()
+            .iter()
+            .map(|shard| {
+                let tensors: Vec<Value> = shard
+                    .iter()
+                    .map(|t| {
+                        let mut v = json!({ "name": t.name, "dtype": t.dtype.name(), "shape": t.shape });
+                        if digest {
+                            v["sha256"] = json!(sha256_hex(&t.data));
+                        }
+                        v
+                    })
+                    .collect();
+                let r = shard.receipt();
+                json!({
+                    "path": shard.file().display().to_string(),
+                    "verdict": "accepted",
+                    "format": "safetensors",
+                    "tensors": tensors,
+                    "receipt": {
+                        "guest": r.guest,
+                        "guest_peak_memory_bytes": r.guest_peak_memory_bytes,
+                        "guest_time_us": r.guest_time.as_micros() as u64,
+                        "total_time_us": r.total_time.as_micros() as u64,
+                    },
+                })
+            })
+            .collect();
+        let obj = report.as_object_mut().expect("object");
+        obj.insert("tensor_count".into(), json!(model.len()));
+        obj.insert("total_size".into(), json!(model.total_size()));
+        obj.insert("metadata".into(), json!(model.metadata()));
+        obj.insert("shards".into(), Value::Array(shards));
+    }
+    report
 }
 
 /// Compiled guests are cached in `$SANDLOAD_CACHE_DIR`, else `$XDG_CACHE_HOME/sandload`, else

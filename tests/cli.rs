@@ -163,3 +163,46 @@ fn refused_pickles_report_their_imports() {
     let out = sandload(&["inspect", &plain]);
     assert!(!String::from_utf8(out.stdout).unwrap().contains("DANGER"));
 }
+
+/// `inspect` given a sharded model's directory or its index: one verdict for the model and one
+/// line per shard; a broken model is rejected with the cross-shard rule; the new limit flags work.
+#[test]
+fn sharded_models_are_inspected_as_one() {
+    use sandload::Dtype;
+    use sandload::samples::Tensor;
+    let tmp = tmpdir();
+    let t = |name: &str| Tensor::patterned(name, Dtype::F32, &[2]);
+    write(&tmp, "model-00001-of-00002.safetensors", &samples::safetensors(&[t("a"), t("b")], &[]));
+    write(&tmp, "model-00002-of-00002.safetensors", &samples::safetensors(&[t("c")], &[]));
+    let index = write(
+        &tmp,
+        "model.safetensors.index.json",
+        br#"{"metadata": {"total_size": 24}, "weight_map": {"a": "model-00001-of-00002.safetensors",
+            "b": "model-00001-of-00002.safetensors", "c": "model-00002-of-00002.safetensors"}}"#,
+    );
+    let dir = tmp.to_str().unwrap();
+    for path in [dir, index.as_str()] {
+        let out = sandload(&["inspect", path]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{text}");
+        assert!(text.contains("accepted sharded checkpoint, 3 tensors in 2 shards, total_size 24 bytes"), "{text}");
+        assert_eq!(text.lines().filter(|l| l.contains("accepted safetensors, ")).count(), 2, "{text}");
+    }
+    let out = sandload(&["inspect", "--json", dir]);
+    let report = &json_lines(&out)[0];
+    assert_eq!((report["verdict"].as_str(), report["tensor_count"].as_u64()), (Some("accepted"), Some(3)));
+    assert_eq!(report["shards"].as_array().unwrap().len(), 2);
+    // One shard too many for --max-shards 1: a limit, exit 1.
+    let out = sandload(&["inspect", "--json", "--max-shards", "1", dir]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(json_lines(&out)[0]["error"]["kind"], "limit_exceeded");
+    // The index claims a size the shards contradict.
+    write(&tmp, "model.safetensors.index.json", br#"{"metadata": {"total_size": 25}, "weight_map": {"a": "model-00001-of-00002.safetensors", "b": "model-00001-of-00002.safetensors", "c": "model-00002-of-00002.safetensors"}}"#);
+    let out = sandload(&["inspect", "--json", dir]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(json_lines(&out)[0]["error"]["rule"], "total_size_mismatch");
+    // A pickle under an index's name is still reported as a pickle.
+    let pickle = write(&tmp, "evil.safetensors.index.json", &samples::pickle(2));
+    let out = sandload(&["inspect", "--json", &pickle]);
+    assert_eq!(json_lines(&out)[0]["format"], "pickle");
+}
