@@ -194,7 +194,7 @@ fn malformed(index: &Path, rule: &'static str, detail: String) -> Error {
 }
 
 /// A shard's path relative to the directory, if `name` is a plain relative path that is not the
-/// index itself. The `Dir` capability would refuse an escape anyway; refusing it by name first
+/// index itself: the name joined to the index's own directory. The `Dir` capability would refuse an escape anyway; refusing it by name first
 /// makes it the index's fault, with a rule, rather than an I/O error.
 fn shard_path(index: &Path, name: &str) -> Result<PathBuf> {
     let bad = |why: &str| malformed(index, rules::SHARD_PATH, format!("shard {:?} {why}", printable(name)));
@@ -209,8 +209,11 @@ fn shard_path(index: &Path, name: &str) -> Result<PathBuf> {
             Component::RootDir | Component::Prefix(_) => return Err(bad("is an absolute path")),
         }
     }
-    let normal: PathBuf = path.components().filter(|c| *c != Component::CurDir).collect();
+    // Shard names are relative to the index's own directory (as `transformers` resolves them),
+    // which may be a subdirectory of `dir` (e.g. a Hub cache's `snapshots/<revision>/`).
     let index_normal: PathBuf = index.components().filter(|c| *c != Component::CurDir).collect();
+    let base = index_normal.parent().unwrap_or(Path::new(""));
+    let normal: PathBuf = base.join(path.components().filter(|c| *c != Component::CurDir).collect::<PathBuf>());
     if normal == index_normal {
         return Err(bad("is the index itself"));
     }

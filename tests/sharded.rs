@@ -229,3 +229,27 @@ fn a_bad_shard_is_refused_under_its_own_name() {
     assert_eq!(err.kind(), "refused_format", "{err}");
     assert_eq!(err.file(), Some(Path::new(SHARD_2)));
 }
+
+#[test]
+fn shard_names_are_relative_to_the_index_not_the_capability() {
+    // A Hub-cache-like layout: the capability is the repository, the model a level down.
+    let (path, dir) = model_dir("nested", &[]);
+    std::fs::create_dir_all(path.join("snapshots/abc")).unwrap();
+    for (name, bytes) in valid_files() {
+        std::fs::write(path.join("snapshots/abc").join(name), bytes).unwrap();
+    }
+    let model = sandbox().open_sharded(&dir, "snapshots/abc/model.safetensors.index.json").unwrap();
+    assert_eq!(model.len(), 3);
+    assert_eq!(model.shards()[0].file(), Path::new("snapshots/abc").join(SHARD_1));
+    // A decoy at the top must not be what a shard name resolves to.
+    std::fs::write(path.join(SHARD_2), shard(&["zzz"])).unwrap();
+    assert_eq!(sandbox().open_sharded(&dir, "snapshots/abc/model.safetensors.index.json").unwrap().len(), 3);
+    // "../" out of the index's directory is still refused, even though it stays inside `dir`.
+    std::fs::write(
+        path.join("snapshots/abc").join(INDEX),
+        index(&[("a", SHARD_1), ("b", SHARD_1), ("c", &format!("../../{SHARD_2}"))], None),
+    )
+    .unwrap();
+    let err = sandbox().open_sharded(&dir, "snapshots/abc/model.safetensors.index.json").unwrap_err();
+    assert!(matches!(&err, Error::Malformed { rule, .. } if *rule == rules::SHARD_PATH), "{err}");
+}
