@@ -138,6 +138,19 @@ pub enum Error {
 }
 
 impl Error {
+    /// Every value [`kind`](Error::kind) can return.
+    pub const KINDS: [&'static str; 9] = [
+        "refused_format",
+        "limit_exceeded",
+        "malformed",
+        "guest_trap",
+        "guest_timeout",
+        "guest_out_of_memory",
+        "io",
+        "unsupported",
+        "internal",
+    ];
+
     /// A stable snake_case name of the variant, for logs and JSON output.
     pub fn kind(&self) -> &'static str {
         match self {

@@ -29,8 +29,13 @@ mod polyglot;
 mod raw;
 mod receipt;
 mod refusal;
+#[cfg(feature = "serde")]
+pub mod report;
+#[cfg(feature = "samples")]
 pub mod samples;
 mod sandbox;
+#[cfg(feature = "serde")]
+mod serialize;
 pub mod sharded;
 mod sniff;
 mod tensor_data;

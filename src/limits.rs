@@ -18,6 +18,8 @@ use std::time::Duration;
 /// assert_eq!(limits.max_header_bytes, sandload::Limits::DEFAULT_MAX_HEADER_BYTES);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[non_exhaustive]
 pub struct Limits {
     /// Largest file accepted, in bytes. By default this is [`Limits::DEFAULT_MAX_FILE_BYTES`].
@@ -41,6 +43,8 @@ pub struct Limits {
     pub guest_memory_bytes: u64,
     /// Wall-clock CPU deadline of one guest call. By default this is
     /// [`Limits::DEFAULT_GUEST_TIME`].
+    #[cfg_attr(feature = "serde", serde(rename = "guest_time_ms", serialize_with = "crate::serialize::millis"))]
+    #[cfg_attr(feature = "schema", schemars(with = "u64"))]
     pub guest_time: Duration,
 }
 
@@ -148,6 +152,17 @@ pub enum Limit {
 }
 
 impl Limit {
+    /// Every limit.
+    pub const ALL: [Limit; 7] = [
+        Limit::MaxFileBytes,
+        Limit::MaxHeaderBytes,
+        Limit::MaxTensors,
+        Limit::MaxShards,
+        Limit::MaxPixels,
+        Limit::GuestMemoryBytes,
+        Limit::GuestTimeMillis,
+    ];
+
     /// The field's name, e.g. `"max_header_bytes"`.
     pub fn name(self) -> &'static str {
         match self {

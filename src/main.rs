@@ -12,9 +12,12 @@ use std::time::Duration;
 use cap_std::ambient_authority;
 use cap_std::fs::Dir;
 use clap::{Parser, Subcommand};
-use sandload::{DataAccess, Error, Guest, Input, Limits, Opened, RawImage, Receipt, Sandbox};
+
+mod cli;
+use cli::walk::Target;
+use sandload::report::{FileReport, Summary};
+use sandload::{DataAccess, Error, Guest, Input, Limits, RawImage, Sandbox};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
 #[derive(Parser)]
 #[command(
@@ -53,21 +56,39 @@ const MAX_TIMEOUT_SECS: f64 = 365.0 * 24.0 * 3600.0;
 
 #[derive(Subcommand)]
 enum Command {
-    /// Report what each file is and whether sandload accepts it.
+    /// Report what each file is and whether sandload accepts it: checkpoints, sharded
+    /// checkpoints (a directory or an index file), camera RAW files, images, and everything
+    /// sandload refuses.
     Inspect {
-        /// One JSON object per input, each on its own line.
-        #[arg(long)]
+        /// Output: `human`, `json` (one record per input, then a summary record; see
+        /// `sandload schema`) or `sarif` (SARIF 2.1.0, one result per rejected input).
+        #[arg(long, value_enum, default_value = "human")]
+        format: OutputFormat,
+        /// Same as `--format json`.
+        #[arg(long, conflicts_with = "format")]
         json: bool,
-        /// Add the SHA-256 of every tensor's bytes (of a RAW file's decoded samples, as u16
-        /// little-endian).
+        /// Add the SHA-256 of every tensor's bytes, of a RAW file's decoded samples (u16
+        /// little-endian) and of an image's decoded pixels.
         #[arg(long)]
         digest: bool,
+        /// Inspect every file under the directories given, in name order. The walk stays inside
+        /// each directory: symlinked directories are skipped, symlinked files are resolved only
+        /// inside the tree. A directory holding a sharded checkpoint's index is reported as one
+        /// model (its shards inside it), plus any `.safetensors` file the index does not name.
+        #[arg(short, long)]
+        recursive: bool,
+        /// Inspect this many files at once, over one shared sandbox (reports stay in input
+        /// order).
+        #[arg(short, long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
+        jobs: u32,
         #[command(flatten)]
         limits: LimitArgs,
-        /// Files to inspect.
+        /// Files (or directories) to inspect.
         #[arg(required = true, value_name = "PATH")]
         paths: Vec<PathBuf>,
     },
+    /// Print the JSON Schema of `inspect --format json` records.
+    Schema,
     /// Decode an untrusted camera RAW file or image and write a safe output: `.png` / `.tiff`
     /// (developed 16-bit sRGB image) or, for RAW files, `.safetensors` (the raw samples plus
     /// metadata, for dataset building).
@@ -193,8 +214,17 @@ impl LimitArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let (limits, run): (&LimitArgs, Box<dyn FnOnce(&Sandbox) -> ExitCode>) = match &cli.command {
-        Command::Inspect { json, digest, limits, paths } => {
-            (limits, Box::new(move |sandbox| inspect(sandbox, paths, *json, *digest)))
+        Command::Inspect { format, json, digest, recursive, jobs, limits, paths } => {
+            let format = if *json { OutputFormat::Json } else { *format };
+            let mut targets = Vec::new();
+            cli::walk::targets(paths, *recursive, &mut targets);
+            let jobs = *jobs as usize;
+            (limits, Box::new(move |sandbox| inspect(sandbox, targets, format, *digest, jobs)))
+        }
+        Command::Schema => {
+            let schema = serde_json::to_string_pretty(&sandload::report::json_schema()).expect("schema serializes");
+            println!("{schema}");
+            return ExitCode::SUCCESS;
         }
         Command::Convert { input, output, limits } => {
             (limits, Box::new(move |sandbox| convert(sandbox, input, output)))
@@ -222,13 +252,24 @@ fn main() -> ExitCode {
     }
 }
 
-fn inspect(sandbox: &Sandbox, paths: &[PathBuf], json: bool, digest: bool) -> ExitCode {
+/// How `inspect` writes its reports.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum OutputFormat {
+    /// A paragraph per input.
+    Human,
+    /// One JSON record per input (`sandload::report::FileReport`), each on its own line, then a
+    /// summary record; the schema is `sandload schema`.
+    Json,
+    /// One SARIF 2.1.0 log with a result per rejected input, for code-scanning UIs.
+    Sarif,
+}
+
+fn inspect(sandbox: &Sandbox, targets: Vec<Target>, format: OutputFormat, digest: bool, jobs: usize) -> ExitCode {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    let mut status = 0u8;
     // Drawn on stderr only when it is a terminal, and only for several files.
-    let progress = if paths.len() > 1 {
-        indicatif::ProgressBar::new(paths.len() as u64)
+    let progress = if targets.len() > 1 {
+        indicatif::ProgressBar::new(targets.len() as u64)
     } else {
         indicatif::ProgressBar::hidden()
     };
@@ -236,149 +277,165 @@ fn inspect(sandbox: &Sandbox, paths: &[PathBuf], json: bool, digest: bool) -> Ex
         indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} files, {per_sec}, eta {eta}")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
-    for path in paths {
-        if let Some((dir, index)) = sharded_index(sandbox, path) {
-            progress.inc(1);
-            let result = Dir::open_ambient_dir(&dir, ambient_authority())
-                .map_err(|source| Error::Io { file: dir.clone(), source })
-                .and_then(|d| sandbox.open_sharded(&d, &index));
-            if let Err(e) = &result {
-                status = status.max(status_of(e));
-            }
-            let line = if json {
-                json_safe(&sharded_json(path, &result, digest).to_string())
-            } else {
-                sharded_human(path, &result)
-            };
-            if progress.suspend(|| writeln!(out, "{line}")).is_err() {
-                return ExitCode::from(EXIT_IO);
-            }
-            continue;
-        }
-        let (result, receipt) = match open_input(path) {
-            Ok(input) => {
-                let (result, receipt) = sandbox.open_with_receipt(input);
-                (result, Some(receipt))
-            }
-            Err(e) => (Err(e), None),
-        };
+    let several = targets.len() > 1;
+    let mut status = 0u8;
+    let mut summary = Summary::default();
+    let mut sarif = Vec::new();
+    let mut broken_pipe = false;
+    // Reports are written in input order as they complete, whatever order the workers finish in.
+    for_each_report(sandbox, targets, digest, jobs, |report| {
         progress.inc(1);
-        if let Err(e) = &result {
+        if broken_pipe {
+            return;
+        }
+        if let Some(e) = &report.error {
             status = status.max(status_of(e));
         }
-        let line = if json {
-            json_safe(&json_report(path, &result, receipt.as_ref(), digest).to_string())
-        } else {
-            human_report(path, &result, receipt.as_ref(), digest)
+        summary.add(&report);
+        let line = match format {
+            OutputFormat::Human => Some(cli::human::report(&report)),
+            OutputFormat::Json => Some(json_safe(&serde_json::to_string(&report).expect("reports serialize"))),
+            OutputFormat::Sarif => {
+                sarif.push(report);
+                None
+            }
         };
-        if progress.suspend(|| writeln!(out, "{line}")).is_err() {
-            // stdout closed (e.g. piped into `head`): stop quietly; the report is incomplete.
+        if let Some(line) = line {
+            if progress.suspend(|| writeln!(out, "{line}")).is_err() {
+                // stdout closed (e.g. piped into `head`): stop writing; the report is incomplete.
+                broken_pipe = true;
+            }
+        }
+    });
+    progress.finish_and_clear();
+    if broken_pipe {
+        return ExitCode::from(EXIT_IO);
+    }
+    let tail = match format {
+        OutputFormat::Human => {
+            if several {
+                eprintln!("{}", cli::human::summary(&summary));
+            }
+            None
+        }
+        OutputFormat::Json => Some(json_safe(&serde_json::to_string(&summary.record()).expect("summary serializes"))),
+        OutputFormat::Sarif => Some(json_safe(&cli::sarif::log(&sarif).to_string())),
+    };
+    if let Some(tail) = tail {
+        if writeln!(out, "{tail}").is_err() {
             return ExitCode::from(EXIT_IO);
         }
     }
-    progress.finish_and_clear();
     ExitCode::from(status)
 }
 
-/// The index file a sharded checkpoint is inspected through: `PATH` itself when its name ends in
-/// `.safetensors.index.json` and its content is no format sandload recognises (a pickle under
-/// that name is still reported as a pickle), or `PATH/model.safetensors.index.json` when `PATH`
-/// is a directory holding one. Returns the directory and the index's name in it.
-fn sharded_index(sandbox: &Sandbox, path: &Path) -> Option<(PathBuf, PathBuf)> {
-    const INDEX: &str = "model.safetensors.index.json";
-    if path.is_dir() {
-        return path.join(INDEX).is_file().then(|| (path.to_path_buf(), PathBuf::from(INDEX)));
-    }
-    let name = path.file_name()?;
-    if !name.to_string_lossy().ends_with(".safetensors.index.json") {
-        return None;
-    }
-    let bytes = open_input(path).ok()?.read_all(sandbox.limits()).ok()?;
-    if sandload::sniff(&bytes).format != sandload::Format::Unknown {
-        return None;
-    }
-    let parent = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    Some((parent, PathBuf::from(name)))
-}
-
-fn sharded_human(path: &Path, result: &Result<sandload::ShardedCheckpoint, Error>) -> String {
-    match result {
-        Err(e) => {
-            format!("{}: REJECTED (sharded checkpoint, {}): {}", printable(&path.display()), e.kind(), printable(e))
+/// Inspects every target on `jobs` threads sharing `sandbox` and hands the reports to `emit` in
+/// the targets' order (a sharded target may give several: the model, then any sibling
+/// `.safetensors` file its shards do not cover).
+fn for_each_report(
+    sandbox: &Sandbox,
+    targets: Vec<Target>,
+    digest: bool,
+    jobs: usize,
+    mut emit: impl FnMut(FileReport),
+) {
+    let jobs = jobs.clamp(1, targets.len().max(1));
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let targets = &targets;
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::channel::<(usize, Vec<FileReport>)>();
+        for _ in 0..jobs {
+            let tx = tx.clone();
+            let next = &next;
+            scope.spawn(move || {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(target) = targets.get(i) else { break };
+                    if tx.send((i, inspect_one(sandbox, target, digest))).is_err() {
+                        break;
+                    }
+                }
+            });
         }
-        Ok(model) => {
-            let mut s = format!(
-                "{}: accepted sharded checkpoint, {} tensors in {} shards{}",
-                printable(&path.display()),
-                model.len(),
-                model.shards().len(),
-                model.total_size().map_or(String::new(), |n| format!(", total_size {n} bytes"))
-            );
-            for shard in model.shards() {
-                let r = shard.receipt();
-                s += &format!(
-                    "\n  {}: accepted safetensors, {} tensors (guest {:.2} ms, peak guest memory {} KiB)",
-                    printable(&shard.file().display()),
-                    shard.len(),
-                    r.guest_time.as_secs_f64() * 1e3,
-                    r.guest_peak_memory_bytes / 1024
-                );
+        drop(tx);
+        let mut pending = std::collections::BTreeMap::new();
+        let mut want = 0;
+        for (i, reports) in rx {
+            pending.insert(i, reports);
+            while let Some(reports) = pending.remove(&want) {
+                reports.into_iter().for_each(&mut emit);
+                want += 1;
             }
-            s
+        }
+    });
+}
+
+fn inspect_one(sandbox: &Sandbox, target: &Target, digest: bool) -> Vec<FileReport> {
+    match target {
+        Target::Unreachable { shown, error } => {
+            // `Error` is not `Clone` (it may hold an `io::Error`): rebuild the I/O error.
+            let error = match error {
+                Error::Io { file, source } => {
+                    Error::Io { file: file.clone(), source: std::io::Error::new(source.kind(), source.to_string()) }
+                }
+                other => Error::Internal(other.to_string()),
+            };
+            vec![FileReport::new(shown, Err(error), None, digest)]
+        }
+        Target::File { dir, name, shown } => vec![inspect_file(sandbox, dir, name, shown, digest)],
+        Target::Sharded { dir, index, shown, siblings } => {
+            // A file under an index name is a sharded checkpoint only if its content is no format
+            // sandload recognises (a pickle under that name is still reported as a pickle).
+            if !index_is_json(sandbox, dir, index, shown) {
+                let mut reports = vec![inspect_file(sandbox, dir, index, shown, digest)];
+                reports.extend(siblings.iter().map(|(name, shown)| inspect_file(sandbox, dir, name, shown, digest)));
+                return reports;
+            }
+            let result = sandbox.open_sharded(dir, index);
+            let covered: std::collections::HashSet<std::ffi::OsString> = match &result {
+                Ok(model) => {
+                    model.shards().iter().filter_map(|s| s.file().file_name().map(|n| n.to_os_string())).collect()
+                }
+                Err(_) => Default::default(),
+            };
+            let mut reports = vec![FileReport::sharded(shown, result, digest)];
+            // Shards are named relative to the directory the index is in; show them under the
+            // same prefix as the path the user gave.
+            let prefix = if shown.is_dir() { Some(shown.as_path()) } else { shown.parent() };
+            if let (Some(prefix), Some(shards)) = (prefix, reports[0].shards.as_mut()) {
+                for shard in shards {
+                    shard.path = prefix.join(&shard.path).display().to_string();
+                }
+            }
+            for (name, shown) in siblings {
+                if !covered.contains(name.as_os_str()) {
+                    reports.push(inspect_file(sandbox, dir, name, shown, digest));
+                }
+            }
+            reports
         }
     }
 }
 
-fn sharded_json(path: &Path, result: &Result<sandload::ShardedCheckpoint, Error>, digest: bool) -> Value {
-    let mut report = json!({
-        "path": path.display().to_string(),
-        "verdict": if result.is_ok() { "accepted" } else { "rejected" },
-        "format": "safetensors-index",
-        "error": match result {
-            Ok(_) => Value::Null,
-            Err(e) => json!({ "kind": e.kind(), "message": e.to_string(), "rule": e.rule(), "file": e.file().map(|f| f.display().to_string()) }),
-        },
-    });
-    if let Ok(model) = result {
-        let shards: Vec<Value> = model
-            .shards()
-            .iter()
-            .map(|shard| {
-                let tensors: Vec<Value> = shard
-                    .iter()
-                    .map(|t| {
-                        let mut v = json!({ "name": t.name, "dtype": t.dtype.name(), "shape": t.shape });
-                        if digest {
-                            v["sha256"] = json!(sha256_hex(&t.data));
-                        }
-                        v
-                    })
-                    .collect();
-                let r = shard.receipt();
-                json!({
-                    "path": shard.file().display().to_string(),
-                    "verdict": "accepted",
-                    "format": "safetensors",
-                    "tensors": tensors,
-                    "receipt": {
-                        "guest": r.guest,
-                        "guest_peak_memory_bytes": r.guest_peak_memory_bytes,
-                        "guest_time_us": r.guest_time.as_micros() as u64,
-                        "total_time_us": r.total_time.as_micros() as u64,
-                    },
-                })
-            })
-            .collect();
-        let obj = report.as_object_mut().expect("object");
-        obj.insert("tensor_count".into(), json!(model.len()));
-        obj.insert("total_size".into(), json!(model.total_size()));
-        obj.insert("metadata".into(), json!(model.metadata()));
-        obj.insert("shards".into(), Value::Array(shards));
+fn inspect_file(sandbox: &Sandbox, dir: &Dir, name: &Path, shown: &Path, digest: bool) -> FileReport {
+    match Target::open(dir, name, shown) {
+        Ok(input) => {
+            let (result, receipt) = sandbox.open_with_receipt(input);
+            FileReport::new(shown, result, Some(receipt), digest)
+        }
+        Err(e) => FileReport::new(shown, Err(e), None, digest),
     }
-    report
+}
+
+/// Whether an index-named file's content is no format sandload recognises (then it is parsed as
+/// an index by the shard-index guest, which decides whether it is one).
+fn index_is_json(sandbox: &Sandbox, dir: &Dir, index: &Path, shown: &Path) -> bool {
+    let Ok(input) = Target::open(dir, index, shown) else { return true };
+    match input.read_all(sandbox.limits()) {
+        Ok(bytes) => sandload::sniff(&bytes).format == sandload::Format::Unknown,
+        // Unreadable or too large: `open_sharded` reports why.
+        Err(_) => true,
+    }
 }
 
 /// Compiled guests are cached in `$SANDLOAD_CACHE_DIR`, else `$XDG_CACHE_HOME/sandload`, else
@@ -433,175 +490,6 @@ fn open_input(path: &Path) -> Result<Input, Error> {
         other => other,
     })?;
     Ok(input.with_name(path))
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn json_report(path: &Path, result: &Result<Opened, Error>, receipt: Option<&Receipt>, digest: bool) -> Value {
-    let format = receipt.map_or("unknown", |r| r.format.name());
-    let mut report = json!({
-        "path": path.display().to_string(),
-        "verdict": if result.is_ok() { "accepted" } else { "rejected" },
-        "format": format,
-        "error": match result {
-            Ok(_) => Value::Null,
-            Err(e) => json!({ "kind": e.kind(), "message": e.to_string() }),
-        },
-    });
-    let obj = report.as_object_mut().expect("object");
-    if let Some(rule) = result.as_ref().err().and_then(Error::rule) {
-        obj["error"]["rule"] = json!(rule);
-    }
-    if let Some(pickle) = result.as_ref().err().and_then(Error::pickle_report) {
-        obj.insert(
-            "pickle".into(),
-            json!({
-                "protocol": pickle.protocol,
-                "imports": pickle.imports,
-                "calls": pickle.calls,
-                "persistent_loads": pickle.persistent_loads,
-                "streams": pickle.streams,
-                "complete": pickle.complete,
-                "verdict_hint": pickle.verdict_hint(),
-            }),
-        );
-    }
-    if let Ok(Opened::Raw(raw)) = result {
-        obj.insert("raw".into(), raw_json(raw, digest));
-    }
-    if let Ok(Opened::Checkpoint(ckpt)) = result {
-        let tensors: Vec<Value> = ckpt
-            .iter()
-            .map(|t| {
-                let mut v = json!({ "name": t.name, "dtype": t.dtype.name(), "shape": t.shape });
-                if digest {
-                    v["sha256"] = json!(sha256_hex(&t.data));
-                }
-                v
-            })
-            .collect();
-        obj.insert("tensors".into(), Value::Array(tensors));
-        obj.insert("metadata".into(), json!(ckpt.metadata()));
-        obj.insert("header_len".into(), json!(ckpt.header_len()));
-    }
-    if let Some(r) = receipt {
-        obj.insert(
-            "receipt".into(),
-            json!({
-                "guest": r.guest,
-                "guest_peak_memory_bytes": r.guest_peak_memory_bytes,
-                "guest_time_us": r.guest_time.as_micros() as u64,
-                "total_time_us": r.total_time.as_micros() as u64,
-                "limits": {
-                    "max_file_bytes": r.limits.max_file_bytes,
-                    "max_header_bytes": r.limits.max_header_bytes,
-                    "max_tensors": r.limits.max_tensors,
-                    "max_pixels": r.limits.max_pixels,
-                    "guest_memory_bytes": r.limits.guest_memory_bytes,
-                    "guest_time_ms": r.limits.guest_time.as_millis() as u64,
-                },
-            }),
-        );
-    }
-    report
-}
-
-fn raw_json(raw: &RawImage, digest: bool) -> Value {
-    let info = raw.info();
-    let mut v = json!({
-        "width": info.width,
-        "height": info.height,
-        "cpp": info.cpp,
-        "cfa": info.cfa.as_ref().map(|c| c.name()),
-        "black_levels": info.black_levels,
-        "white_level": info.white_levels.iter().max(),
-        "make": info.make,
-        "model": info.model,
-        "decoder": info.decoder,
-        "bits_per_sample": info.bits_per_sample,
-        "white_levels": info.white_levels,
-        "wb_coeffs": info.wb_coeffs,
-        "orientation": info.orientation,
-        "iso": info.iso,
-        "exposure_time": info.exposure_time.map(|(n, d)| format!("{n}/{d}")),
-        "timestamp": info.timestamp,
-        "active_area": info.active_area.map(|r| [r.x, r.y, r.width, r.height]),
-        "crop_area": info.crop_area.map(|r| [r.x, r.y, r.width, r.height]),
-    });
-    if digest {
-        v["pixels_sha256"] = json!(sha256_hex(raw.samples()));
-    }
-    v
-}
-
-fn human_report(path: &Path, result: &Result<Opened, Error>, receipt: Option<&Receipt>, digest: bool) -> String {
-    let format = receipt.map_or("unknown", |r| r.format.name());
-    let guest = |s: &mut String| {
-        if let Some(r) = receipt {
-            *s += &format!(
-                " (guest {:.2} ms, peak guest memory {} KiB)",
-                r.guest_time.as_secs_f64() * 1e3,
-                r.guest_peak_memory_bytes / 1024
-            );
-        }
-    };
-    match result {
-        Err(e) => {
-            let mut s = format!("{}: REJECTED ({format}, {}): {}", printable(&path.display()), e.kind(), printable(e));
-            if let Some(pickle) = e.pickle_report() {
-                let dangerous: Vec<&str> = pickle.dangerous_imports().collect();
-                if !dangerous.is_empty() {
-                    s += &format!("\n  DANGER: unpickling it would import {}", printable(&dangerous.join(", ")));
-                }
-            }
-            s
-        }
-        Ok(Opened::Raw(raw)) => {
-            let info = raw.info();
-            let mut s = format!(
-                "{}: accepted {format}, {}x{} x{} {} bits, CFA {}, black {:?}, white {:?}, {} {}",
-                printable(&path.display()),
-                info.width,
-                info.height,
-                info.cpp,
-                info.bits_per_sample,
-                info.cfa.as_ref().map_or("none".into(), |c| c.name()),
-                info.black_levels,
-                info.white_levels,
-                printable(&info.make),
-                printable(&info.model)
-            );
-            guest(&mut s);
-            if digest {
-                s += &format!("\n  pixels sha256={}", sha256_hex(raw.samples()));
-            }
-            s
-        }
-        Ok(Opened::Checkpoint(ckpt)) => {
-            let mut s = format!(
-                "{}: accepted {format}, {} tensors, header {} bytes",
-                printable(&path.display()),
-                ckpt.len(),
-                ckpt.header_len()
-            );
-            guest(&mut s);
-            for t in ckpt.iter() {
-                s += &format!("\n  {} {} {:?}", printable(&t.name), t.dtype.name(), t.shape);
-                if digest {
-                    s += &format!(" sha256={}", sha256_hex(&t.data));
-                }
-            }
-            if let Some(meta) = ckpt.metadata() {
-                for (k, v) in meta {
-                    s += &format!("\n  metadata {} = {}", printable(k), printable(&format!("{v:?}")));
-                }
-            }
-            s
-        }
-        Ok(_) => format!("{}: accepted {format}", printable(&path.display())),
-    }
 }
 
 /// `convert`: RAW files by content go to the RAW decoder, everything else to the image decoder;

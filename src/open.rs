@@ -3,6 +3,7 @@
 use crate::error::{Error, Result};
 use crate::input::Input;
 use crate::limits::Limit;
+use crate::picture::DecodedImage;
 use crate::raw::RawImage;
 use crate::receipt::Receipt;
 use crate::sandbox::{GuestStats, Sandbox};
@@ -17,20 +18,24 @@ pub enum Opened {
     Checkpoint(Checkpoint),
     /// A camera RAW image (DNG or a maker's format).
     Raw(RawImage),
+    /// A PNG, JPEG, TIFF or WebP image, decoded in the image guest.
+    Image(DecodedImage),
 }
 
 impl Sandbox {
-    /// Opens a checkpoint or a camera RAW file, whichever the content says it is (never the
-    /// name): safetensors-shaped files and every recognised non-RAW format go to
-    /// [`open_safetensors`](Sandbox::open_safetensors), which accepts safetensors and refuses
-    /// pickles, PyTorch files, images and the rest; DNG, maker RAW containers, and files nothing
-    /// else recognises go to [`decode_raw`](Sandbox::decode_raw), where rawler's own
-    /// identification decides (a file it does not recognise either is refused as "not a
-    /// recognised format"). This is what `sandload inspect` runs.
+    /// Opens a checkpoint, a camera RAW file or an image, whichever the content says it is (never
+    /// the name): PNG, JPEG and WebP go to [`decode_image`](Sandbox::decode_image); DNG, maker
+    /// RAW containers, and files nothing else recognises go to
+    /// [`decode_raw`](Sandbox::decode_raw), where rawler's own identification decides (a file it
+    /// does not recognise either is refused as "not a recognised format"), and a TIFF that rawler
+    /// does not claim as camera RAW is decoded as an image; safetensors-shaped files and every
+    /// other recognised format go to [`open_safetensors`](Sandbox::open_safetensors), which
+    /// accepts safetensors and refuses pickles, PyTorch files and the rest. This is what
+    /// `sandload inspect` runs.
     ///
     /// # Errors
-    /// Those of [`open_safetensors`](Sandbox::open_safetensors) and
-    /// [`decode_raw`](Sandbox::decode_raw).
+    /// Those of [`open_safetensors`](Sandbox::open_safetensors),
+    /// [`decode_raw`](Sandbox::decode_raw) and [`decode_image`](Sandbox::decode_image).
     pub fn open(&self, input: Input) -> Result<Opened> {
         self.open_with_receipt(input).0
     }
@@ -60,9 +65,13 @@ impl Sandbox {
             }
         };
         // One read (or mapping) serves both paths: `from_bytes` over it copies nothing.
-        let input = Input::from_bytes(data.clone(), name);
+        let input = Input::from_bytes(data.clone(), name.clone());
         let len = data.len() as u64;
         match sniff(&data).format {
+            Format::Png | Format::Jpeg | Format::Webp => {
+                let (result, receipt) = self.decode_image_with_receipt(input);
+                (result.map(Opened::Image), receipt)
+            }
             // The RAW decoder's own identification decides what is camera RAW: the sniffer's
             // DNG/maker hints, and anything it does not recognise (a TIFF-based or headerless
             // container of a camera it has no name for) that the guest can hold.
@@ -73,7 +82,14 @@ impl Sandbox {
                         && len <= limits.guest_memory_bytes) =>
             {
                 let (result, receipt) = self.decode_raw_with_receipt(input);
-                (result.map(Opened::Raw), receipt)
+                match result {
+                    // A TIFF no RAW decoder claims (a scan, a TIFF export) is an image.
+                    Err(e) if format == Format::Tiff && e.rule() == Some("raw_not_recognised") => {
+                        let (result, receipt) = self.decode_image_with_receipt(Input::from_bytes(data, name));
+                        (result.map(Opened::Image), receipt)
+                    }
+                    result => (result.map(Opened::Raw), receipt),
+                }
             }
             _ => {
                 let (result, receipt) = self.open_safetensors_with_receipt(input);

@@ -53,6 +53,8 @@ const TENSOR_GLOBALS: &[&str] = &[
 
 /// What unpickling a refused file would do, without doing it.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[non_exhaustive]
 pub struct PickleReport {
     /// The highest pickle protocol declared (`PROTO`), if any.

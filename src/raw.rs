@@ -83,6 +83,8 @@ impl Cfa {
 
 /// A rectangle in sensor pixels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Rect {
     /// Left column.
     pub x: usize,
@@ -96,9 +98,13 @@ pub struct Rect {
 
 /// Metadata of a decoded RAW frame, every field checked by the host.
 #[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[non_exhaustive]
 pub struct RawInfo {
     /// The file.
+    #[cfg_attr(feature = "serde", serde(serialize_with = "crate::serialize::lossy_path"))]
+    #[cfg_attr(feature = "schema", schemars(with = "String"))]
     pub file: PathBuf,
     /// The format recognised from content (`dng`, `raw` or `tiff`).
     pub format: Format,

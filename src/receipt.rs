@@ -12,9 +12,13 @@ use crate::sniff::Format;
 /// [`Sandbox::open_safetensors_with_receipt`](crate::Sandbox::open_safetensors_with_receipt)), so
 /// that a pipeline can log it and alert on, say, guests that approach their memory cap.
 #[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[non_exhaustive]
 pub struct Receipt {
     /// The file.
+    #[cfg_attr(feature = "serde", serde(serialize_with = "crate::serialize::lossy_path"))]
+    #[cfg_attr(feature = "schema", schemars(with = "String"))]
     pub file: PathBuf,
     /// The format recognised from content.
     pub format: Format,
@@ -27,8 +31,12 @@ pub struct Receipt {
     /// Largest linear memory the guest reached, in bytes.
     pub guest_peak_memory_bytes: u64,
     /// Time from store creation to the guest's return (or trap).
+    #[cfg_attr(feature = "serde", serde(rename = "guest_time_us", serialize_with = "crate::serialize::micros"))]
+    #[cfg_attr(feature = "schema", schemars(with = "u64"))]
     pub guest_time: Duration,
     /// Time for the whole call, including reading the file and host-side validation.
+    #[cfg_attr(feature = "serde", serde(rename = "total_time_us", serialize_with = "crate::serialize::micros"))]
+    #[cfg_attr(feature = "schema", schemars(with = "u64"))]
     pub total_time: Duration,
     /// How the call ended.
     pub outcome: Outcome,
@@ -36,6 +44,9 @@ pub struct Receipt {
 
 /// How a call ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "serde", serde(tag = "verdict", rename_all = "snake_case"))]
 #[non_exhaustive]
 pub enum Outcome {
     /// The file was accepted.

@@ -37,10 +37,13 @@ pub struct Checkpoint {
 
 /// Name, type, shape and location of one tensor.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct TensorInfo {
     /// The tensor's name.
     pub name: String,
     /// Element type.
+    #[cfg_attr(feature = "schema", schemars(with = "crate::serialize::DtypeName"))]
     pub dtype: Dtype,
     /// Dimensions, outermost first (C order).
     pub shape: Vec<u64>,

@@ -1,0 +1,191 @@
+//! The inputs of an `inspect` run: the paths given, and with `--recursive` every file under the
+//! directories given, walked through cap-std.
+//!
+//! A walk never leaves the directory it was given: entries are listed and opened relative to an
+//! open `Dir`, symlinked directories are not descended into (no cycles, no escapes), and a
+//! symlinked file is opened through the same `Dir`, which resolves it only inside the tree (a
+//! Hugging Face cache's `snapshots/<rev>/x -> ../../blobs/<hash>` works when the walk starts at
+//! the cache's root; a link out of the tree is reported as an I/O error, never followed).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use cap_std::ambient_authority;
+use cap_std::fs::Dir;
+use sandload::{Error, Input};
+
+/// Names that mark a sharded checkpoint's index.
+pub fn is_index_name(name: &str) -> bool {
+    name.ends_with(".safetensors.index.json")
+}
+
+/// One thing to report on.
+pub enum Target {
+    /// A file, opened through `dir`.
+    File {
+        /// The directory capability the file is opened through.
+        dir: Arc<Dir>,
+        /// Its name in `dir`.
+        name: PathBuf,
+        /// The path shown in reports.
+        shown: PathBuf,
+    },
+    /// A sharded checkpoint's index, opened through `dir`.
+    Sharded {
+        /// The directory holding the index (and its shards).
+        dir: Arc<Dir>,
+        /// The index's name in `dir`.
+        index: PathBuf,
+        /// The path shown in reports.
+        shown: PathBuf,
+        /// In a recursive walk, the other `.safetensors` files beside the index, as (name, shown
+        /// path): those the model's shards cover are reported as part of the model, the rest
+        /// (or all, if the model is rejected) on their own.
+        siblings: Vec<(PathBuf, PathBuf)>,
+    },
+    /// A path that could not be reached (reported as an I/O error).
+    Unreachable { shown: PathBuf, error: Error },
+}
+
+impl Target {
+    /// Opens a file target's input.
+    pub fn open(dir: &Dir, name: &Path, shown: &Path) -> Result<Input, Error> {
+        let input = Input::open(dir, name).map_err(|e| match e {
+            Error::Io { source, .. } => Error::Io { file: shown.to_path_buf(), source },
+            other => other,
+        })?;
+        Ok(input.with_name(shown))
+    }
+}
+
+/// The parent directory of a path named on the command line, and the name in it.
+fn split(path: &Path) -> Result<(Arc<Dir>, PathBuf), Error> {
+    let io_err = |source| Error::Io { file: path.to_path_buf(), source };
+    let name = path
+        .file_name()
+        .ok_or_else(|| io_err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "path has no file name")))?;
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    // The CLI's one use of ambient authority: the user named this path on the command line.
+    let dir = Dir::open_ambient_dir(parent, ambient_authority()).map_err(io_err)?;
+    Ok((Arc::new(dir), PathBuf::from(name)))
+}
+
+/// The targets for the paths given: a file under an index name is a sharded target (the caller
+/// still lets its content decide), a directory is a sharded checkpoint if it holds
+/// `model.safetensors.index.json`, or with `recursive` every file under it.
+pub fn targets(paths: &[PathBuf], recursive: bool, out: &mut Vec<Target>) {
+    for path in paths {
+        if path.is_dir() {
+            match Dir::open_ambient_dir(path, ambient_authority()) {
+                Err(source) => out
+                    .push(Target::Unreachable { shown: path.clone(), error: Error::Io { file: path.clone(), source } }),
+                Ok(dir) => {
+                    let dir = Arc::new(dir);
+                    if recursive {
+                        walk(&dir, path, out);
+                    } else if dir.is_file("model.safetensors.index.json") {
+                        out.push(Target::Sharded {
+                            dir,
+                            index: PathBuf::from("model.safetensors.index.json"),
+                            shown: path.clone(),
+                            siblings: Vec::new(),
+                        });
+                    } else {
+                        out.push(Target::Unreachable {
+                            shown: path.clone(),
+                            error: Error::Io {
+                                file: path.clone(),
+                                source: std::io::Error::new(
+                                    std::io::ErrorKind::InvalidInput,
+                                    "is a directory without model.safetensors.index.json (use --recursive to inspect every file in it)",
+                                ),
+                            },
+                        });
+                    }
+                }
+            }
+            continue;
+        }
+        match split(path) {
+            Err(error) => out.push(Target::Unreachable { shown: path.clone(), error }),
+            Ok((dir, name)) => {
+                if name.to_str().is_some_and(is_index_name) {
+                    out.push(Target::Sharded { dir, index: name, shown: path.clone(), siblings: Vec::new() });
+                } else {
+                    out.push(Target::File { dir, name, shown: path.clone() });
+                }
+            }
+        }
+    }
+}
+
+/// Every file under `dir` (shown as `shown`), in name order so runs are reproducible; index
+/// files become sharded targets.
+fn walk(dir: &Arc<Dir>, shown: &Path, out: &mut Vec<Target>) {
+    let entries = match dir.entries() {
+        Ok(entries) => entries,
+        Err(source) => {
+            out.push(Target::Unreachable {
+                shown: shown.to_path_buf(),
+                error: Error::Io { file: shown.to_path_buf(), source },
+            });
+            return;
+        }
+    };
+    let mut names = Vec::new();
+    for entry in entries {
+        match entry.and_then(|e| Ok((e.file_name(), e.file_type()?))) {
+            Ok((name, kind)) => names.push((name, kind)),
+            Err(source) => out.push(Target::Unreachable {
+                shown: shown.to_path_buf(),
+                error: Error::Io { file: shown.to_path_buf(), source },
+            }),
+        }
+    }
+    names.sort_by(|a, b| a.0.cmp(&b.0));
+    // A directory holding a sharded checkpoint's index: its `.safetensors` files go with the
+    // (first) index, which reports the ones its shards cover once, as part of the model.
+    let has_index = names.iter().any(|(n, k)| !k.is_dir() && n.to_str().is_some_and(is_index_name));
+    let mut siblings = Vec::new();
+    if has_index {
+        names.retain(|(n, k)| {
+            let shard = !k.is_dir() && n.to_str().is_some_and(|n| n.ends_with(".safetensors"));
+            if shard {
+                siblings.push((PathBuf::from(n), shown.join(n)));
+            }
+            !shard
+        });
+    }
+    for (name, kind) in names {
+        let path = shown.join(&name);
+        if kind.is_dir() {
+            // `file_type` does not follow symlinks: this is a real directory inside the tree.
+            match dir.open_dir(&name) {
+                Ok(sub) => walk(&Arc::new(sub), &path, out),
+                Err(source) => {
+                    out.push(Target::Unreachable { shown: path.clone(), error: Error::Io { file: path, source } })
+                }
+            }
+        } else if kind.is_symlink() {
+            // A link to a directory is skipped (no cycles, no second copy of a subtree); a link
+            // to a file is opened through `dir`, which refuses to resolve it outside the tree.
+            if dir.metadata(&name).is_ok_and(|m| m.is_dir()) {
+                continue;
+            }
+            out.push(file_target(dir, name.into(), path, &mut siblings));
+        } else {
+            out.push(file_target(dir, name.into(), path, &mut siblings));
+        }
+    }
+}
+
+fn file_target(dir: &Arc<Dir>, name: PathBuf, shown: PathBuf, siblings: &mut Vec<(PathBuf, PathBuf)>) -> Target {
+    if name.to_str().is_some_and(is_index_name) {
+        Target::Sharded { dir: Arc::clone(dir), index: name, shown, siblings: std::mem::take(siblings) }
+    } else {
+        Target::File { dir: Arc::clone(dir), name, shown }
+    }
+}
