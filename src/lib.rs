@@ -22,6 +22,8 @@ mod develop;
 mod error;
 mod input;
 mod limits;
+#[cfg(feature = "ndarray")]
+mod ndarray_view;
 mod open;
 mod pickle_report;
 mod picture;
@@ -40,6 +42,8 @@ pub mod sharded;
 mod sniff;
 mod tensor_data;
 mod tensors;
+#[cfg(feature = "tracing")]
+mod trace;
 
 pub use bytes::Bytes;
 pub use develop::BayerPlanes;

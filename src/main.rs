@@ -72,8 +72,8 @@ enum Command {
         #[arg(long)]
         digest: bool,
         /// Inspect every file under the directories given, in name order. The walk stays inside
-        /// each directory: symlinked directories are skipped, symlinked files are resolved only
-        /// inside the tree. A directory holding a sharded checkpoint's index is reported as one
+        /// each directory: a symlink is resolved only inside the tree (one leading out of it is an
+        /// I/O error), and symlinked directories are skipped. A directory holding a sharded checkpoint's index is reported as one
         /// model (its shards inside it), plus any `.safetensors` file the index does not name.
         #[arg(short, long)]
         recursive: bool,
@@ -408,7 +408,7 @@ fn inspect_one(sandbox: &Sandbox, target: &Target, digest: bool) -> Vec<FileRepo
                 }
             }
             for (name, shown) in siblings {
-                if !covered.contains(name.as_os_str()) {
+                if !name.file_name().is_some_and(|n| covered.contains(n)) {
                     reports.push(inspect_file(sandbox, dir, name, shown, digest));
                 }
             }

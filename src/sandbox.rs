@@ -729,7 +729,7 @@ impl GuestStats {
         started: Instant,
         result: &Result<T>,
     ) -> Receipt {
-        Receipt {
+        let receipt = Receipt {
             file,
             format,
             guest: self.guest,
@@ -742,7 +742,10 @@ impl GuestStats {
                 Ok(_) => Outcome::Accepted,
                 Err(e) => Outcome::Rejected { kind: e.kind() },
             },
-        }
+        };
+        #[cfg(feature = "tracing")]
+        crate::trace::file(&receipt, result.as_ref().err());
+        receipt
     }
 }
 

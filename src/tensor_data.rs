@@ -39,15 +39,19 @@ pub trait Element: Copy + sealed::Sealed {
     const NAME: &'static str;
     /// Whether every value of `dtype` converts to this type exactly.
     fn accepts(dtype: Dtype) -> bool;
+    /// The dtype whose little-endian bytes are this type's own representation, if any (views
+    /// without a copy are possible only for it).
+    const DTYPE: Option<Dtype>;
     #[doc(hidden)]
     fn from_value(value: Value) -> Self;
 }
 
 macro_rules! integer_element {
-    ($t:ty, [$($dtype:ident),*]) => {
+    ($t:ty, $own:ident, [$($dtype:ident),*]) => {
         impl sealed::Sealed for $t {}
         impl Element for $t {
             const NAME: &'static str = stringify!($t);
+            const DTYPE: Option<Dtype> = Some(Dtype::$own);
             fn accepts(dtype: Dtype) -> bool {
                 matches!(dtype, Dtype::BOOL $(| Dtype::$dtype)*)
             }
@@ -62,20 +66,21 @@ macro_rules! integer_element {
     };
 }
 
-integer_element!(u8, [U8]);
-integer_element!(u16, [U8, U16]);
-integer_element!(u32, [U8, U16, U32]);
-integer_element!(u64, [U8, U16, U32, U64]);
-integer_element!(i8, [I8]);
-integer_element!(i16, [U8, I8, I16]);
-integer_element!(i32, [U8, I8, U16, I16, I32]);
-integer_element!(i64, [U8, I8, U16, I16, U32, I32, I64]);
+integer_element!(u8, U8, [U8]);
+integer_element!(u16, U16, [U8, U16]);
+integer_element!(u32, U32, [U8, U16, U32]);
+integer_element!(u64, U64, [U8, U16, U32, U64]);
+integer_element!(i8, I8, [I8]);
+integer_element!(i16, I16, [U8, I8, I16]);
+integer_element!(i32, I32, [U8, I8, U16, I16, I32]);
+integer_element!(i64, I64, [U8, I8, U16, I16, U32, I32, I64]);
 
 macro_rules! float_element {
-    ($t:ty, $from_f64:expr, [$($dtype:ident),*]) => {
+    ($t:ty, $own:ident, $from_f64:expr, [$($dtype:ident),*]) => {
         impl sealed::Sealed for $t {}
         impl Element for $t {
             const NAME: &'static str = stringify!($t);
+            const DTYPE: Option<Dtype> = Some(Dtype::$own);
             fn accepts(dtype: Dtype) -> bool {
                 matches!(dtype, Dtype::BOOL $(| Dtype::$dtype)*)
             }
@@ -93,13 +98,13 @@ macro_rules! float_element {
 
 // f16: 11 significant bits, up to 65504, subnormals down to 2^-24; holds every u8/i8, F8_E4M3
 // (3 mantissa bits, 2^-9 .. 448) and F8_E5M2 (the same exponent range, 2 mantissa bits).
-float_element!(f16, f16::from_f64, [U8, I8, F16, F8_E4M3, F8_E5M2]);
+float_element!(f16, F16, f16::from_f64, [U8, I8, F16, F8_E4M3, F8_E5M2]);
 // bf16: 8 significant bits and f32's exponent range.
-float_element!(bf16, bf16::from_f64, [U8, I8, BF16, F8_E4M3, F8_E5M2]);
+float_element!(bf16, BF16, bf16::from_f64, [U8, I8, BF16, F8_E4M3, F8_E5M2]);
 // f32: 24 significant bits.
-float_element!(f32, |f| f as f32, [U8, I8, U16, I16, F16, BF16, F8_E4M3, F8_E5M2, F32]);
+float_element!(f32, F32, |f| f as f32, [U8, I8, U16, I16, F16, BF16, F8_E4M3, F8_E5M2, F32]);
 // f64: 53 significant bits.
-float_element!(f64, |f| f, [U8, I8, U16, I16, U32, I32, F16, BF16, F8_E4M3, F8_E5M2, F32, F64]);
+float_element!(f64, F64, |f| f, [U8, I8, U16, I16, U32, I32, F16, BF16, F8_E4M3, F8_E5M2, F32, F64]);
 
 /// Elements of `bytes` (little-endian `dtype`), converted. `T::accepts(dtype)` must hold.
 fn convert<T: Element>(dtype: Dtype, bytes: &[u8]) -> Vec<T> {
@@ -293,7 +298,7 @@ impl TensorView<'_> {
         Ok(TensorSlice { dtype: self.dtype, shape, data })
     }
 
-    fn unsupported(&self, operation: &'static str, reason: String) -> Error {
+    pub(crate) fn unsupported(&self, operation: &'static str, reason: String) -> Error {
         Error::Unsupported { file: self.file.to_path_buf(), operation, reason: crate::error::printable(&reason) }
     }
 }

@@ -16,12 +16,17 @@ fn write(dir: &Path, name: &str, bytes: &[u8]) -> String {
     path.to_str().unwrap().to_string()
 }
 
+/// The per-file records of `inspect --json`, after checking that the last line is the summary
+/// and that it counts them.
 fn json_lines(out: &Output) -> Vec<Value> {
-    String::from_utf8(out.stdout.clone())
+    let mut lines: Vec<Value> = String::from_utf8(out.stdout.clone())
         .unwrap()
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-        .collect()
+        .collect();
+    let summary = lines.pop().expect("a summary record");
+    assert_eq!(summary["summary"]["files"].as_u64(), Some(lines.len() as u64), "{summary}");
+    lines
 }
 
 #[test]

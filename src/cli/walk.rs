@@ -2,8 +2,8 @@
 //! directories given, walked through cap-std.
 //!
 //! A walk never leaves the directory it was given: entries are listed and opened relative to an
-//! open `Dir`, symlinked directories are not descended into (no cycles, no escapes), and a
-//! symlinked file is opened through the same `Dir`, which resolves it only inside the tree (a
+//! open `Dir`, symlinked directories are not descended into (no cycles), and a symlinked
+//! file is opened through the same `Dir`, which resolves it only inside the tree (a
 //! Hugging Face cache's `snapshots/<rev>/x -> ../../blobs/<hash>` works when the walk starts at
 //! the cache's root; a link out of the tree is reported as an I/O error, never followed).
 
@@ -85,7 +85,7 @@ pub fn targets(paths: &[PathBuf], recursive: bool, out: &mut Vec<Target>) {
                 Ok(dir) => {
                     let dir = Arc::new(dir);
                     if recursive {
-                        walk(&dir, path, out);
+                        walk(&dir, Path::new(""), path, out);
                     } else if dir.is_file("model.safetensors.index.json") {
                         out.push(Target::Sharded {
                             dir,
@@ -122,10 +122,12 @@ pub fn targets(paths: &[PathBuf], recursive: bool, out: &mut Vec<Target>) {
     }
 }
 
-/// Every file under `dir` (shown as `shown`), in name order so runs are reproducible; index
-/// files become sharded targets.
-fn walk(dir: &Arc<Dir>, shown: &Path, out: &mut Vec<Target>) {
-    let entries = match dir.entries() {
+/// Every file under `rel` in `root` (shown as `shown`), in name order so runs are reproducible;
+/// index files become sharded targets. Everything is opened relative to `root`, so a symlink
+/// anywhere below resolves against the whole tree and never outside it.
+fn walk(root: &Arc<Dir>, rel: &Path, shown: &Path, out: &mut Vec<Target>) {
+    let listing = if rel.as_os_str().is_empty() { root.entries() } else { root.read_dir(rel) };
+    let entries = match listing {
         Ok(entries) => entries,
         Err(source) => {
             out.push(Target::Unreachable {
@@ -154,30 +156,22 @@ fn walk(dir: &Arc<Dir>, shown: &Path, out: &mut Vec<Target>) {
         names.retain(|(n, k)| {
             let shard = !k.is_dir() && n.to_str().is_some_and(|n| n.ends_with(".safetensors"));
             if shard {
-                siblings.push((PathBuf::from(n), shown.join(n)));
+                siblings.push((rel.join(n), shown.join(n)));
             }
             !shard
         });
     }
     for (name, kind) in names {
-        let path = shown.join(&name);
+        let (path, rel_path) = (shown.join(&name), rel.join(&name));
         if kind.is_dir() {
             // `file_type` does not follow symlinks: this is a real directory inside the tree.
-            match dir.open_dir(&name) {
-                Ok(sub) => walk(&Arc::new(sub), &path, out),
-                Err(source) => {
-                    out.push(Target::Unreachable { shown: path.clone(), error: Error::Io { file: path, source } })
-                }
-            }
-        } else if kind.is_symlink() {
-            // A link to a directory is skipped (no cycles, no second copy of a subtree); a link
-            // to a file is opened through `dir`, which refuses to resolve it outside the tree.
-            if dir.metadata(&name).is_ok_and(|m| m.is_dir()) {
-                continue;
-            }
-            out.push(file_target(dir, name.into(), path, &mut siblings));
+            walk(root, &rel_path, &path, out);
+        } else if kind.is_symlink() && root.metadata(&rel_path).is_ok_and(|m| m.is_dir()) {
+            // A link to a directory is skipped (no cycles, no second copy of a subtree). A link
+            // to a file is opened through `root`, which refuses to resolve it outside the tree.
+            continue;
         } else {
-            out.push(file_target(dir, name.into(), path, &mut siblings));
+            out.push(file_target(root, rel_path, path, &mut siblings));
         }
     }
 }
