@@ -24,8 +24,15 @@ pub struct DecodedImage {
     pub file: PathBuf,
     /// The format the decoder recognised (e.g. `"png"`; `"preview"` for a RAW file's preview).
     pub format: String,
-    /// The pixels, in the file's own layout (8/16-bit grey or RGB(A), or 32-bit float).
+    /// The pixels, in the file's own layout (8/16-bit grey or RGB(A), or 32-bit float), as
+    /// stored: not rotated by `orientation`.
     pub image: DynamicImage,
+    /// The EXIF orientation, 1-8 (1: stored upright, also when the file does not say; 6: rotate
+    /// 90° clockwise to display, ...). A RAW file's preview has the RAW file's orientation.
+    pub orientation: u16,
+    /// The embedded ICC colour profile, if the file has one (at most 4 MiB; a larger one is
+    /// dropped by the decoder).
+    pub icc_profile: Option<Vec<u8>>,
     /// What the sandbox did to decode it.
     pub receipt: Receipt,
 }
@@ -79,13 +86,15 @@ impl Sandbox {
                 let response: Response = Guest::ImageDecoder.decode_response(response, &file)?;
                 let picture = response.map_err(|e| guest_rejection(&file, format, limits, Guest::ImageDecoder, e))?;
                 let image = to_image(&picture, memory, limits).map_err(|v| violation(&file, format, limits, v))?;
-                Ok((picture.format, image))
+                Ok((picture.format, image, picture.orientation, picture.icc_profile))
             })
         });
-        let result = result.map(|(format, image)| DecodedImage {
+        let result = result.map(|(format, image, orientation, icc_profile)| DecodedImage {
             file: receipt.file.clone(),
             format,
             image,
+            orientation: orientation.into(),
+            icc_profile,
             receipt: receipt.clone(),
         });
         (result, receipt)
@@ -126,8 +135,8 @@ impl Sandbox {
         });
         result.map(|found| {
             found.map(|(info, image)| {
-                let file = info.file.clone();
-                (info, DecodedImage { file, format: "preview".into(), image, receipt })
+                let (file, orientation) = (info.file.clone(), info.orientation);
+                (info, DecodedImage { file, format: "preview".into(), orientation, image, icc_profile: None, receipt })
             })
         })
     }
@@ -152,6 +161,18 @@ pub fn to_image(picture: &Picture, memory: &[u8], limits: &Limits) -> std::resul
     }
     if picture.format.len() > 32 {
         return Err(bad("format name longer than 32 bytes".into()));
+    }
+    if picture.orientation > 8 {
+        return Err(bad(format!("orientation {} is not an EXIF orientation (0-8)", picture.orientation)));
+    }
+    if let Some(icc) = &picture.icc_profile {
+        if icc.len() as u64 > sandload_abi::image::MAX_ICC_BYTES {
+            return Err(bad(format!(
+                "ICC profile of {} bytes, over {}",
+                icc.len(),
+                sandload_abi::image::MAX_ICC_BYTES
+            )));
+        }
     }
     let layout = picture.layout;
     let expected = pixels.checked_mul(layout.bytes_per_pixel()).ok_or_else(|| bad(format!("{w}x{h} overflows")))?;

@@ -148,6 +148,14 @@ pub struct RawInfo {
     pub exposure_time: Option<(u32, u32)>,
     /// Capture time as written in the file (EXIF `DateTimeOriginal`).
     pub timestamp: Option<String>,
+    /// Lens maker (EXIF `LensMake`), escaped like `make`.
+    pub lens_make: Option<String>,
+    /// Lens model (EXIF `LensModel`), escaped like `make`.
+    pub lens_model: Option<String>,
+    /// Aperture as an f-number, (numerator, denominator): `(18, 10)` is f/1.8.
+    pub f_number: Option<(u32, u32)>,
+    /// Focal length in millimetres, (numerator, denominator).
+    pub focal_length: Option<(u32, u32)>,
 }
 
 impl RawInfo {
@@ -524,7 +532,11 @@ pub fn validate_frame(
     }
     for (name, text) in [("decoder", Some(&frame.decoder)), ("make", Some(&frame.make)), ("model", Some(&frame.model))]
         .into_iter()
-        .chain([("timestamp", frame.timestamp.as_ref())])
+        .chain([
+            ("timestamp", frame.timestamp.as_ref()),
+            ("lens make", frame.lens_make.as_ref()),
+            ("lens model", frame.lens_model.as_ref()),
+        ])
     {
         if text.is_some_and(|t| t.len() > MAX_TEXT_BYTES) {
             return Err(malformed(format!("{name} is longer than {MAX_TEXT_BYTES} bytes")));
@@ -557,5 +569,10 @@ pub fn validate_frame(
         iso: frame.iso,
         exposure_time: frame.exposure_time,
         timestamp: frame.timestamp.as_deref().map(printable),
+        lens_make: frame.lens_make.as_deref().map(|t| printable(t.trim())).filter(|t| !t.is_empty()),
+        lens_model: frame.lens_model.as_deref().map(|t| printable(t.trim())).filter(|t| !t.is_empty()),
+        // Cameras write 0/0 for "unknown"; that is no value, not a malformed file.
+        f_number: frame.f_number.filter(|&(_, d)| d != 0),
+        focal_length: frame.focal_length.filter(|&(_, d)| d != 0),
     })
 }

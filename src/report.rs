@@ -151,6 +151,10 @@ pub struct ImageRecord {
     pub height: u32,
     /// The pixel layout, as the `image` crate names it (`Rgb8`, `L16`, `Rgba32F`, ...).
     pub color_type: String,
+    /// EXIF orientation 1-8 ([`DecodedImage::orientation`]).
+    pub orientation: u16,
+    /// Size of the embedded ICC profile in bytes, if the file has one.
+    pub icc_profile_bytes: Option<u64>,
     /// Hex SHA-256 of the decoded pixels in that layout (native-endian samples, row-major), when
     /// asked for.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -329,6 +333,8 @@ fn image_record(image: &DecodedImage, digest: bool) -> ImageRecord {
         width: image.image.width(),
         height: image.image.height(),
         color_type: format!("{:?}", image.image.color()),
+        orientation: image.orientation,
+        icc_profile_bytes: image.icc_profile.as_ref().map(|p| p.len() as u64),
         pixels_sha256: digest.then(|| sha256_hex(image.image.as_bytes())),
     }
 }

@@ -486,6 +486,14 @@ pub struct Dng {
     pub self_loop: bool,
     /// Store the samples as a lossless JPEG (DNG compression 7) instead of uncompressed.
     pub lossless_jpeg: bool,
+    /// EXIF `Orientation` (1-8).
+    pub orientation: u16,
+    /// EXIF `LensMake` and `LensModel`, if any.
+    pub lens: Option<(String, String)>,
+    /// EXIF `FNumber` as (numerator, denominator), if any.
+    pub f_number: Option<(u32, u32)>,
+    /// EXIF `FocalLength` in mm as (numerator, denominator), if any.
+    pub focal_length: Option<(u32, u32)>,
 }
 
 impl Dng {
@@ -517,6 +525,10 @@ impl Dng {
             strip_offset: None,
             self_loop: false,
             lossless_jpeg: false,
+            orientation: 1,
+            lens: None,
+            f_number: None,
+            focal_length: None,
         }
     }
 
@@ -568,10 +580,10 @@ impl Dng {
         let (make_n, make) = ascii(&self.make);
         let (model_n, model) = ascii(&self.model);
         let (unique_n, unique) = ascii(&format!("{} {}", self.make, self.model));
-        let camera: Vec<TiffEntry> = vec![
+        let mut camera: Vec<TiffEntry> = vec![
             (271, 2, make_n, make),
             (272, 2, model_n, model),
-            (274, 3, 1, shorts(&[1])),                         // Orientation: normal
+            (274, 3, 1, shorts(&[self.orientation])),          // Orientation
             (50706, 1, 4, TiffValue::Bytes(vec![1, 4, 0, 0])), // DNGVersion
             (50707, 1, 4, TiffValue::Bytes(vec![1, 1, 0, 0])), // DNGBackwardVersion
             (50708, 2, unique_n, unique),                      // UniqueCameraModel
@@ -590,6 +602,21 @@ impl Dng {
             ), // AsShotNeutral
             (50778, 3, 1, shorts(&[21])),                      // CalibrationIlluminant1: D65
         ];
+        // EXIF tags in IFD0, where DNG allows them.
+        let rational = |(n, d): (u32, u32)| TiffValue::Bytes([n.to_le_bytes(), d.to_le_bytes()].concat());
+        if let Some(f) = self.f_number {
+            camera.push((33437, 5, 1, rational(f))); // FNumber
+        }
+        if let Some(f) = self.focal_length {
+            camera.push((37386, 5, 1, rational(f))); // FocalLength
+        }
+        if let Some((lens_make, lens_model)) = &self.lens {
+            let (n, v) = ascii(lens_make);
+            camera.push((42035, 2, n, v)); // LensMake
+            let (n, v) = ascii(lens_model);
+            camera.push((42036, 2, n, v)); // LensModel
+        }
+
         let next = [if self.self_loop { Some(0) } else { None }, None];
         match &self.preview {
             None => {

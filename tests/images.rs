@@ -142,3 +142,70 @@ fn non_images_are_refused_by_content() {
     let err = decode(b"just text".to_vec(), "cat.webp").unwrap_err();
     assert_eq!(err.rule(), Some("image_unsupported"), "{err}");
 }
+
+/// A TIFF's orientation tag and ICC profile reach `DecodedImage`; pixels stay as stored.
+#[test]
+fn orientation_and_icc_profile() {
+    use samples::TiffValue::{BlobOffset, Bytes};
+    // 64x64: image 0.25's TIFF decoder caps tag values at the pixel buffer's size / 32 bytes
+    // (tiff's in-memory `Value`), so a tiny image loses a larger ICC profile (upstream quirk).
+    let (w, h) = (64u32, 64u32);
+    let pixels: Vec<u8> = (0..w * h * 3).map(|i| (i * 9) as u8).collect();
+    // A fake but well-formed ICC header: size, 'acsp' at 36; decoders pass the bytes through.
+    let mut icc = vec![0u8; 132];
+    icc[..4].copy_from_slice(&132u32.to_be_bytes());
+    icc[36..40].copy_from_slice(b"acsp");
+    let short = |v: u16| Bytes(v.to_le_bytes().to_vec());
+    let long = |v: u32| Bytes(v.to_le_bytes().to_vec());
+    let ifd = vec![
+        (256, 4, 1, long(w)),
+        (257, 4, 1, long(h)),
+        (258, 3, 3, Bytes([8u16, 8, 8].iter().flat_map(|v| v.to_le_bytes()).collect())),
+        (259, 3, 1, short(1)),
+        (262, 3, 1, short(2)),
+        (273, 4, 1, BlobOffset(0)),
+        (274, 3, 1, short(6)),
+        (277, 3, 1, short(3)),
+        (278, 4, 1, long(h)),
+        (279, 4, 1, long(pixels.len() as u32)),
+        (34675, 7, icc.len() as u32, Bytes(icc.clone())),
+    ];
+    let file = samples::tiff_file(&[ifd], &[None], &[pixels.clone()]);
+    let image = decode(file.clone(), "rotated.tif").unwrap();
+    assert_eq!(image.orientation, 6);
+    assert_eq!(image.icc_profile.as_deref(), Some(&icc[..]));
+    assert_eq!((image.image.width(), image.image.height()), (w, h), "not rotated");
+    assert_eq!(image.image.as_bytes(), &pixels[..]);
+    // `open` (what `inspect` runs) decodes it as an image too.
+    match sandbox().open(Input::from_bytes(file, "rotated.tif")).unwrap() {
+        sandload::Opened::Image(image) => assert_eq!(image.orientation, 6),
+        other => panic!("{other:?}"),
+    }
+    // A PNG with neither: upright (the EXIF default), no profile.
+    let plain = decode(samples::png_image(4, 4), "plain.png").unwrap();
+    assert_eq!((plain.orientation, plain.icc_profile.is_none()), (1, true));
+}
+
+/// A guest that lies about orientation or hands back an oversized ICC profile is caught by the
+/// host's re-validation.
+#[test]
+fn lying_picture_metadata_is_refused() {
+    use sandload::fuzzing::abi::image::{Layout, MAX_ICC_BYTES, Picture};
+    use sandload::fuzzing::abi::raw::Region;
+    let memory = vec![7u8; 64];
+    let good = Picture {
+        format: "png".into(),
+        width: 2,
+        height: 2,
+        layout: Layout::L8,
+        pixels: Region { ptr: 0, len: 4 },
+        orientation: 8,
+        icc_profile: Some(vec![1; 16]),
+    };
+    let limits = Limits::default();
+    assert!(sandload::fuzzing::to_image(&good, &memory, &limits).is_ok());
+    let bad = Picture { orientation: 9, ..good.clone() };
+    assert!(sandload::fuzzing::to_image(&bad, &memory, &limits).unwrap_err().detail.contains("orientation 9"));
+    let bad = Picture { icc_profile: Some(vec![0; MAX_ICC_BYTES as usize + 1]), ..good };
+    assert!(sandload::fuzzing::to_image(&bad, &memory, &limits).unwrap_err().detail.contains("ICC"));
+}

@@ -320,9 +320,13 @@ fn rawler_decides_what_is_camera_raw() {
         assert!(matches!(err.kind(), "malformed" | "unsupported" | "guest_trap"), "{what}: {err}");
         assert_ne!(err.rule(), Some("raw_not_recognised"), "{what}: {err}");
     }
-    let err = sandbox().open(Input::from_bytes(samples::tiff(false, Some("ACME Scanner")), "scan.tif")).unwrap_err();
+    let scan = || Input::from_bytes(samples::tiff(false, Some("ACME Scanner")), "scan.tif");
+    let err = sandbox().decode_raw(scan()).unwrap_err();
     assert_eq!((err.kind(), err.rule()), ("refused_format", Some("raw_not_recognised")), "{err}");
     assert!(err.to_string().contains("ACME Scanner"), "{err}");
+    // `open` then treats that TIFF as an image (this header-only one has no pixels to decode).
+    let (result, receipt) = sandbox().open_with_receipt(scan());
+    assert_eq!(receipt.guest, Some("image-decoder"), "{result:?}");
 }
 
 /// An intact file of a camera the decoder does not know is `unsupported` (naming make and
@@ -340,4 +344,31 @@ fn an_unknown_camera_is_unsupported_not_malformed() {
     assert_eq!(err.kind(), "unsupported", "{err}");
     let message = err.to_string();
     assert!(message.contains("SEIKO EPSON CORP.") && message.contains("R-D9"), "{message}");
+}
+
+/// Lens, aperture, focal length and orientation come through from the file's EXIF tags; the
+/// 0/0 some cameras write for "unknown" is no value, not a malformed file.
+#[test]
+fn lens_aperture_focal_length_and_orientation() {
+    let dng = Dng {
+        orientation: 6,
+        lens: Some(("Sandload Optics".into(), "35mm F1.4 \u{1b}[2J".into())),
+        f_number: Some((14, 10)),
+        focal_length: Some((35, 1)),
+        ..Dng::patterned(32, 24)
+    };
+    let raw = decode(dng.to_bytes(), "lens.dng").unwrap();
+    let info = raw.info();
+    assert_eq!(info.orientation, 6);
+    assert_eq!(info.lens_make.as_deref(), Some("Sandload Optics"));
+    // Escaped for terminals and logs, like make and model.
+    assert_eq!(info.lens_model.as_deref(), Some("35mm F1.4 \\u{1b}[2J"));
+    assert_eq!(info.f_number, Some((14, 10)));
+    assert_eq!(info.focal_length, Some((35, 1)));
+
+    let unknown = Dng { f_number: Some((0, 0)), focal_length: Some((0, 0)), ..Dng::patterned(32, 24) };
+    let raw = decode(unknown.to_bytes(), "unknown.dng").unwrap();
+    assert_eq!((raw.info().f_number, raw.info().focal_length), (None, None));
+    let bare = decode(Dng::patterned(32, 24).to_bytes(), "bare.dng").unwrap();
+    assert_eq!((bare.info().lens_make.as_deref(), bare.info().lens_model.as_deref()), (None, None));
 }

@@ -6,6 +6,7 @@
 //! and copies out once.
 
 use alloc::string::String;
+use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
 
 use crate::GuestError;
@@ -108,4 +109,14 @@ pub struct Picture {
     pub layout: Layout,
     /// The pixels, row-major, `width x height x layout.bytes_per_pixel()` bytes.
     pub pixels: Region,
+    /// The EXIF orientation the file declares, 1-8 (1: stored upright, also the decoder's answer
+    /// when the file does not say); 0 when the guest does not know (RAW previews, whose
+    /// orientation is the frame's). Pixels are as stored, never rotated.
+    pub orientation: u8,
+    /// The embedded ICC colour profile, at most [`MAX_ICC_BYTES`]; `None` if the file has none
+    /// (or one larger than that, which the guest drops).
+    pub icc_profile: Option<Vec<u8>>,
 }
+
+/// The largest ICC profile a guest returns (real profiles are a few KiB to a few hundred KiB).
+pub const MAX_ICC_BYTES: u64 = 4 << 20;

@@ -111,6 +111,14 @@ pub struct Frame {
     pub exposure_time: Option<(u32, u32)>,
     /// Capture time as written in the file (EXIF DateTimeOriginal), if known.
     pub timestamp: Option<String>,
+    /// Lens maker (EXIF LensMake), if known.
+    pub lens_make: Option<String>,
+    /// Lens model (EXIF LensModel), if known.
+    pub lens_model: Option<String>,
+    /// Aperture as an f-number (numerator, denominator), if known.
+    pub f_number: Option<(u32, u32)>,
+    /// Focal length in millimetres (numerator, denominator), if known.
+    pub focal_length: Option<(u32, u32)>,
     /// The samples (u16 little-endian, row-major, `width x height x cpp`), if asked for.
     pub samples: Option<Region>,
     /// The embedded preview, if asked for and the file has one.

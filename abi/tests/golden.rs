@@ -163,12 +163,31 @@ fn raw_messages() -> String {
         iso: Some(400),
         exposure_time: Some((1, 125)),
         timestamp: Some("2026:11:22 10:00:00".into()),
+        lens_make: Some("Sandload Optics".into()),
+        lens_model: Some("50mm F1.8".into()),
+        f_number: Some((18, 10)),
+        focal_length: Some((50, 1)),
         samples: Some(region),
-        preview: Some(Picture { format: "jpeg".into(), width: 2, height: 1, layout: Layout::Rgb8, pixels: region }),
+        preview: Some(Picture {
+            format: "jpeg".into(),
+            width: 2,
+            height: 1,
+            layout: Layout::Rgb8,
+            pixels: region,
+            orientation: 0,
+            icc_profile: None,
+        }),
     });
     let image_request = image::Request { file_len: 99, max_pixels: 1 << 28, max_alloc_bytes: 1 << 30 };
-    let picture: image::Response =
-        Ok(Picture { format: "png".into(), width: 2, height: 3, layout: Layout::Rgba16, pixels: region });
+    let picture: image::Response = Ok(Picture {
+        format: "png".into(),
+        width: 2,
+        height: 3,
+        layout: Layout::Rgba16,
+        pixels: region,
+        orientation: 6,
+        icc_profile: Some(vec![0, 0, 2, 0x0c, b'a', b'c', b's', b'p']),
+    });
     let mut out = String::new();
     for (name, bytes) in [
         ("raw_request", encode(&request).unwrap()),

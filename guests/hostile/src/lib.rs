@@ -191,6 +191,10 @@ fn frame() -> Frame {
         iso: None,
         exposure_time: None,
         timestamp: None,
+        lens_make: None,
+        lens_model: None,
+        f_number: None,
+        focal_length: None,
         samples: Some(Region { ptr: samples.as_ptr() as u32, len: samples.len() as u32 }),
         preview: None,
     }

@@ -54,7 +54,7 @@ pub fn decode(req: Request, payload: &[u8]) -> Response {
     limits.max_image_height = Some(u32::try_from(req.max_pixels).unwrap_or(u32::MAX));
     reader.limits(limits);
 
-    let decoder = reader.into_decoder().map_err(|e| image_error(e, &req))?;
+    let mut decoder = reader.into_decoder().map_err(|e| image_error(e, &req))?;
     if decoder.dimensions() != (width, height) {
         return Err(fail(Rule::ImageMalformed, None, "the header reads differently the second time"));
     }
@@ -72,8 +72,12 @@ pub fn decode(req: Request, payload: &[u8]) -> Response {
             ),
         ));
     }
+    // Metadata the caller needs to show the pixels right: read before decoding (the decoder is
+    // consumed by it). A broken EXIF or ICC chunk loses the metadata, not the image.
+    let icc_profile = decoder.icc_profile().ok().flatten();
+    let orientation = decoder.orientation().map_or(0, |o| o.to_exif());
     let image = DynamicImage::from_decoder(decoder).map_err(|e| image_error(e, &req))?;
-    Ok(picture::picture(name, image))
+    Ok(picture::picture(name, image, orientation, icc_profile))
 }
 
 /// The dimensions a file's header declares, read without decoding.

@@ -16,8 +16,11 @@ pub fn leak<T: Copy>(data: Vec<T>) -> Region {
     Region { ptr: slice.as_ptr() as usize as u32, len: bytes as u32 }
 }
 
-/// Describes `image` as a [`Picture`], leaving its pixels in guest memory.
-pub fn picture(format: &str, image: DynamicImage) -> Picture {
+/// Describes `image` as a [`Picture`], leaving its pixels in guest memory. `orientation` is the
+/// EXIF orientation the file declares (0: unknown); an ICC profile over
+/// [`MAX_ICC_BYTES`](sandload_abi::image::MAX_ICC_BYTES) is dropped.
+pub fn picture(format: &str, image: DynamicImage, orientation: u8, icc_profile: Option<Vec<u8>>) -> Picture {
+    let icc_profile = icc_profile.filter(|p| p.len() as u64 <= sandload_abi::image::MAX_ICC_BYTES);
     let (width, height) = (image.width() as u64, image.height() as u64);
     let (layout, pixels) = match image {
         DynamicImage::ImageLuma8(b) => (Layout::L8, leak(b.into_raw())),
@@ -33,5 +36,5 @@ pub fn picture(format: &str, image: DynamicImage) -> Picture {
         // A layout added to `image` later: hand it over as 32-bit float RGBA, which holds any.
         other => (Layout::Rgba32F, leak(other.into_rgba32f().into_raw())),
     };
-    Picture { format: format.to_string(), width, height, layout, pixels }
+    Picture { format: format.to_string(), width, height, layout, pixels, orientation, icc_profile }
 }

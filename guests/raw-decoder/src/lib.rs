@@ -168,6 +168,10 @@ pub fn decode(req: Request, payload: Vec<u8>) -> Response {
         iso: exif.and_then(|e| e.iso_speed.or(e.iso_speed_ratings.map(u32::from))),
         exposure_time: exif.and_then(|e| e.exposure_time).map(|r| (r.n, r.d)),
         timestamp: exif.and_then(|e| e.date_time_original.clone()),
+        lens_make: exif.and_then(|e| e.lens_make.clone()),
+        lens_model: exif.and_then(|e| e.lens_model.clone()),
+        f_number: exif.and_then(|e| e.fnumber).map(|r| (r.n, r.d)),
+        focal_length: exif.and_then(|e| e.focal_length).map(|r| (r.n, r.d)),
         samples,
         preview,
     })
@@ -197,7 +201,9 @@ fn preview(
             format!("embedded preview has {pixels} pixels, over max_pixels {max_pixels}"),
         ));
     }
-    Ok(Some(picture::picture("preview", image)))
+    // The RAW file's own orientation (in `RawInfo`) applies to its preview; rawler hands over
+    // pixels only, no ICC profile.
+    Ok(Some(picture::picture("preview", image, 0, None)))
 }
 
 /// The XYZ -> camera matrix: the file's D65 `ColorMatrix` if it has one (DNG), else any
