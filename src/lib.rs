@@ -17,6 +17,8 @@
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 
+#[cfg(feature = "tokio")]
+mod async_api;
 mod cache;
 mod develop;
 mod error;

@@ -589,7 +589,22 @@ impl Sandbox {
     ) -> Result<T> {
         stats.guest = Some(kind.name());
         let pre = self.guest(kind).map_err(|e| e.to_error(self, kind, file))?;
+        // An async caller that dropped its future (feature `tokio`): do not start, or stop at the
+        // next tick.
+        #[cfg(feature = "tokio")]
+        let cancel = crate::async_api::cancel_flag();
+        #[cfg(not(feature = "tokio"))]
+        let cancel: Option<Arc<std::sync::atomic::AtomicBool>> = None;
+        let is_cancelled = |c: &Option<Arc<std::sync::atomic::AtomicBool>>| {
+            c.as_ref().is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed))
+        };
+        if is_cancelled(&cancel) {
+            return Err(cancelled(file));
+        }
         let _slot = self.inner.slots.acquire();
+        if is_cancelled(&cancel) {
+            return Err(cancelled(file));
+        }
         let started = Instant::now();
         let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
         // Deny-by-default WASI: no args, env, stdin, preopens or sockets; stderr into memory.
@@ -601,16 +616,23 @@ impl Sandbox {
         // may be nearly over, and the ticker can be late. The clock decides, so a guest is never
         // stopped before `guest_time` and at most about one tick after it.
         let guest_time = self.inner.limits.guest_time;
-        store.set_epoch_deadline(ticks_for(guest_time));
+        // A cancellable (async) call looks at its flag every tick; others only at the deadline.
+        let watch = cancel.clone();
+        let ticks = move |ticks: u64| if watch.is_some() { 1 } else { ticks };
+        store.set_epoch_deadline(ticks(ticks_for(guest_time)));
         // A `guest_time` too large to add to the clock (e.g. `Duration::MAX`) means no deadline;
         // the ticks then only wake the callback every MAX_DEADLINE_TICKS.
         let deadline = started.checked_add(guest_time);
+        let flag = cancel.clone();
         store.epoch_deadline_callback(move |_| {
             let now = Instant::now();
+            if is_cancelled(&flag) {
+                return Ok(UpdateDeadline::Interrupt);
+            }
             Ok(match deadline {
                 Some(deadline) if now >= deadline => UpdateDeadline::Interrupt,
-                Some(deadline) => UpdateDeadline::Continue(ticks_for(deadline - now)),
-                None => UpdateDeadline::Continue(MAX_DEADLINE_TICKS),
+                Some(deadline) => UpdateDeadline::Continue(ticks(ticks_for(deadline - now))),
+                None => UpdateDeadline::Continue(ticks(MAX_DEADLINE_TICKS)),
             })
         });
 
@@ -621,6 +643,9 @@ impl Sandbox {
         });
         stats.guest_time = started.elapsed();
         stats.peak_memory_bytes = store.data().limiter.peak as u64;
+        if is_cancelled(&cancel) {
+            return Err(cancelled(file));
+        }
         let (memory, response) =
             result.map_err(|failure| self.classify(failure, kind, file, &store.data().limiter, &stderr))?;
         let data = memory.data(&store);
@@ -994,5 +1019,13 @@ impl Drop for Ticker {
         if let Some(handle) = self.handle.take() {
             let _ = handle.join();
         }
+    }
+}
+
+/// The error a call whose async caller went away ends with (seen only by receipts and tracing).
+fn cancelled(file: &Path) -> Error {
+    Error::Io {
+        file: file.to_path_buf(),
+        source: std::io::Error::new(std::io::ErrorKind::Interrupted, "cancelled: the caller dropped the future"),
     }
 }
