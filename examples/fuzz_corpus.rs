@@ -5,7 +5,8 @@
 //! ```sh
 //! cargo run --release --example fuzz_corpus -- fuzz/corpus
 //! ```
-//! writes `fuzz/corpus/<target>/<case>` for the targets `sniff`, `safetensors`, `raw` and `image`
+//! writes `fuzz/corpus/<target>/<case>` for the targets `sniff`, `safetensors`, `raw`, `image` and
+//! `shard_index`
 //! (`guest_output` is structure-aware and starts from nothing).
 
 use std::path::Path;
@@ -35,12 +36,39 @@ fn main() -> std::io::Result<()> {
     write("safetensors", &checkpoints)?;
     write("raw", &raws)?;
     write("image", &images)?;
+    write("shard_index", &shard_index_cases())?;
     // Sniffing sees everything.
     for cases in [&checkpoints, &raws, &images, &others] {
         write("sniff", cases)?;
     }
     println!("wrote {written} seed files under {}", root.display());
     Ok(())
+}
+
+/// `model.safetensors.index.json` files: a Hub-shaped valid one, and one per rule the guest
+/// enforces (duplicates, non-string file names, a bad `total_size`, no `weight_map`).
+fn shard_index_cases() -> Vec<(String, Vec<u8>)> {
+    let valid = r#"{
+  "metadata": {"total_size": 24, "format": "pt"},
+  "weight_map": {
+    "model.embed_tokens.weight": "model-00001-of-00002.safetensors",
+    "model.layers.0.mlp.down_proj.weight": "model-00001-of-00002.safetensors",
+    "lm_head.weight": "model-00002-of-00002.safetensors"
+  }
+}"#;
+    [
+        ("valid", valid),
+        ("duplicate-tensor", r#"{"weight_map": {"a": "x.safetensors", "a": "y.safetensors"}}"#),
+        ("duplicate-top-key", r#"{"weight_map": {"a": "x.safetensors"}, "weight_map": {"b": "y.safetensors"}}"#),
+        ("duplicate-metadata-key", r#"{"metadata": {"k": 1, "k": 2}, "weight_map": {}}"#),
+        ("file-not-a-string", r#"{"weight_map": {"a": 7}}"#),
+        ("total-size-negative", r#"{"metadata": {"total_size": -1}, "weight_map": {}}"#),
+        ("no-weight-map", r#"{"metadata": {}}"#),
+        ("escaping-names", r#"{"weight_map": {"a": "../../etc/passwd", "b": "/abs.safetensors", "c": "model.safetensors.index.json"}}"#),
+    ]
+    .into_iter()
+    .map(|(name, json)| (name.to_string(), json.as_bytes().to_vec()))
+    .collect()
 }
 
 fn safetensors_cases() -> Vec<(String, Vec<u8>)> {

@@ -71,6 +71,16 @@ pub mod fuzzing {
     pub use crate::pickle_report::validate_walks;
     pub use crate::picture::to_image;
     pub use crate::raw::{accept_frame, validate_frame};
+
+    /// A sharded checkpoint's index parsed in the `shard-index` guest (the first step of
+    /// [`Sandbox::open_sharded`](crate::Sandbox::open_sharded)), under the name `file`.
+    pub fn shard_index(
+        sandbox: &crate::Sandbox,
+        file: &std::path::Path,
+        bytes: &[u8],
+    ) -> crate::Result<sandload_abi::shard_index::Index> {
+        sandbox.parse_index(file, bytes)
+    }
     pub use crate::tensors::{Layout, Violation, validate_table};
     pub use sandload_abi as abi;
 }

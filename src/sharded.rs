@@ -167,7 +167,7 @@ impl Sandbox {
         check_shards(&index_name, &parsed, shards, limits)
     }
 
-    fn parse_index(&self, file: &Path, bytes: &[u8]) -> Result<Index> {
+    pub(crate) fn parse_index(&self, file: &Path, bytes: &[u8]) -> Result<Index> {
         let limits = self.limits();
         let request = Request { max_shards: limits.max_shards, max_tensors: limits.max_tensors };
         let request = sandload_abi::encode(&request).map_err(|e| Error::Internal(format!("encoding request: {e}")))?;
