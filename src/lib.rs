@@ -20,6 +20,8 @@
 #[cfg(feature = "tokio")]
 mod async_api;
 mod cache;
+#[cfg(feature = "candle")]
+mod candle_tensors;
 mod develop;
 mod error;
 mod input;
