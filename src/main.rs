@@ -284,10 +284,11 @@ fn inspect(sandbox: &Sandbox, targets: Vec<Target>, format: OutputFormat, digest
     let mut broken_pipe = false;
     // Reports are written in input order as they complete, whatever order the workers finish in.
     for_each_report(sandbox, targets, digest, jobs, |report| {
-        progress.inc(1);
-        if broken_pipe {
-            return;
+        // A sharded target reports its model and maybe sibling files: the bar counts reports.
+        if progress.position() >= progress.length().unwrap_or(0) {
+            progress.inc_length(1);
         }
+        progress.inc(1);
         if let Some(e) = &report.error {
             status = status.max(status_of(e));
         }
@@ -302,10 +303,11 @@ fn inspect(sandbox: &Sandbox, targets: Vec<Target>, format: OutputFormat, digest
         };
         if let Some(line) = line {
             if progress.suspend(|| writeln!(out, "{line}")).is_err() {
-                // stdout closed (e.g. piped into `head`): stop writing; the report is incomplete.
+                // stdout closed (e.g. piped into `head`): stop; the report is incomplete.
                 broken_pipe = true;
             }
         }
+        !broken_pipe
     });
     progress.finish_and_clear();
     if broken_pipe {
@@ -331,13 +333,14 @@ fn inspect(sandbox: &Sandbox, targets: Vec<Target>, format: OutputFormat, digest
 
 /// Inspects every target on `jobs` threads sharing `sandbox` and hands the reports to `emit` in
 /// the targets' order (a sharded target may give several: the model, then any sibling
-/// `.safetensors` file its shards do not cover).
+/// `.safetensors` file its shards do not cover). When `emit` returns false (stdout is gone) the
+/// workers stop taking targets.
 fn for_each_report(
     sandbox: &Sandbox,
     targets: Vec<Target>,
     digest: bool,
     jobs: usize,
-    mut emit: impl FnMut(FileReport),
+    mut emit: impl FnMut(FileReport) -> bool,
 ) {
     let jobs = jobs.clamp(1, targets.len().max(1));
     let next = std::sync::atomic::AtomicUsize::new(0);
@@ -360,10 +363,15 @@ fn for_each_report(
         drop(tx);
         let mut pending = std::collections::BTreeMap::new();
         let mut want = 0;
-        for (i, reports) in rx {
+        'receive: for (i, reports) in rx {
             pending.insert(i, reports);
             while let Some(reports) = pending.remove(&want) {
-                reports.into_iter().for_each(&mut emit);
+                for report in reports {
+                    if !emit(report) {
+                        // Dropping the receiver makes every worker's next send fail: they stop.
+                        break 'receive;
+                    }
+                }
                 want += 1;
             }
         }
