@@ -482,22 +482,10 @@ fn cache_dir() -> Option<Dir> {
     Some(dir)
 }
 
-/// The CLI's one use of ambient authority: the user named this path on the command line.
+/// The input at a path named on the command line, opened through its parent directory.
 fn open_input(path: &Path) -> Result<Input, Error> {
-    let io_err = |source| Error::Io { file: path.to_path_buf(), source };
-    let name = path
-        .file_name()
-        .ok_or_else(|| io_err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "path has no file name")))?;
-    let parent = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let dir = Dir::open_ambient_dir(parent, ambient_authority()).map_err(io_err)?;
-    let input = Input::open(&dir, name).map_err(|e| match e {
-        Error::Io { source, .. } => io_err(source),
-        other => other,
-    })?;
-    Ok(input.with_name(path))
+    let (dir, name) = cli::walk::split(path)?;
+    Target::open(&dir, &name, path)
 }
 
 /// `convert`: RAW files by content go to the RAW decoder, everything else to the image decoder;

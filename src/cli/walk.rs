@@ -59,7 +59,7 @@ impl Target {
 }
 
 /// The parent directory of a path named on the command line, and the name in it.
-fn split(path: &Path) -> Result<(Arc<Dir>, PathBuf), Error> {
+pub fn split(path: &Path) -> Result<(Arc<Dir>, PathBuf), Error> {
     let io_err = |source| Error::Io { file: path.to_path_buf(), source };
     let name = path
         .file_name()
