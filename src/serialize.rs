@@ -106,35 +106,28 @@ mod schema {
     use super::*;
     use crate::Dtype;
 
-    fn names(names: impl Iterator<Item = &'static str>) -> Vec<&'static str> {
-        names.collect()
+    /// The schema of a type serialized as one of its `ALL` values' `name()`.
+    macro_rules! names_schema {
+        ($ty:ty, $name:literal, $description:literal, $all:expr) => {
+            impl JsonSchema for $ty {
+                fn schema_name() -> Cow<'static, str> {
+                    $name.into()
+                }
+                fn json_schema(_: &mut SchemaGenerator) -> Schema {
+                    let names: Vec<&'static str> = $all.iter().map(|v| v.name()).collect();
+                    json_schema!({ "description": $description, "type": "string", "enum": names })
+                }
+            }
+        };
     }
 
-    impl JsonSchema for Format {
-        fn schema_name() -> Cow<'static, str> {
-            "Format".into()
-        }
-        fn json_schema(_: &mut SchemaGenerator) -> Schema {
-            json_schema!({
-                "description": "The format recognised from content.",
-                "type": "string",
-                "enum": names(Format::ALL.iter().map(|f| f.name())),
-            })
-        }
-    }
+    names_schema!(Format, "Format", "The format recognised from content.", Format::ALL);
+    names_schema!(Limit, "Limit", "A field of `Limits`.", Limit::ALL);
 
-    impl JsonSchema for Limit {
-        fn schema_name() -> Cow<'static, str> {
-            "Limit".into()
-        }
-        fn json_schema(_: &mut SchemaGenerator) -> Schema {
-            json_schema!({
-                "description": "A field of `Limits`.",
-                "type": "string",
-                "enum": names(Limit::ALL.iter().map(|l| l.name())),
-            })
-        }
-    }
+    /// `Dtype` lives in `sandload-abi`; its schema is declared here (`#[schemars(with)]`).
+    pub(crate) struct DtypeName;
+
+    names_schema!(DtypeName, "Dtype", "A safetensors element type, by its name in the header.", Dtype::ALL);
 
     impl JsonSchema for Cfa {
         fn schema_name() -> Cow<'static, str> {
@@ -145,22 +138,6 @@ mod schema {
                 "description": "The colour filter pattern's letters (R, G, B, E), row by row.",
                 "type": "string",
                 "pattern": "^[RGBE]+$",
-            })
-        }
-    }
-
-    /// `Dtype` lives in `sandload-abi`; its schema is declared here (`#[schemars(with)]`).
-    pub(crate) struct DtypeName;
-
-    impl JsonSchema for DtypeName {
-        fn schema_name() -> Cow<'static, str> {
-            "Dtype".into()
-        }
-        fn json_schema(_: &mut SchemaGenerator) -> Schema {
-            json_schema!({
-                "description": "A safetensors element type, by its name in the header.",
-                "type": "string",
-                "enum": names(Dtype::ALL.iter().map(|d| d.name())),
             })
         }
     }
@@ -182,7 +159,7 @@ mod schema {
                 "properties": {
                     "kind": {
                         "type": "string",
-                        "enum": names(Error::KINDS.iter().copied()),
+                        "enum": Error::KINDS,
                     },
                     "rule": nullable_string,
                     "file": nullable_string,
