@@ -1,0 +1,265 @@
+"""Camera RAW files the way ``rawpy`` reads them: ``imread`` gives a :class:`RawPy`-shaped
+object, decoded by rawler inside the sandbox."""
+
+from __future__ import annotations
+
+import json
+from collections import namedtuple
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+
+__all__ = ["imread", "RawPy", "ImageSizes"]
+
+#: The fields of ``rawpy.RawPy.sizes``, in rawpy's order.
+ImageSizes = namedtuple(
+    "ImageSizes",
+    ["raw_height", "raw_width", "height", "width", "top_margin", "left_margin", "iheight", "iwidth", "pixel_aspect", "flip"],
+)
+
+# EXIF orientation -> LibRaw's `flip` (bit 0 mirror horizontally, bit 1 vertically, bit 2
+# transpose), as LibRaw maps the Orientation tag.
+_FLIP = {0: 0, 1: 0, 2: 1, 3: 3, 4: 2, 5: 4, 6: 6, 7: 7, 8: 5}
+
+# sRGB (D65) linear RGB -> XYZ, the matrix dcraw/LibRaw use to derive `color_matrix`.
+_XYZ_RGB = np.array(
+    [[0.412453, 0.357580, 0.180423], [0.212671, 0.715160, 0.072169], [0.019334, 0.119193, 0.950227]],
+    dtype=np.float64,
+)
+
+
+class RawPy:
+    """A decoded RAW frame with rawpy's attribute names. Arrays are read-only and share the
+    decoded buffer; ``postprocess`` and ``bayer_planes`` compute new arrays.
+
+    Only Bayer (2x2) mosaics have ``raw_pattern``-style colour indices as rawpy gives them
+    (R=0, G=1, B=2, the second green=3); an X-Trans or linear file has ``raw_pattern`` None.
+    """
+
+    def __init__(self, frame) -> None:
+        self._frame = frame
+        self._info: Dict[str, Any] = json.loads(frame._info())
+        info = self._info
+        self._height, self._width, self._cpp = info["height"], info["width"], info["cpp"]
+        samples = frame._samples()
+        if samples.size and samples.ctypes.data % 2:
+            samples = samples.copy()
+            samples.flags.writeable = False
+        shape = (self._height, self._width) if self._cpp == 1 else (self._height, self._width, self._cpp)
+        self._raw = samples.view("<u2").reshape(shape)
+        area = info.get("active_area") or {"x": 0, "y": 0, "width": self._width, "height": self._height}
+        self._area = area
+        self._pattern = self._bayer_indices()
+
+    # --- rawpy's attributes -------------------------------------------------------------------
+
+    @property
+    def raw_image(self) -> np.ndarray:
+        """The whole sensor, ``raw_height x raw_width`` ``uint16`` (x cpp for linear RAW)."""
+        return self._raw
+
+    @property
+    def raw_image_visible(self) -> np.ndarray:
+        """The active area (the sensor without its masked margins)."""
+        a = self._area
+        return self._raw[a["y"] : a["y"] + a["height"], a["x"] : a["x"] + a["width"]]
+
+    @property
+    def sizes(self) -> ImageSizes:
+        a = self._area
+        return ImageSizes(
+            raw_height=self._height,
+            raw_width=self._width,
+            height=a["height"],
+            width=a["width"],
+            top_margin=a["y"],
+            left_margin=a["x"],
+            iheight=a["height"],
+            iwidth=a["width"],
+            pixel_aspect=1.0,
+            flip=_FLIP.get(self._info["orientation"], 0),
+        )
+
+    @property
+    def raw_pattern(self) -> Optional[np.ndarray]:
+        """The 2x2 colour-index pattern at the active area's top-left corner (``uint8``)."""
+        if self._pattern is None:
+            return None
+        a = self._area
+        return np.roll(self._pattern, (-a["y"], -a["x"]), axis=(0, 1))
+
+    @property
+    def raw_colors(self) -> Optional[np.ndarray]:
+        """The colour index of every sensor pixel, like ``raw_image``."""
+        if self._pattern is None:
+            return None
+        return np.tile(self._pattern, ((self._height + 1) // 2, (self._width + 1) // 2))[: self._height, : self._width]
+
+    @property
+    def raw_colors_visible(self) -> Optional[np.ndarray]:
+        """The colour index of every pixel of ``raw_image_visible``."""
+        colors = self.raw_colors
+        if colors is None:
+            return None
+        a = self._area
+        return colors[a["y"] : a["y"] + a["height"], a["x"] : a["x"] + a["width"]]
+
+    @property
+    def num_colors(self) -> int:
+        return 3
+
+    @property
+    def color_desc(self) -> bytes:
+        return b"RGBG"
+
+    @property
+    def black_level_per_channel(self) -> List[int]:
+        """The black level of colour indices 0-3 (R, G, B, second G)."""
+        info = self._info
+        bw, bh, cpp = info["black_width"], info["black_height"], info["cpp"]
+        levels = info["black_levels"]
+
+        def at(row: int, col: int, c: int = 0) -> float:
+            return levels[((row % bh) * bw + col % bw) * cpp + c]
+
+        if self._pattern is None:
+            return [int(round(at(0, 0, min(c, cpp - 1)))) for c in (0, 1, 2, 1)]
+        out = [0, 0, 0, 0]
+        for r in range(2):
+            for c in range(2):
+                out[int(self._pattern[r, c])] = int(round(at(r, c)))
+        if not any(self._pattern.flat == 3):
+            out[3] = out[1]
+        return out
+
+    @property
+    def white_level(self) -> int:
+        return int(max(self._info["white_levels"]))
+
+    @property
+    def camera_white_level_per_channel(self) -> List[int]:
+        w = self._info["white_levels"]
+        return [int(w[min(c, len(w) - 1)]) for c in (0, 1, 2, 1)]
+
+    @property
+    def camera_whitebalance(self) -> List[float]:
+        """As-shot multipliers R, G, B, second G (0.0 where the file does not say)."""
+        wb = [0.0 if v is None else float(v) for v in self._info["wb_coeffs"]]
+        return wb
+
+    @property
+    def rgb_xyz_matrix(self) -> np.ndarray:
+        """The file's XYZ -> camera matrix, 4 x 3 (rows R, G, B, other; zeros if none)."""
+        m = self._info.get("xyz_to_cam")
+        return np.zeros((4, 3), np.float32) if m is None else np.array(m, dtype=np.float32)
+
+    @property
+    def color_matrix(self) -> np.ndarray:
+        """Camera -> linear sRGB, 3 x 4, derived from ``rgb_xyz_matrix`` as LibRaw derives it
+        (rows of camera-from-sRGB normalised to 1, then the pseudo-inverse); zeros if none."""
+        cam_xyz = self.rgb_xyz_matrix.astype(np.float64)[:3]
+        out = np.zeros((3, 4), np.float32)
+        if not cam_xyz.any():
+            return out
+        cam_rgb = cam_xyz @ _XYZ_RGB
+        sums = cam_rgb.sum(axis=1, keepdims=True)
+        if np.any(sums == 0):
+            return out
+        rgb_cam = np.linalg.pinv(cam_rgb / sums)
+        out[:, :3] = rgb_cam
+        return out
+
+    # --- sandload's additions --------------------------------------------------------------------
+
+    @property
+    def info(self) -> Dict[str, Any]:
+        """Everything sandload read (make, model, ISO, exposure, lens, crop, CFA...), as the
+        CLI's JSON gives it."""
+        return dict(self._info)
+
+    @property
+    def receipt(self) -> Dict[str, Any]:
+        """What the sandbox did to decode the file."""
+        return json.loads(self._frame._receipt())
+
+    def bayer_planes(self) -> np.ndarray:
+        """Half-resolution planes of the image area, ``float32`` ``4 x h x w`` in R, G1, G2, B
+        order, scaled to [0, 1] after black and white level: the usual ML input."""
+        return self._frame.bayer_planes()
+
+    def raw_value(self, row: int, column: int) -> int:
+        return int(self._raw[row, column])
+
+    def raw_value_visible(self, row: int, column: int) -> int:
+        return int(self.raw_image_visible[row, column])
+
+    def raw_color(self, row: int, column: int) -> int:
+        if self._pattern is None:
+            raise ValueError("this frame has no 2x2 colour filter pattern")
+        return int(self._pattern[row % 2, column % 2])
+
+    def postprocess(self, params=None, *, output_bps: int = 8, **options) -> np.ndarray:
+        """The developed image area, ``h x w x 3`` sRGB, ``uint8`` (``output_bps=8``) or
+        ``uint16``: bilinear demosaic, the camera's white balance, the file's colour matrix.
+
+        Pixels stay in sensor orientation (``sizes.flip`` says how to rotate). rawpy's other
+        options (``use_camera_wb``, ``no_auto_bright``, ...) select LibRaw processing that
+        sandload does not reimplement; passing one raises TypeError rather than ignoring it.
+        """
+        if params is not None:
+            output_bps = getattr(params, "output_bps", output_bps)
+        if options:
+            raise TypeError(
+                "sandload's postprocess takes output_bps only (camera white balance, sRGB, no auto "
+                f"brightness); not supported: {', '.join(sorted(options))}"
+            )
+        return self._frame._develop(int(output_bps))
+
+    def close(self) -> None:
+        """Frees nothing early (arrays may still share the buffer); for rawpy compatibility."""
+
+    def __enter__(self) -> "RawPy":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # --- helpers -----------------------------------------------------------------------------
+
+    def _bayer_indices(self) -> Optional[np.ndarray]:
+        """rawpy's colour indices of the sensor's 2x2 pattern at (0, 0): R 0, G 1, B 2, and 3 for
+        the green that shares a row with blue, as LibRaw numbers four-colour Bayer."""
+        cfa = self._info.get("cfa")
+        if self._cpp != 1 or not cfa or len(cfa) != 4 or sorted(cfa) != ["B", "G", "G", "R"]:
+            return None
+        grid = [list(cfa[0:2]), list(cfa[2:4])]
+        out = np.zeros((2, 2), np.uint8)
+        for r in range(2):
+            for c in range(2):
+                letter = grid[r][c]
+                if letter == "R":
+                    out[r, c] = 0
+                elif letter == "B":
+                    out[r, c] = 2
+                else:
+                    out[r, c] = 3 if "B" in grid[r] else 1
+        return out
+
+
+def imread(source, *, sandbox=None) -> RawPy:
+    """Decodes a camera RAW file (DNG or a maker's format) in the sandbox, as ``rawpy.imread``
+    opens one::
+
+        with sandload.imread("IMG_0001.dng") as raw:
+            mosaic = raw.raw_image_visible        # uint16, no copy
+            rgb = raw.postprocess(output_bps=16)
+
+    ``source`` is a path or the file's bytes.
+
+    Raises:
+        sandload.Error: the subclass for why the file was not decoded.
+    """
+    from ._sandbox import default_sandbox
+
+    sandbox = sandbox if sandbox is not None else default_sandbox()
+    return RawPy(sandbox._decode_raw(source))

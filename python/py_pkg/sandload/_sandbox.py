@@ -1,0 +1,146 @@
+"""The sandbox object, the lazily built default one, images and ``inspect``."""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any, Dict, Optional, Tuple, Union
+
+import numpy as np
+
+from . import _sandload
+from ._raw import RawPy
+from ._tensors import PathOrBytes, load_file, safe_open
+
+__all__ = ["Sandbox", "Image", "default_sandbox", "decode_image", "inspect", "open"]
+
+
+class Sandbox(_sandload.Sandbox):
+    """The compiled parsers, the limits and the pool of guest instances. Build one per process
+    (or per worker) and share it: every method is safe to call from many threads at once, and
+    releases the GIL while a guest runs.
+
+    Every limit defaults to sandload's safe default (``Sandbox().limits`` lists them)::
+
+        sb = sandload.Sandbox(max_file_bytes=2 << 30, guest_memory_bytes=1 << 30, guest_time=10.0)
+        with sb.safe_open("model.safetensors") as f: ...
+
+    Args:
+        max_file_bytes: largest file opened at all.
+        max_header_bytes: largest safetensors header (and sharded index file).
+        max_tensors: most tensors in one checkpoint.
+        max_pixels: most pixels in a decoded RAW frame or image (checked before allocating).
+        max_shards: most shard files of a sharded checkpoint.
+        guest_memory_bytes: memory a parser may use.
+        guest_time: seconds a parser may run.
+        data_access: ``"map"`` (memory-map files; tensors share the file's pages) or ``"read"``
+            (read each file once into memory: for files others may truncate or rewrite, where a
+            mapping could fault).
+        max_concurrent: guest calls that may run at once (others wait).
+    """
+
+    def safe_open(self, filename: PathOrBytes, framework: str = "np", device: str = "cpu") -> safe_open:
+        """:func:`sandload.safe_open` with this sandbox."""
+        return safe_open(filename, framework=framework, device=device, sandbox=self)
+
+    def load_file(self, filename: PathOrBytes, device: str = "cpu") -> Dict[str, np.ndarray]:
+        """:func:`sandload.load_file` with this sandbox."""
+        return load_file(filename, device=device, sandbox=self)
+
+    def imread(self, source: PathOrBytes) -> RawPy:
+        """:func:`sandload.imread` with this sandbox."""
+        return RawPy(self._decode_raw(source))
+
+    def decode_image(self, source: PathOrBytes, *, with_info: bool = False):
+        """:func:`sandload.decode_image` with this sandbox."""
+        pixels, fmt, orientation, icc, receipt = self._decode_image(source)
+        if not with_info:
+            return pixels
+        return pixels, {"format": fmt, "orientation": orientation, "icc_profile": icc, "receipt": json.loads(receipt)}
+
+    def inspect(self, source: PathOrBytes, *, digest: bool = False, name: Optional[str] = None) -> Dict[str, Any]:
+        """:func:`sandload.inspect` with this sandbox."""
+        return json.loads(self._inspect(source, digest, name))
+
+    def open(self, source: PathOrBytes, *, name: Optional[str] = None):
+        """:func:`sandload.open` with this sandbox."""
+        return _wrap(*self._open(source, name))
+
+    def open_with_report(self, source: PathOrBytes, *, digest: bool = False, name: Optional[str] = None) -> Tuple[Dict[str, Any], Any]:
+        """``(inspect(source), open(source))`` from one run of the guests: the report (never
+        raises for a bad file) and the opened file, or None when it was rejected (and for a
+        sharded checkpoint, which is reported but not kept open)."""
+        record, kind, opened = self._open_report(source, digest, name)
+        return json.loads(record), (None if kind is None else _wrap(kind, opened))
+
+
+def _wrap(kind: str, opened: Any):
+    if kind == "checkpoint":
+        return safe_open._from_checkpoint(opened)
+    if kind == "raw":
+        return RawPy(opened)
+    pixels, fmt, orientation, icc, receipt = opened
+    return Image(pixels, fmt, orientation, icc, json.loads(receipt))
+
+
+class Image:
+    """A decoded image, as :func:`sandload.open` returns one."""
+
+    def __init__(self, pixels: np.ndarray, format: str, orientation: int, icc_profile: Optional[bytes], receipt: Dict[str, Any]) -> None:
+        #: ``H x W`` or ``H x W x C`` pixels in the file's sample type, not rotated.
+        self.pixels = pixels
+        #: The format the decoder recognised (``"png"``, ``"jpeg"``, ...).
+        self.format = format
+        #: EXIF orientation, 1-8.
+        self.orientation = orientation
+        #: The embedded ICC profile, if any.
+        self.icc_profile = icc_profile
+        #: What the sandbox did.
+        self.receipt = receipt
+
+    def __repr__(self) -> str:
+        return f"Image(format={self.format!r}, shape={self.pixels.shape}, dtype={self.pixels.dtype})"
+
+
+_default: Optional[Sandbox] = None
+_default_lock = threading.Lock()
+
+
+def default_sandbox() -> Sandbox:
+    """The sandbox the module-level functions use: built on first use, with default limits."""
+    global _default
+    if _default is None:
+        with _default_lock:
+            if _default is None:
+                _default = Sandbox()
+    return _default
+
+
+def decode_image(source: PathOrBytes, *, with_info: bool = False, sandbox: Optional[Sandbox] = None):
+    """Decodes a PNG, JPEG, TIFF or WebP image in the sandbox.
+
+    Returns the pixels as a numpy array, ``H x W`` for grey and ``H x W x C`` otherwise, in the
+    file's own sample type (``uint8``, ``uint16`` or ``float32``), not rotated by the EXIF
+    orientation. With ``with_info=True``, returns ``(pixels, info)`` where info holds
+    ``format``, ``orientation`` (1-8), ``icc_profile`` (bytes or None) and ``receipt``.
+    """
+    return (sandbox or default_sandbox()).decode_image(source, with_info=with_info)
+
+
+def inspect(source: PathOrBytes, *, digest: bool = False, name: Optional[str] = None, sandbox: Optional[Sandbox] = None) -> Dict[str, Any]:
+    """What ``sandload inspect --json`` reports for one file, as a dict with the same schema
+    (``schema/inspect.schema.json``): verdict, format, the error (kind, rule, limit, offset...)
+    for a refused file, tensors/dimensions for an accepted one, the receipt; with
+    ``digest=True`` also SHA-256 digests. Never raises for a bad file: the verdict says it.
+    ``name`` names bytes in the report."""
+    return (sandbox or default_sandbox()).inspect(source, digest=digest, name=name)
+
+
+def open(source: PathOrBytes, *, name: Optional[str] = None, sandbox: Optional[Sandbox] = None):
+    """Opens whatever the content says the file is (never the name): a checkpoint (a
+    :class:`safe_open`), a camera RAW file (a :class:`RawPy`) or an image (an :class:`Image`).
+
+    Raises:
+        sandload.Error: the subclass for why the file was not accepted.
+    """
+    return (sandbox or default_sandbox()).open(source, name=name)

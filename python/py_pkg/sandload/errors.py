@@ -1,0 +1,172 @@
+"""The exceptions sandload raises: one class per ``Error::kind`` of the Rust library.
+
+Every exception carries the facts of the refusal, the same flat record ``sandload inspect
+--json`` prints under ``"error"``::
+
+    try:
+        sandload.load_file("model.bin")
+    except sandload.RefusedFormat as e:
+        print(e.kind, e.rule, e.path, e.format)   # refused_format None model.bin pickle
+    except sandload.LimitExceeded as e:
+        print(e.limit, e.limit_value, e.value)
+    except sandload.Error as e:                  # every other kind
+        print(e.kind, e)
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Dict, Optional
+
+__all__ = [
+    "Error",
+    "RefusedFormat",
+    "LimitExceeded",
+    "Malformed",
+    "Unsupported",
+    "GuestTimeout",
+    "GuestOutOfMemory",
+    "GuestTrap",
+    "IoError",
+    "InternalError",
+]
+
+
+class Error(Exception):
+    """Base class: sandload did not accept the file, or could not read it.
+
+    Attributes:
+        kind: the error kind (``"refused_format"``, ``"limit_exceeded"``, ``"malformed"``, ...).
+        rule: the rule the file broke (e.g. ``"pickle_polyglot"``, ``"duplicate_key"``), or None.
+        path: the file, as given (or the name given to bytes).
+        message: the full message: what the file is, why it was refused, how to convert it.
+        format: the format recognised from content (``"pickle"``, ``"pytorch_zip"``, ...), or None.
+        limit, limit_value, value: for a limit, its name, the value in force and the file's value.
+        offset: the byte offset of the problem, when known.
+        guest: the guest that ran, for guest failures.
+        record: all of the above as a dict (the CLI's JSON error record).
+    """
+
+    kind = "error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        kind: Optional[str] = None,
+        rule: Optional[str] = None,
+        path: Optional[str] = None,
+        record: Optional[Dict[str, Any]] = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.kind = kind or type(self).kind
+        self.rule = rule
+        self.path = path
+        self.record: Dict[str, Any] = dict(record or {})
+        self.record.setdefault("kind", self.kind)
+        self.record.setdefault("rule", rule)
+        self.record.setdefault("file", path)
+        self.record.setdefault("message", message)
+        self.format: Optional[str] = self.record.get("format")
+        self.limit: Optional[str] = self.record.get("limit")
+        self.limit_value: Optional[int] = self.record.get("limit_value")
+        self.value: Optional[int] = self.record.get("value")
+        self.offset: Optional[int] = self.record.get("offset")
+        self.guest: Optional[str] = self.record.get("guest")
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __reduce__(self):  # picklable, so errors cross process boundaries (Ray, multiprocessing)
+        return (_rebuild, (type(self), self.message, self.kind, self.rule, self.path, self.record))
+
+
+def _rebuild(cls, message, kind, rule, path, record):
+    return cls(message, kind=kind, rule=rule, path=path, record=record)
+
+
+class RefusedFormat(Error):
+    """The file is a format sandload does not accept here (a pickle, a PyTorch file, a zip, an
+    HDF5 file, a polyglot...), recognised from its content, never its name. ``format`` names it."""
+
+    kind = "refused_format"
+
+
+class LimitExceeded(Error):
+    """A configured limit was exceeded (``limit``, ``limit_value``, ``value``), before the
+    allocation it protects."""
+
+    kind = "limit_exceeded"
+
+
+class Malformed(Error):
+    """The file claims to be a supported format but breaks its rules (``rule``, ``offset``)."""
+
+    kind = "malformed"
+
+
+class Unsupported(Error):
+    """A valid file, or a request, that sandload does not handle (e.g. a dtype numpy lacks)."""
+
+    kind = "unsupported"
+
+
+class GuestTimeout(Error):
+    """The parser ran past the sandbox's time limit and was stopped."""
+
+    kind = "guest_timeout"
+
+
+class GuestOutOfMemory(Error):
+    """The parser needed more memory than the sandbox's memory limit."""
+
+    kind = "guest_out_of_memory"
+
+
+class GuestTrap(Error):
+    """The parser crashed inside the sandbox (the host process is unaffected)."""
+
+    kind = "guest_trap"
+
+
+class IoError(Error, OSError):
+    """The file could not be read (missing, not a regular file, a path escaping its directory).
+    Also an ``OSError``."""
+
+    kind = "io"
+
+
+class InternalError(Error):
+    """A bug in sandload itself; please report it."""
+
+    kind = "internal"
+
+
+_BY_KIND = {
+    cls.kind: cls
+    for cls in (
+        RefusedFormat,
+        LimitExceeded,
+        Malformed,
+        Unsupported,
+        GuestTimeout,
+        GuestOutOfMemory,
+        GuestTrap,
+        IoError,
+        InternalError,
+    )
+}
+
+
+def _from_record(record_json: str) -> Error:
+    """The exception for an error record (called by the extension module)."""
+    record = json.loads(record_json)
+    cls = _BY_KIND.get(record.get("kind"), Error)
+    return cls(
+        record.get("message") or "",
+        kind=record.get("kind"),
+        rule=record.get("rule"),
+        path=record.get("file"),
+        record=record,
+    )

@@ -1,0 +1,715 @@
+//! The `sandload._sandload` extension module: a thin layer over the `sandload` crate for the
+//! Python package in `py_pkg/sandload`, which builds the safetensors- and rawpy-shaped APIs on
+//! top of it.
+//!
+//! What lives here and why:
+//! - every call into a guest runs with the GIL released (`Python::detach`), so one `Sandbox`
+//!   serves many Python threads at once;
+//! - tensor bytes reach numpy without a copy: an array borrows a [`Bytes`] slice of the mapped
+//!   file through a small owner object, and is marked read-only;
+//! - a `sandload::Error` becomes an instance of the matching class of `sandload.errors`, built
+//!   from the same flat record the CLI's JSON prints.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use numpy::ndarray::ArrayView1;
+use numpy::{IntoPyArray, PyArray1, PyArrayMethods};
+use pyo3::exceptions::{PyKeyError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyByteArray, PyBytes, PyDict, PyString};
+use sandload::image::DynamicImage;
+use sandload::report::FileReport;
+use sandload::{Bytes, Checkpoint, DataAccess, Input, Limits, Opened, RawImage, ShardedCheckpoint};
+
+/// `sandload.errors._from_record`, looked up once.
+static FROM_RECORD: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+/// The Python exception for a sandload error: the class named by the error's kind, carrying the
+/// error's record (kind, rule, file, message, limit, offset...).
+fn to_py_err(py: Python<'_>, error: sandload::Error) -> PyErr {
+    let record = match serde_json::to_string(&error) {
+        Ok(record) => record,
+        Err(e) => return PyValueError::new_err(format!("{error} (and its record failed to serialize: {e})")),
+    };
+    let from_record = FROM_RECORD.get_or_try_init(py, || -> PyResult<Py<PyAny>> {
+        Ok(py.import("sandload.errors")?.getattr("_from_record")?.unbind())
+    });
+    match from_record.and_then(|f| f.bind(py).call1((record,))) {
+        Ok(exception) => PyErr::from_value(exception),
+        Err(e) => e,
+    }
+}
+
+trait IntoPyResult<T> {
+    fn py(self, py: Python<'_>) -> PyResult<T>;
+}
+
+impl<T> IntoPyResult<T> for sandload::Result<T> {
+    fn py(self, py: Python<'_>) -> PyResult<T> {
+        self.map_err(|e| to_py_err(py, e))
+    }
+}
+
+/// Where an input's bytes come from, taken out of Python objects while the GIL is held.
+enum Source {
+    /// A path the caller named: opened through a capability on its parent directory.
+    Path(PathBuf),
+    /// Bytes the caller passed (copied once out of the Python object).
+    Bytes(Bytes, PathBuf),
+}
+
+impl Source {
+    /// `str`/`os.PathLike` (a path), or `bytes`/`bytearray`/`memoryview` (the contents, named
+    /// `name` in errors, `"<bytes>"` by default).
+    fn extract(source: &Bound<'_, PyAny>, name: Option<PathBuf>) -> PyResult<Source> {
+        let name = || name.clone().unwrap_or_else(|| PathBuf::from("<bytes>"));
+        if let Ok(b) = source.cast::<PyBytes>() {
+            return Ok(Source::Bytes(Bytes::copy_from_slice(b.as_bytes()), name()));
+        }
+        if let Ok(b) = source.cast::<PyByteArray>() {
+            return Ok(Source::Bytes(Bytes::from(b.to_vec()), name()));
+        }
+        let py = source.py();
+        if source.is_instance(&py.import("builtins")?.getattr("memoryview")?)? {
+            let b = source.call_method0("tobytes")?;
+            return Ok(Source::Bytes(Bytes::copy_from_slice(b.cast::<PyBytes>()?.as_bytes()), name()));
+        }
+        let fspath = py.import("os")?.getattr("fspath")?;
+        let path = fspath.call1((source,)).map_err(|_| {
+            PyTypeError::new_err(format!(
+                "expected a path (str or os.PathLike) or bytes-like contents, got {}",
+                source.get_type().name().map(|n| n.to_string()).unwrap_or_default()
+            ))
+        })?;
+        let path: PathBuf = if let Ok(s) = path.cast::<PyString>() {
+            PathBuf::from(s.to_cow()?.into_owned())
+        } else {
+            use std::os::unix::ffi::OsStrExt;
+            PathBuf::from(std::ffi::OsStr::from_bytes(path.cast::<PyBytes>()?.as_bytes()))
+        };
+        Ok(Source::Path(path))
+    }
+
+    /// Opens the input. Needs no GIL: runs inside `detach`, so a slow file system does not
+    /// stall other Python threads.
+    fn open(self) -> sandload::Result<Input> {
+        match self {
+            Source::Bytes(bytes, name) => Ok(Input::from_bytes(bytes, name)),
+            Source::Path(path) => {
+                let (dir, name) = parent_dir(&path)?;
+                Ok(Input::open(&dir, name)?.with_name(path))
+            }
+        }
+    }
+
+    fn shown(&self) -> &Path {
+        match self {
+            Source::Path(p) => p,
+            Source::Bytes(_, name) => name,
+        }
+    }
+}
+
+/// The parent directory of a path the Python caller named, as a capability, and the name in it.
+/// The package's one use of ambient authority: the caller chose this path.
+fn parent_dir(path: &Path) -> sandload::Result<(cap_std::fs::Dir, PathBuf)> {
+    let io_err = |source| sandload::Error::Io { file: path.to_path_buf(), source };
+    let name = path
+        .file_name()
+        .ok_or_else(|| io_err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "path has no file name")))?;
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let dir = cap_std::fs::Dir::open_ambient_dir(parent, cap_std::ambient_authority()).map_err(io_err)?;
+    Ok((dir, PathBuf::from(name)))
+}
+
+/// The index file to open as a sharded checkpoint, if `source` names one: a directory holding
+/// `model.safetensors.index.json`, or a file under an `*.index.json` name whose content is no
+/// format sandload recognises (a pickle under that name is still refused as a pickle), as the
+/// CLI decides.
+fn sharded_index(sandbox: &sandload::Sandbox, source: &Source) -> Option<PathBuf> {
+    let Source::Path(path) = source else { return None };
+    if path.is_dir() {
+        // A directory without an index is opened as a file, and refused as not a regular file.
+        let index = path.join("model.safetensors.index.json");
+        return index.exists().then_some(index);
+    }
+    if !path.file_name().is_some_and(|n| n.to_string_lossy().ends_with(".index.json")) {
+        return None;
+    }
+    let contents = parent_dir(path).and_then(|(dir, name)| Input::open(&dir, name)?.read_all(sandbox.limits()));
+    match contents {
+        Ok(bytes) => (sandload::sniff(&bytes).format == sandload::Format::Unknown).then(|| path.clone()),
+        // Unreadable or too large: `open_sharded` says why.
+        Err(_) => Some(path.clone()),
+    }
+}
+
+/// A checkpoint, sharded or not (see [`sharded_index`]).
+fn open_model(sandbox: &sandload::Sandbox, source: Source) -> sandload::Result<Model> {
+    if let Some(index) = sharded_index(sandbox, &source) {
+        let (dir, name) = parent_dir(&index)?;
+        return Ok(Model::Sharded(sandbox.open_sharded(&dir, name)?));
+    }
+    Ok(Model::Single(sandbox.open_safetensors(source.open()?)?))
+}
+
+/// Keeps a [`Bytes`] (a slice of a mapped file, or of a buffer read once) alive for as long as a
+/// numpy array borrows it: the array's `base`.
+#[pyclass(frozen, module = "sandload._sandload")]
+struct BytesOwner {
+    data: Bytes,
+}
+
+/// A read-only one-dimensional `uint8` array over `data`, without a copy.
+fn borrow_bytes(py: Python<'_>, data: Bytes) -> PyResult<Bound<'_, PyArray1<u8>>> {
+    let owner = Bound::new(py, BytesOwner { data })?;
+    let view: ArrayView1<'_, u8> = ArrayView1::from(&owner.get().data[..]);
+    // SAFETY: the array's base object is `owner`, which holds the `Bytes` the view points into;
+    // `Bytes` never moves or frees its buffer while a handle to it lives, and the owner is frozen
+    // (the field cannot be replaced). The array is made read-only before Python sees it.
+    let array = unsafe { PyArray1::borrow_from_array(&view, owner.clone().into_any()) };
+    array.readwrite().make_nonwriteable();
+    Ok(array)
+}
+
+/// A sandbox: the compiled guests, the limits, the instance pool. Safe to share between threads.
+#[pyclass(frozen, subclass, module = "sandload._sandload", name = "Sandbox")]
+struct PySandbox {
+    inner: Arc<sandload::Sandbox>,
+}
+
+#[pymethods]
+impl PySandbox {
+    /// Builds a sandbox. Every limit defaults to sandload's safe default (see `limits`).
+    #[new]
+    #[pyo3(signature = (*, max_file_bytes=None, max_header_bytes=None, max_tensors=None, max_pixels=None,
+        max_shards=None, guest_memory_bytes=None, guest_time=None, data_access="map", max_concurrent=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        max_file_bytes: Option<u64>,
+        max_header_bytes: Option<u64>,
+        max_tensors: Option<u64>,
+        max_pixels: Option<u64>,
+        max_shards: Option<u64>,
+        guest_memory_bytes: Option<u64>,
+        guest_time: Option<f64>,
+        data_access: &str,
+        max_concurrent: Option<u32>,
+    ) -> PyResult<Self> {
+        let mut limits = Limits::default();
+        let set = |value: Option<u64>, field: &mut u64| value.inspect(|&v| *field = v);
+        set(max_file_bytes, &mut limits.max_file_bytes);
+        set(max_header_bytes, &mut limits.max_header_bytes);
+        set(max_tensors, &mut limits.max_tensors);
+        set(max_pixels, &mut limits.max_pixels);
+        set(max_shards, &mut limits.max_shards);
+        set(guest_memory_bytes, &mut limits.guest_memory_bytes);
+        if let Some(seconds) = guest_time {
+            limits.guest_time =
+                Duration::try_from_secs_f64(seconds).ok().filter(|d| !d.is_zero()).ok_or_else(|| {
+                    PyValueError::new_err(format!("guest_time must be a positive number of seconds, got {seconds}"))
+                })?;
+        }
+        let access = match data_access {
+            "map" => DataAccess::Map,
+            "read" => DataAccess::Read,
+            other => {
+                return Err(PyValueError::new_err(format!("data_access must be \"map\" or \"read\", got {other:?}")));
+            }
+        };
+        let mut builder = sandload::Sandbox::builder();
+        builder.limits(limits).data_access(access);
+        if let Some(n) = max_concurrent {
+            builder.max_concurrent(n);
+        }
+        // Building compiles (or loads from the cache) every guest: seconds, without the GIL.
+        let inner = py.detach(|| builder.build()).py(py)?;
+        Ok(PySandbox { inner: Arc::new(inner) })
+    }
+
+    /// The limits in force, as a dict (sizes in bytes, `guest_time` in seconds).
+    #[getter]
+    fn limits<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let l = self.inner.limits();
+        let d = PyDict::new(py);
+        d.set_item("max_file_bytes", l.max_file_bytes)?;
+        d.set_item("max_header_bytes", l.max_header_bytes)?;
+        d.set_item("max_tensors", l.max_tensors)?;
+        d.set_item("max_pixels", l.max_pixels)?;
+        d.set_item("max_shards", l.max_shards)?;
+        d.set_item("guest_memory_bytes", l.guest_memory_bytes)?;
+        d.set_item("guest_time", l.guest_time.as_secs_f64())?;
+        Ok(d)
+    }
+
+    /// Opens a safetensors checkpoint (refusing everything else). A directory holding
+    /// `model.safetensors.index.json`, or a file under an `*.index.json` name whose content is no
+    /// other format, is opened as a sharded checkpoint: shards only inside the index's directory.
+    #[pyo3(signature = (source, name=None))]
+    fn _open_checkpoint(
+        &self,
+        py: Python<'_>,
+        source: &Bound<'_, PyAny>,
+        name: Option<PathBuf>,
+    ) -> PyResult<PyCheckpoint> {
+        let source = Source::extract(source, name)?;
+        let sandbox = self.inner.clone();
+        let model = py.detach(move || open_model(&sandbox, source)).py(py)?;
+        Ok(PyCheckpoint { inner: model })
+    }
+
+    /// Decodes a camera RAW file.
+    #[pyo3(signature = (source, name=None))]
+    fn _decode_raw(&self, py: Python<'_>, source: &Bound<'_, PyAny>, name: Option<PathBuf>) -> PyResult<PyRawFrame> {
+        let source = Source::extract(source, name)?;
+        let sandbox = self.inner.clone();
+        let raw = py.detach(move || sandbox.decode_raw(source.open()?)).py(py)?;
+        Ok(PyRawFrame { inner: raw })
+    }
+
+    /// Decodes a PNG, JPEG, TIFF or WebP image: `(pixels, format, orientation, icc_profile,
+    /// receipt_json)`, pixels as H x W (grey) or H x W x C.
+    #[pyo3(signature = (source, name=None))]
+    fn _decode_image<'py>(
+        &self,
+        py: Python<'py>,
+        source: &Bound<'_, PyAny>,
+        name: Option<PathBuf>,
+    ) -> PyResult<(Bound<'py, PyAny>, String, u16, Option<Bound<'py, PyBytes>>, String)> {
+        let source = Source::extract(source, name)?;
+        let sandbox = self.inner.clone();
+        let decoded = py.detach(move || sandbox.decode_image(source.open()?)).py(py)?;
+        let receipt = serde_json::to_string(&decoded.receipt).map_err(|e| PyValueError::new_err(e.to_string()))?;
+        let pixels = image_array(py, decoded.image)?;
+        let icc = decoded.icc_profile.as_deref().map(|p| PyBytes::new(py, p));
+        Ok((pixels, decoded.format, decoded.orientation, icc, receipt))
+    }
+
+    /// What `sandload inspect --json` prints for the file (one record, as a JSON string); a
+    /// directory holding `model.safetensors.index.json`, or an index file, is one sharded
+    /// checkpoint.
+    #[pyo3(signature = (source, digest=false, name=None))]
+    fn _inspect(
+        &self,
+        py: Python<'_>,
+        source: &Bound<'_, PyAny>,
+        digest: bool,
+        name: Option<PathBuf>,
+    ) -> PyResult<String> {
+        let source = Source::extract(source, name)?;
+        let sandbox = self.inner.clone();
+        let report = py.detach(move || {
+            if let Some(index) = sharded_index(&sandbox, &source) {
+                let Source::Path(shown) = &source else { unreachable!("only paths are sharded") };
+                let result = parent_dir(&index).and_then(|(dir, name)| sandbox.open_sharded(&dir, name));
+                return FileReport::sharded(shown, result, digest);
+            }
+            let shown = source.shown().to_path_buf();
+            match source.open() {
+                Ok(input) => {
+                    let (result, receipt) = sandbox.open_with_receipt(input);
+                    FileReport::new(&shown, result, Some(receipt), digest)
+                }
+                Err(e) => FileReport::new(&shown, Err(e), None, digest),
+            }
+        });
+        serde_json::to_string(&report).map_err(|e| PyValueError::new_err(e.to_string()))
+    }
+
+    /// [`_inspect`](PySandbox::_inspect) and [`_open`](PySandbox::_open) in one guest run:
+    /// `(record_json, kind, opened)`, `kind`/`opened` None when the file was rejected (or is a
+    /// sharded checkpoint, which has only its record).
+    #[pyo3(signature = (source, digest=false, name=None))]
+    fn _open_report<'py>(
+        &self,
+        py: Python<'py>,
+        source: &Bound<'_, PyAny>,
+        digest: bool,
+        name: Option<PathBuf>,
+    ) -> PyResult<(String, Option<&'static str>, Option<Bound<'py, PyAny>>)> {
+        let source = Source::extract(source, name)?;
+        let sandbox = self.inner.clone();
+        let (report, opened) = py.detach(move || {
+            if let Some(index) = sharded_index(&sandbox, &source) {
+                let Source::Path(shown) = &source else { unreachable!("only paths are sharded") };
+                let result = parent_dir(&index).and_then(|(dir, name)| sandbox.open_sharded(&dir, name));
+                return (FileReport::sharded(shown, result, digest), None);
+            }
+            let shown = source.shown().to_path_buf();
+            match source.open() {
+                Ok(input) => {
+                    let (result, receipt) = sandbox.open_with_receipt(input);
+                    // Cheap: every variant shares its buffers (`Bytes`) or moves into the report.
+                    let kept = result.as_ref().ok().cloned();
+                    (FileReport::new(&shown, result, Some(receipt), digest), kept)
+                }
+                Err(e) => (FileReport::new(&shown, Err(e), None, digest), None),
+            }
+        });
+        let record = serde_json::to_string(&report).map_err(|e| PyValueError::new_err(e.to_string()))?;
+        let (kind, opened) = match opened {
+            None => (None, None),
+            Some(opened) => {
+                let (kind, object) = opened_object(py, opened)?;
+                (Some(kind), Some(object))
+            }
+        };
+        Ok((record, kind, opened))
+    }
+
+    /// Opens whatever the content says the file is: `("checkpoint", Checkpoint)`,
+    /// `("raw", RawFrame)` or `("image", (pixels, format, orientation, icc_profile, receipt))`.
+    #[pyo3(signature = (source, name=None))]
+    fn _open<'py>(
+        &self,
+        py: Python<'py>,
+        source: &Bound<'_, PyAny>,
+        name: Option<PathBuf>,
+    ) -> PyResult<(&'static str, Bound<'py, PyAny>)> {
+        let source = Source::extract(source, name)?;
+        let sandbox = self.inner.clone();
+        let opened = py.detach(move || sandbox.open(source.open()?)).py(py)?;
+        opened_object(py, opened)
+    }
+
+    /// Number of guest calls running right now (for tests and monitoring).
+    #[getter]
+    fn guests_running(&self) -> u32 {
+        self.inner.guests_running()
+    }
+}
+
+/// The Python object for what `Sandbox::open` accepted, with its kind's name.
+fn opened_object(py: Python<'_>, opened: Opened) -> PyResult<(&'static str, Bound<'_, PyAny>)> {
+    Ok(match opened {
+        Opened::Checkpoint(c) => ("checkpoint", Bound::new(py, PyCheckpoint { inner: Model::Single(c) })?.into_any()),
+        Opened::Raw(r) => ("raw", Bound::new(py, PyRawFrame { inner: r })?.into_any()),
+        Opened::Image(d) => {
+            let receipt = serde_json::to_string(&d.receipt).map_err(|e| PyValueError::new_err(e.to_string()))?;
+            let icc = d.icc_profile.as_deref().map(|p| PyBytes::new(py, p));
+            let pixels = image_array(py, d.image)?;
+            ("image", (pixels, d.format, d.orientation, icc, receipt).into_pyobject(py)?.into_any())
+        }
+        _ => return Err(PyValueError::new_err("sandload opened a kind of file this package does not know")),
+    })
+}
+
+/// An image's pixels as an owned numpy array (moved, not copied), H x W or H x W x C.
+fn image_array(py: Python<'_>, image: DynamicImage) -> PyResult<Bound<'_, PyAny>> {
+    fn shaped<'py, T: numpy::Element>(
+        py: Python<'py>,
+        data: Vec<T>,
+        (w, h): (u32, u32),
+        channels: usize,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let flat = data.into_pyarray(py);
+        let (h, w) = (h as usize, w as usize);
+        Ok(if channels == 1 { flat.reshape([h, w])?.into_any() } else { flat.reshape([h, w, channels])?.into_any() })
+    }
+    let dims = (image.width(), image.height());
+    match image {
+        DynamicImage::ImageLuma8(i) => shaped(py, i.into_raw(), dims, 1),
+        DynamicImage::ImageLumaA8(i) => shaped(py, i.into_raw(), dims, 2),
+        DynamicImage::ImageRgb8(i) => shaped(py, i.into_raw(), dims, 3),
+        DynamicImage::ImageRgba8(i) => shaped(py, i.into_raw(), dims, 4),
+        DynamicImage::ImageLuma16(i) => shaped(py, i.into_raw(), dims, 1),
+        DynamicImage::ImageLumaA16(i) => shaped(py, i.into_raw(), dims, 2),
+        DynamicImage::ImageRgb16(i) => shaped(py, i.into_raw(), dims, 3),
+        DynamicImage::ImageRgba16(i) => shaped(py, i.into_raw(), dims, 4),
+        DynamicImage::ImageRgb32F(i) => shaped(py, i.into_raw(), dims, 3),
+        DynamicImage::ImageRgba32F(i) => shaped(py, i.into_raw(), dims, 4),
+        other => shaped(py, other.into_rgba32f().into_raw(), dims, 4),
+    }
+}
+
+enum Model {
+    Single(Checkpoint),
+    Sharded(ShardedCheckpoint),
+}
+
+/// A validated checkpoint (one file, or every shard of a sharded one).
+#[pyclass(frozen, module = "sandload._sandload", name = "Checkpoint")]
+struct PyCheckpoint {
+    inner: Model,
+}
+
+impl PyCheckpoint {
+    fn view(&self, name: &str) -> PyResult<sandload::TensorView<'_>> {
+        let view = match &self.inner {
+            Model::Single(c) => c.tensor(name),
+            Model::Sharded(s) => s.tensor(name),
+        };
+        view.ok_or_else(|| PyKeyError::new_err(name.to_string()))
+    }
+}
+
+#[pymethods]
+impl PyCheckpoint {
+    /// The tensor names, sorted (as `safetensors.safe_open.keys()` gives them).
+    fn keys(&self) -> Vec<String> {
+        let mut names: Vec<String> = match &self.inner {
+            Model::Single(c) => c.tensors().iter().map(|t| t.name.clone()).collect(),
+            Model::Sharded(s) => s.iter().map(|t| t.name.to_string()).collect(),
+        };
+        names.sort_unstable();
+        names
+    }
+
+    /// The tensor names in the order of their data (shard by shard for a sharded checkpoint).
+    fn _offset_keys(&self) -> Vec<String> {
+        match &self.inner {
+            Model::Single(c) => c.tensors().iter().map(|t| t.name.clone()).collect(),
+            Model::Sharded(s) => s.iter().map(|t| t.name.to_string()).collect(),
+        }
+    }
+
+    /// `(dtype name, shape)` of one tensor.
+    fn _info(&self, name: &str) -> PyResult<(&'static str, Vec<u64>)> {
+        let view = self.view(name)?;
+        Ok((view.dtype.name(), view.shape.to_vec()))
+    }
+
+    /// The tensor's bytes as a read-only `uint8` array sharing the checkpoint's buffer.
+    fn _bytes<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyArray1<u8>>> {
+        let view = self.view(name)?;
+        borrow_bytes(py, view.data)
+    }
+
+    /// The box `ranges` (one `(start, stop)` per leading dimension) of a tensor: its bytes
+    /// (shared with the file when contiguous) and its shape.
+    fn _slice<'py>(
+        &self,
+        py: Python<'py>,
+        name: &str,
+        ranges: Vec<(u64, u64)>,
+    ) -> PyResult<(Bound<'py, PyArray1<u8>>, Vec<u64>)> {
+        let view = self.view(name)?;
+        let ranges: Vec<_> = ranges.into_iter().map(|(a, b)| a..b).collect();
+        let part = view.slice(&ranges).py(py)?;
+        Ok((borrow_bytes(py, part.data)?, part.shape))
+    }
+
+    /// The header's `__metadata__` (the index's `metadata` for a sharded checkpoint), or None.
+    fn metadata<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
+        let map = match &self.inner {
+            Model::Single(c) => c.metadata(),
+            Model::Sharded(s) => Some(s.metadata()),
+        };
+        map.map(|m| {
+            let d = PyDict::new(py);
+            for (k, v) in m {
+                d.set_item(k, v)?;
+            }
+            Ok(d)
+        })
+        .transpose()
+    }
+
+    /// The receipts (one per file read) as JSON strings.
+    fn _receipts(&self) -> PyResult<Vec<String>> {
+        let receipts: Vec<&sandload::Receipt> = match &self.inner {
+            Model::Single(c) => vec![c.receipt()],
+            Model::Sharded(s) => s.receipts().collect(),
+        };
+        receipts
+            .into_iter()
+            .map(|r| serde_json::to_string(r).map_err(|e| PyValueError::new_err(e.to_string())))
+            .collect()
+    }
+
+    /// The file (the index file for a sharded checkpoint).
+    #[getter]
+    fn file(&self) -> PathBuf {
+        match &self.inner {
+            Model::Single(c) => c.file().to_path_buf(),
+            Model::Sharded(s) => s.index_file().to_path_buf(),
+        }
+    }
+
+    fn __len__(&self) -> usize {
+        match &self.inner {
+            Model::Single(c) => c.len(),
+            Model::Sharded(s) => s.len(),
+        }
+    }
+}
+
+/// A decoded camera RAW frame.
+#[pyclass(frozen, module = "sandload._sandload", name = "RawFrame")]
+struct PyRawFrame {
+    inner: RawImage,
+}
+
+#[pymethods]
+impl PyRawFrame {
+    /// The samples as a read-only `uint16` array of `height x width x cpp` values, flat, sharing
+    /// the decoded buffer (little-endian; the package views it with the right shape).
+    fn _samples<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray1<u8>>> {
+        borrow_bytes(py, self.inner.samples().clone())
+    }
+
+    /// The frame's metadata (`sandload::RawInfo`) as JSON.
+    fn _info(&self) -> PyResult<String> {
+        serde_json::to_string(self.inner.info()).map_err(|e| PyValueError::new_err(e.to_string()))
+    }
+
+    /// The receipt as JSON.
+    fn _receipt(&self) -> PyResult<String> {
+        serde_json::to_string(self.inner.receipt()).map_err(|e| PyValueError::new_err(e.to_string()))
+    }
+
+    /// Half-resolution Bayer planes, float32 `4 x h x w` (R, G1, G2, B).
+    fn bayer_planes<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let raw = &self.inner;
+        let planes = py.detach(|| raw.bayer_planes()).py(py)?;
+        let (h, w) = (planes.height, planes.width);
+        Ok(planes.data.into_pyarray(py).reshape([4, h, w])?.into_any())
+    }
+
+    /// Developed sRGB pixels of the image area, `h x w x 3`, `uint8` (`bits=8`) or `uint16`.
+    fn _develop<'py>(&self, py: Python<'py>, bits: u8) -> PyResult<Bound<'py, PyAny>> {
+        let raw = &self.inner;
+        let image = match bits {
+            8 => DynamicImage::ImageRgb8(py.detach(|| raw.develop()).py(py)?),
+            16 => DynamicImage::ImageRgb16(py.detach(|| raw.develop16()).py(py)?),
+            other => return Err(PyValueError::new_err(format!("output_bps must be 8 or 16, got {other}"))),
+        };
+        image_array(py, image)
+    }
+}
+
+/// Writers of the files the Rust test suite uses, for the Python tests and examples (the same
+/// DNGs, PNGs, TIFFs and bombs; pickles and safetensors files come from the real Python packages).
+#[pymodule(name = "samples")]
+mod samples {
+    use super::*;
+    use sandload::samples;
+
+    /// A DNG of a `width x height` mosaic of a smooth 12-bit pattern (black 256, white 4351).
+    #[pyfunction]
+    #[pyo3(signature = (width, height, *, lossless_jpeg=false, cfa=None, active_area=None, black_level=None,
+        white_level=None, declared_size=None, make=None, model=None, orientation=1, color_matrix=None,
+        as_shot_neutral=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn dng<'py>(
+        py: Python<'py>,
+        width: u32,
+        height: u32,
+        lossless_jpeg: bool,
+        cfa: Option<[u8; 4]>,
+        active_area: Option<[u32; 4]>,
+        black_level: Option<u16>,
+        white_level: Option<u16>,
+        declared_size: Option<(u32, u32)>,
+        make: Option<String>,
+        model: Option<String>,
+        orientation: u16,
+        color_matrix: Option<[f32; 9]>,
+        as_shot_neutral: Option<[f32; 3]>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        if width.checked_mul(height).is_none_or(|n| n > 64 << 20) {
+            return Err(PyValueError::new_err("at most 64 M pixels"));
+        }
+        let mut dng = samples::Dng::patterned(width, height);
+        dng.lossless_jpeg = lossless_jpeg;
+        dng.active_area = active_area;
+        dng.declared_size = declared_size;
+        dng.orientation = orientation;
+        if let Some(cfa) = cfa {
+            dng.cfa = cfa;
+        }
+        if let Some(m) = color_matrix {
+            dng.color_matrix = m;
+        }
+        if let Some(n) = as_shot_neutral {
+            dng.as_shot_neutral = n;
+        }
+        if let Some(b) = black_level {
+            dng.black_level = b;
+        }
+        if let Some(w) = white_level {
+            dng.white_level = w;
+        }
+        if let Some(m) = make {
+            dng.make = m;
+        }
+        if let Some(m) = model {
+            dng.model = m;
+        }
+        Ok(PyBytes::new(py, &dng.to_bytes()))
+    }
+
+    /// A DNG's sample values as `samples.dng` writes them (row-major `uint16`), to compare with.
+    #[pyfunction]
+    fn dng_samples<'py>(py: Python<'py>, width: u32, height: u32) -> Bound<'py, PyArray1<u16>> {
+        samples::Dng::patterned(width, height).samples.into_pyarray(py)
+    }
+
+    /// A `width x height` RGB PNG.
+    #[pyfunction]
+    fn png<'py>(py: Python<'py>, width: u32, height: u32) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &samples::png_image(width, height))
+    }
+
+    /// A PNG whose header claims `width x height` pixels of `color_type` over the given
+    /// (uncompressed) scanlines: a decompression bomb when the claim is large.
+    #[pyfunction]
+    fn png_with_header<'py>(
+        py: Python<'py>,
+        width: u32,
+        height: u32,
+        color_type: u8,
+        scanlines: &[u8],
+    ) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &samples::png_with_header(width, height, color_type, scanlines))
+    }
+
+    /// A JPEG header claiming `width x height` (no image data).
+    #[pyfunction]
+    fn jpeg_with_dimensions<'py>(py: Python<'py>, width: u16, height: u16) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &samples::jpeg_with_dimensions(width, height))
+    }
+
+    /// A safetensors file that is also a pickle read from byte 0 (`module.name(arg)`).
+    #[pyfunction]
+    fn pickle_polyglot<'py>(py: Python<'py>, module: &str, name: &str, arg: &str) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &samples::pickle_polyglot(module, name, arg))
+    }
+
+    /// A safetensors file that is also a zip archive.
+    #[pyfunction]
+    fn zip_polyglot<'py>(py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &samples::zip_polyglot())
+    }
+
+    /// A minimal HDF5 superblock (a Keras `.h5` file's start).
+    #[pyfunction]
+    fn hdf5<'py>(py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &samples::hdf5())
+    }
+
+    /// A GGUF file's start.
+    #[pyfunction]
+    fn gguf<'py>(py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &samples::gguf())
+    }
+}
+
+/// The extension module.
+#[pymodule]
+fn _sandload(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<PySandbox>()?;
+    m.add_class::<PyCheckpoint>()?;
+    m.add_class::<PyRawFrame>()?;
+    m.add_class::<BytesOwner>()?;
+    m.add_wrapped(pyo3::wrap_pymodule!(samples))?;
+    m.add("ABI_VERSION", sandload::fuzzing::abi::ABI_VERSION)?;
+    Ok(())
+}
