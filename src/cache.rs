@@ -34,6 +34,44 @@ use wasmtime::{Engine, Module};
 const TRAILER_MAGIC: &[u8; 8] = b"SLCWASM1";
 const TRAILER_LEN: usize = 32 + TRAILER_MAGIC.len();
 
+/// The per-user cache of compiled guests that the CLI and the Python package use:
+/// `$SANDLOAD_CACHE_DIR`, else `$XDG_CACHE_HOME/sandload`, else `~/.cache/sandload`, created 0700.
+/// Pass it to [`SandboxBuilder::cache_dir`](crate::SandboxBuilder::cache_dir).
+///
+/// Returns `Ok(None)` when `SANDLOAD_CACHE_DIR=off`, or when there is no home directory or the
+/// directory cannot be created (a cache only saves compile time); `Err(why)` when the directory
+/// exists but is not trusted: not owned by the effective user, or writable by group or others
+/// (checked on the opened directory, so renaming the path afterwards changes nothing). Callers
+/// report `why` as a warning and go on without a cache.
+///
+/// # Ambient Authority
+/// Reads the environment and opens a path from it: a process-wide policy, for programs (the CLI,
+/// language bindings), not for libraries that were granted a directory.
+pub fn user_cache_dir(ambient: cap_std::AmbientAuthority) -> Result<Option<Dir>, String> {
+    use std::os::unix::fs::DirBuilderExt;
+    use std::path::PathBuf;
+    let path = match std::env::var_os("SANDLOAD_CACHE_DIR") {
+        Some(v) if v == "off" => return Ok(None),
+        Some(v) => PathBuf::from(v),
+        None => match std::env::var_os("XDG_CACHE_HOME") {
+            Some(x) if !x.is_empty() => PathBuf::from(x).join("sandload"),
+            _ => match std::env::var_os("HOME") {
+                Some(home) => PathBuf::from(home).join(".cache/sandload"),
+                None => return Ok(None),
+            },
+        },
+    };
+    if std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&path).is_err() {
+        return Ok(None);
+    }
+    let Ok(dir) = Dir::open_ambient_dir(&path, ambient) else { return Ok(None) };
+    let Ok(meta) = dir.dir_metadata() else { return Ok(None) };
+    match check_private(&meta) {
+        Ok(()) => Ok(Some(dir)),
+        Err(why) => Err(format!("not using the compiled-guest cache {}: it is {why}", path.display())),
+    }
+}
+
 /// A directory of compiled guests. See [`SandboxBuilder::cache_dir`](crate::SandboxBuilder::cache_dir).
 #[derive(Debug)]
 pub(crate) struct CompiledCache {

@@ -50,6 +50,7 @@ mod tensors;
 mod trace;
 
 pub use bytes::Bytes;
+pub use cache::user_cache_dir;
 pub use develop::BayerPlanes;
 pub use error::{Error, Result};
 pub use half::{bf16, f16};

@@ -446,40 +446,17 @@ fn index_is_json(sandbox: &Sandbox, dir: &Dir, index: &Path, shown: &Path) -> bo
     }
 }
 
-/// Compiled guests are cached in `$SANDLOAD_CACHE_DIR`, else `$XDG_CACHE_HOME/sandload`, else
-/// `~/.cache/sandload`; `SANDLOAD_CACHE_DIR=off` disables the cache. A cache that cannot be
-/// created is skipped: it only costs the compile time.
-///
-/// Entries are native code, so the directory is created 0700 and used only if it is owned by the
-/// effective user and not writable by group or others (checked on the opened directory, so a
-/// rename of the path afterwards changes nothing); otherwise the cache is skipped with a warning.
-/// The library checks the same again, and checks each entry.
+/// Compiled guests are cached in the per-user cache ([`sandload::user_cache_dir`]); a cache that
+/// cannot be created is skipped (it only costs the compile time), an untrusted one with a warning.
+/// The library checks the directory again, and checks each entry.
 fn cache_dir() -> Option<Dir> {
-    use cap_std::fs::MetadataExt;
-    use std::os::unix::fs::DirBuilderExt;
-    let path = match std::env::var_os("SANDLOAD_CACHE_DIR") {
-        Some(v) if v == "off" => return None,
-        Some(v) => PathBuf::from(v),
-        None => match std::env::var_os("XDG_CACHE_HOME") {
-            Some(x) if !x.is_empty() => PathBuf::from(x).join("sandload"),
-            _ => PathBuf::from(std::env::var_os("HOME")?).join(".cache/sandload"),
-        },
-    };
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&path).ok()?;
-    let dir = Dir::open_ambient_dir(&path, ambient_authority()).ok()?;
-    let meta = dir.dir_metadata().ok()?;
-    let refusal = if meta.uid() != rustix::process::geteuid().as_raw() {
-        Some("is not owned by the current user")
-    } else if meta.mode() & 0o022 != 0 {
-        Some("is writable by group or others")
-    } else {
-        None
-    };
-    if let Some(why) = refusal {
-        eprintln!("sandload: warning: not using the compiled-guest cache {}: it {why}", printable(&path.display()));
-        return None;
+    match sandload::user_cache_dir(ambient_authority()) {
+        Ok(dir) => dir,
+        Err(why) => {
+            eprintln!("sandload: warning: {}", printable(&why));
+            None
+        }
     }
-    Some(dir)
 }
 
 /// The input at a path named on the command line, opened through its parent directory.

@@ -68,10 +68,10 @@ def make_corpus(root: Path, n: int = 200, raw_size: Tuple[int, int] = (1024, 768
             None,
             lambda i: save({"w": rng.standard_normal((64, 32)).astype(np.float32), "b": np.arange(i % 7 + 1, dtype=np.int64)}, metadata={"format": "np"}),
         ),
-        ("models/pytorch_model{i}.bin", "rejected", "pytorch_zip", "refused_format", lambda i: _torch_zip(pickle.dumps({"w": _Evil()}, protocol=2))),
+        ("models/pytorch_model{i}.bin", "rejected", "pytorch-zip", "refused_format", lambda i: _torch_zip(pickle.dumps({"w": _Evil()}, protocol=2))),
         ("models/model{i}_pickle.safetensors", "rejected", "pickle", "refused_format", lambda i: pickle.dumps({"w": _Evil()}, protocol=i % 6)),
         ("models/polyglot{i}.safetensors", "rejected", "safetensors", "refused_format", lambda i: sandload.samples.pickle_polyglot("os", "system", "echo pwned")),
-        ("models/header_bomb{i}.safetensors", "rejected", "safetensors", "limit_exceeded", lambda i: (1 << 40).to_bytes(8, "little") + b'{"a":' + b" " * 64),
+        ("models/header_bomb{i}.safetensors", "rejected", "safetensors", "limit_exceeded", lambda i: (150_000_000 + i).to_bytes(8, "little") + b'{"a":' + b" " * 64),
         (
             "models/dup{i}.safetensors",
             "rejected",

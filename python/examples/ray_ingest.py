@@ -32,32 +32,54 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 import pandas as pd
 
-#: The table's columns, in order.
-COLUMNS = [
-    "path",
-    "verdict",
-    "format",
-    "error_kind",
-    "error_rule",
-    "error_message",
-    "width",
-    "height",
-    "tensor_count",
-    "sha256",
-    "pixels_sha256",
-    "guest",
-    "guest_time_us",
-    "total_time_us",
-    "guest_peak_memory_bytes",
-    "planes_path",
-    "thumbnail_path",
-    "worker_pid",
-    "worker_peak_rss_bytes",
-]
+import pyarrow as pa
+
+#: The table's columns and types. Explicit, because a batch in which every file was rejected has
+#: only nulls where another batch has numbers, and Parquet needs one schema for both.
+SCHEMA = pa.schema(
+    [
+        ("path", pa.string()),
+        ("verdict", pa.string()),
+        ("format", pa.string()),
+        ("error_kind", pa.string()),
+        ("error_rule", pa.string()),
+        ("error_message", pa.string()),
+        ("width", pa.int64()),
+        ("height", pa.int64()),
+        ("tensor_count", pa.int64()),
+        ("sha256", pa.string()),
+        ("pixels_sha256", pa.string()),
+        ("guest", pa.string()),
+        ("guest_time_us", pa.int64()),
+        ("total_time_us", pa.int64()),
+        ("guest_peak_memory_bytes", pa.int64()),
+        ("planes_path", pa.string()),
+        ("thumbnail_path", pa.string()),
+        ("worker_pid", pa.int64()),
+        ("worker_peak_rss_bytes", pa.int64()),
+    ]
+)
+COLUMNS = SCHEMA.names
 
 
 def _peak_rss() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _file_sha256(source, max_bytes: int) -> Optional[str]:
+    """SHA-256 of the file's bytes (None for a file sandload would not read, or cannot)."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return hashlib.sha256(source).hexdigest() if len(source) <= max_bytes else None
+    try:
+        with open(source, "rb") as f:
+            if os.fstat(f.fileno()).st_size > max_bytes or not os.path.isfile(source):
+                return None
+            digest = hashlib.sha256()
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+            return digest.hexdigest()
+    except OSError:
+        return None
 
 
 def _thumbnail(rgb: np.ndarray, longest: int = 256) -> np.ndarray:
@@ -78,15 +100,16 @@ class SandloadIngest:
         (self.output_dir / "planes").mkdir(parents=True, exist_ok=True)
         (self.output_dir / "thumbnails").mkdir(parents=True, exist_ok=True)
 
-    def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
+    def __call__(self, batch: pd.DataFrame) -> pa.Table:
         if "bytes" in batch:
             rows = [self.one(p, data) for p, data in zip(batch["path"], batch["bytes"])]
         else:
             rows = [self.one(p, p) for p in batch["path"]]
-        return pd.DataFrame(rows, columns=COLUMNS)
+        return pa.Table.from_pylist(rows, schema=SCHEMA)
 
     def one(self, path: str, source) -> Dict[str, Any]:
         report, opened = self.sandbox.open_with_report(source, digest=True, name=path)
+        file_sha256 = _file_sha256(source, self.sandbox.limits["max_file_bytes"])
         receipt = report.get("receipt") or {}
         error = report.get("error") or {}
         raw = report.get("raw") or {}
@@ -100,9 +123,9 @@ class SandloadIngest:
             "error_message": error.get("message"),
             "width": raw.get("width", image.get("width")),
             "height": raw.get("height", image.get("height")),
-            "tensor_count": report.get("tensor_count"),
-            "sha256": report.get("sha256"),
-            "pixels_sha256": report.get("pixels_sha256"),
+            "tensor_count": report.get("tensor_count", len(report.get("tensors") or []) or None),
+            "sha256": file_sha256,
+            "pixels_sha256": raw.get("pixels_sha256", image.get("pixels_sha256")),
             "guest": receipt.get("guest"),
             "guest_time_us": receipt.get("guest_time_us"),
             "total_time_us": receipt.get("total_time_us"),
@@ -111,7 +134,7 @@ class SandloadIngest:
             "thumbnail_path": None,
         }
         if self.outputs and isinstance(opened, self.sandload.RawPy):
-            key = report.get("sha256") or hashlib.sha256(path.encode()).hexdigest()
+            key = file_sha256 or hashlib.sha256(path.encode()).hexdigest()
             planes = self.output_dir / "planes" / f"{key}.npy"
             thumb = self.output_dir / "thumbnails" / f"{key}.npy"
             np.save(planes, opened.bayer_planes().astype(np.float16))
@@ -135,12 +158,12 @@ class NativeIngest:
         (self.output_dir / "planes").mkdir(parents=True, exist_ok=True)
         (self.output_dir / "thumbnails").mkdir(parents=True, exist_ok=True)
 
-    def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
+    def __call__(self, batch: pd.DataFrame) -> pa.Table:
         if "bytes" in batch:
             rows = [self.one(p, data) for p, data in zip(batch["path"], batch["bytes"])]
         else:
             rows = [self.one(p, None) for p in batch["path"]]
-        return pd.DataFrame(rows, columns=COLUMNS)
+        return pa.Table.from_pylist(rows, schema=SCHEMA)
 
     def one(self, path: str, data: Optional[bytes]) -> Dict[str, Any]:
         import io
@@ -210,7 +233,8 @@ def build_dataset(input_dir: str, output_dir: str, *, workers: int = 2, read_byt
 
     if read_bytes:
         # Object stores: Ray reads whole files; sandload still applies its size limit, but only
-        # after the reader task holds the bytes.
+        # after the reader task holds the bytes. The read tasks need CPUs the actors do not
+        # hold: leave at least one free (`workers` < CPUs), or they are never scheduled.
         ds = ray.data.read_binary_files(input_dir, include_paths=True)
     else:
         # Paths: sandload opens each file itself (size limit before reading, files mapped).
@@ -251,15 +275,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("input_dir")
     parser.add_argument("output_dir")
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--workers", type=int, default=None, help="actors (default: CPUs, or CPUs - 1 with --read-bytes)")
     parser.add_argument("--read-bytes", action="store_true", help="read files with ray.data.read_binary_files")
     parser.add_argument("--engine", choices=["sandload", "native"], default="sandload")
     parser.add_argument("--address", default=None, help="Ray cluster address (default: a local Ray)")
     args = parser.parse_args()
+    cpus = os.cpu_count() or 2
+    if args.workers is None:
+        args.workers = max(1, cpus - 1) if args.read_bytes else cpus
     if args.address:
         ray.init(address=args.address)
     else:
-        ray.init(num_cpus=args.workers, include_dashboard=False)
+        ray.init(num_cpus=cpus, include_dashboard=False)
     result = run(args.input_dir, args.output_dir, workers=args.workers, read_bytes=args.read_bytes, engine=args.engine)
     print(result)
 

@@ -189,7 +189,8 @@ impl PySandbox {
     /// Builds a sandbox. Every limit defaults to sandload's safe default (see `limits`).
     #[new]
     #[pyo3(signature = (*, max_file_bytes=None, max_header_bytes=None, max_tensors=None, max_pixels=None,
-        max_shards=None, guest_memory_bytes=None, guest_time=None, data_access="map", max_concurrent=None))]
+        max_shards=None, guest_memory_bytes=None, guest_time=None, data_access="map", max_concurrent=None,
+        cache=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -202,6 +203,7 @@ impl PySandbox {
         guest_time: Option<f64>,
         data_access: &str,
         max_concurrent: Option<u32>,
+        cache: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         let mut limits = Limits::default();
         let set = |value: Option<u64>, field: &mut u64| value.inspect(|&v| *field = v);
@@ -228,6 +230,36 @@ impl PySandbox {
         builder.limits(limits).data_access(access);
         if let Some(n) = max_concurrent {
             builder.max_concurrent(n);
+        }
+        // The compiled-guest cache: the per-user one (True, the default), none (False), or a
+        // directory the caller names. Without one, every new process compiles every guest again
+        // (~8 s for the RAW decoder on 2 cores): a Ray worker's first file would pay it.
+        let cache_dir = match cache {
+            None => Some(true),
+            Some(c) if c.is_instance_of::<pyo3::types::PyBool>() => Some(c.extract::<bool>()?),
+            Some(_) => None,
+        };
+        match (cache_dir, cache) {
+            (Some(true), _) => match sandload::user_cache_dir(cap_std::ambient_authority()) {
+                Ok(Some(dir)) => {
+                    builder.cache_dir(dir);
+                }
+                Ok(None) => {}
+                Err(why) => PyErr::warn(
+                    py,
+                    &py.get_type::<pyo3::exceptions::PyRuntimeWarning>(),
+                    &std::ffi::CString::new(why).unwrap_or_default(),
+                    1,
+                )?,
+            },
+            (Some(false), _) => {}
+            (None, Some(path)) => {
+                let path = PathBuf::from(py.import("os")?.getattr("fsdecode")?.call1((path,))?.extract::<String>()?);
+                let dir = cap_std::fs::Dir::open_ambient_dir(&path, cap_std::ambient_authority())
+                    .map_err(|source| to_py_err(py, sandload::Error::Io { file: path.clone(), source }))?;
+                builder.cache_dir(dir);
+            }
+            (None, None) => unreachable!("cache is None only when not given"),
         }
         // Building compiles (or loads from the cache) every guest: seconds, without the GIL.
         let inner = py.detach(|| builder.build()).py(py)?;

@@ -44,6 +44,7 @@ class Sandbox:
         guest_time: Optional[float] = None,
         data_access: str = "map",
         max_concurrent: Optional[int] = None,
+        cache: Union[bool, str, PathLike[str], None] = None,
     ) -> None: ...
     @property
     def limits(self) -> Dict[str, Union[int, float]]: ...
