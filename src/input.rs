@@ -48,6 +48,29 @@ pub enum DataAccess {
     Read,
 }
 
+/// The parent directory of `path` as a capability, and `path`'s name in it: how a program opens a
+/// path its user named ([`Input::open`] on the result). A path without a parent is in `.`.
+///
+/// # Ambient Authority
+/// Opens the parent directory by its path: for programs acting on a path their user gave (the
+/// CLI, language bindings), not for libraries that were granted a directory.
+///
+/// # Errors
+/// [`Error::Io`] (naming `path`) if `path` has no file name (`/`, `..`) or its parent cannot be
+/// opened.
+pub fn parent_dir(path: &Path, ambient: cap_std::AmbientAuthority) -> Result<(Dir, PathBuf)> {
+    let io_err = |source| Error::Io { file: path.to_path_buf(), source };
+    let name = path
+        .file_name()
+        .ok_or_else(|| io_err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "path has no file name")))?;
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let dir = Dir::open_ambient_dir(parent, ambient).map_err(io_err)?;
+    Ok((dir, PathBuf::from(name)))
+}
+
 impl Input {
     /// Opens `path` relative to the capability `dir`.
     ///

@@ -55,7 +55,7 @@ pub use develop::BayerPlanes;
 pub use error::{Error, Result};
 pub use half::{bf16, f16};
 pub use image;
-pub use input::{DataAccess, Input};
+pub use input::{DataAccess, Input, parent_dir};
 pub use limits::{Limit, Limits};
 pub use open::Opened;
 pub use pickle_report::PickleReport;

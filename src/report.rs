@@ -264,17 +264,29 @@ impl FileReport {
                 report.pickle = pickle;
                 report
             }
-            Ok(opened) => {
-                let mut report = FileReport::empty(path.as_ref(), Verdict::Accepted, format, None);
-                match opened {
-                    Opened::Checkpoint(ckpt) => report.add_checkpoint(&ckpt, digest),
-                    Opened::Raw(raw) => report.raw = Some(raw_record(&raw, digest)),
-                    Opened::Image(image) => report.image = Some(image_record(&image, digest)),
-                }
-                report
-            }
+            Ok(opened) => FileReport::opened(path.as_ref(), &opened, format, digest),
         };
         report.receipt = receipt;
+        report
+    }
+
+    /// The report of an accepted file, from a borrow of what [`Sandbox::open_with_receipt`]
+    /// opened, so the caller keeps using it (the same record as [`FileReport::new`] with `Ok`).
+    ///
+    /// [`Sandbox::open_with_receipt`]: crate::Sandbox::open_with_receipt
+    pub fn accepted(path: impl AsRef<Path>, opened: &Opened, receipt: Receipt, digest: bool) -> Self {
+        let mut report = FileReport::opened(path.as_ref(), opened, receipt.format, digest);
+        report.receipt = Some(receipt);
+        report
+    }
+
+    fn opened(path: &Path, opened: &Opened, format: Format, digest: bool) -> Self {
+        let mut report = FileReport::empty(path, Verdict::Accepted, format, None);
+        match opened {
+            Opened::Checkpoint(ckpt) => report.add_checkpoint(ckpt, digest),
+            Opened::Raw(raw) => report.raw = Some(raw_record(raw, digest)),
+            Opened::Image(image) => report.image = Some(image_record(image, digest)),
+        }
         report
     }
 

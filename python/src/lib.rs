@@ -116,16 +116,7 @@ impl Source {
 /// The parent directory of a path the Python caller named, as a capability, and the name in it.
 /// The package's one use of ambient authority: the caller chose this path.
 fn parent_dir(path: &Path) -> sandload::Result<(cap_std::fs::Dir, PathBuf)> {
-    let io_err = |source| sandload::Error::Io { file: path.to_path_buf(), source };
-    let name = path
-        .file_name()
-        .ok_or_else(|| io_err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "path has no file name")))?;
-    let parent = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let dir = cap_std::fs::Dir::open_ambient_dir(parent, cap_std::ambient_authority()).map_err(io_err)?;
-    Ok((dir, PathBuf::from(name)))
+    sandload::parent_dir(path, cap_std::ambient_authority())
 }
 
 /// The index file to open as a sharded checkpoint, if `source` names one: a directory holding
@@ -157,6 +148,26 @@ fn open_model(sandbox: &sandload::Sandbox, source: Source) -> sandload::Result<M
         return Ok(Model::Sharded(sandbox.open_sharded(&dir, name)?));
     }
     Ok(Model::Single(sandbox.open_safetensors(source.open()?)?))
+}
+
+/// The record `sandload inspect --json` prints for `source` (a sharded checkpoint for an index or
+/// a directory holding one, see [`sharded_index`]), and what was opened when it was accepted (a
+/// sharded checkpoint only has its record).
+fn report_and_open(sandbox: &sandload::Sandbox, source: Source, digest: bool) -> (FileReport, Option<Opened>) {
+    if let Some(index) = sharded_index(sandbox, &source) {
+        let Source::Path(shown) = &source else { unreachable!("only paths are sharded") };
+        let result = parent_dir(&index).and_then(|(dir, name)| sandbox.open_sharded(&dir, name));
+        return (FileReport::sharded(shown, result, digest), None);
+    }
+    let shown = source.shown().to_path_buf();
+    match source.open() {
+        Ok(input) => match sandbox.open_with_receipt(input) {
+            // Reported from a borrow: the opened file is handed to Python as it is, not copied.
+            (Ok(opened), receipt) => (FileReport::accepted(&shown, &opened, receipt, digest), Some(opened)),
+            (Err(e), receipt) => (FileReport::new(&shown, Err(e), Some(receipt), digest), None),
+        },
+        Err(e) => (FileReport::new(&shown, Err(e), None, digest), None),
+    }
 }
 
 /// Keeps a [`Bytes`] (a slice of a mapped file, or of a buffer read once) alive for as long as a
@@ -337,21 +348,7 @@ impl PySandbox {
     ) -> PyResult<String> {
         let source = Source::extract(source, name)?;
         let sandbox = self.inner.clone();
-        let report = py.detach(move || {
-            if let Some(index) = sharded_index(&sandbox, &source) {
-                let Source::Path(shown) = &source else { unreachable!("only paths are sharded") };
-                let result = parent_dir(&index).and_then(|(dir, name)| sandbox.open_sharded(&dir, name));
-                return FileReport::sharded(shown, result, digest);
-            }
-            let shown = source.shown().to_path_buf();
-            match source.open() {
-                Ok(input) => {
-                    let (result, receipt) = sandbox.open_with_receipt(input);
-                    FileReport::new(&shown, result, Some(receipt), digest)
-                }
-                Err(e) => FileReport::new(&shown, Err(e), None, digest),
-            }
-        });
+        let (report, _) = py.detach(move || report_and_open(&sandbox, source, digest));
         serde_json::to_string(&report).map_err(|e| PyValueError::new_err(e.to_string()))
     }
 
@@ -368,23 +365,7 @@ impl PySandbox {
     ) -> PyResult<(String, Option<&'static str>, Option<Bound<'py, PyAny>>)> {
         let source = Source::extract(source, name)?;
         let sandbox = self.inner.clone();
-        let (report, opened) = py.detach(move || {
-            if let Some(index) = sharded_index(&sandbox, &source) {
-                let Source::Path(shown) = &source else { unreachable!("only paths are sharded") };
-                let result = parent_dir(&index).and_then(|(dir, name)| sandbox.open_sharded(&dir, name));
-                return (FileReport::sharded(shown, result, digest), None);
-            }
-            let shown = source.shown().to_path_buf();
-            match source.open() {
-                Ok(input) => {
-                    let (result, receipt) = sandbox.open_with_receipt(input);
-                    // Cheap: every variant shares its buffers (`Bytes`) or moves into the report.
-                    let kept = result.as_ref().ok().cloned();
-                    (FileReport::new(&shown, result, Some(receipt), digest), kept)
-                }
-                Err(e) => (FileReport::new(&shown, Err(e), None, digest), None),
-            }
-        });
+        let (report, opened) = py.detach(move || report_and_open(&sandbox, source, digest));
         let record = serde_json::to_string(&report).map_err(|e| PyValueError::new_err(e.to_string()))?;
         let (kind, opened) = match opened {
             None => (None, None),

@@ -60,17 +60,9 @@ impl Target {
 
 /// The parent directory of a path named on the command line, and the name in it.
 pub fn split(path: &Path) -> Result<(Arc<Dir>, PathBuf), Error> {
-    let io_err = |source| Error::Io { file: path.to_path_buf(), source };
-    let name = path
-        .file_name()
-        .ok_or_else(|| io_err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "path has no file name")))?;
-    let parent = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
     // The CLI's one use of ambient authority: the user named this path on the command line.
-    let dir = Dir::open_ambient_dir(parent, ambient_authority()).map_err(io_err)?;
-    Ok((Arc::new(dir), PathBuf::from(name)))
+    let (dir, name) = sandload::parent_dir(path, ambient_authority())?;
+    Ok((Arc::new(dir), name))
 }
 
 /// The targets for the paths given: a file under an index name is a sharded target (the caller

@@ -231,7 +231,7 @@ class safe_open:
 
         sandbox = sandbox if sandbox is not None else default_sandbox()
         self._checkpoint = sandbox._open_checkpoint(filename)
-        self._path = os.fsdecode(self._checkpoint.file) if not isinstance(filename, (bytes, bytearray, memoryview)) else "<bytes>"
+        self._path = os.fsdecode(self._checkpoint.file)
 
     @classmethod
     def _from_checkpoint(cls, checkpoint, framework: str = "np") -> "safe_open":
