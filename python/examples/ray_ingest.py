@@ -87,14 +87,11 @@ def _thumbnail(rgb: np.ndarray, longest: int = 256) -> np.ndarray:
     return np.ascontiguousarray(rgb[::step, ::step])
 
 
-class SandloadIngest:
-    """A Ray Data actor: one Sandbox for the actor's lifetime, one row per file."""
+class _Ingest:
+    """What both engines' actors share: the output directories, the batch loop, the outputs of
+    an accepted RAW file, and the worker columns. Subclasses turn one file into one row."""
 
-    def __init__(self, output_dir: str, limits: Optional[Dict[str, Any]] = None, outputs: bool = True) -> None:
-        import sandload
-
-        self.sandload = sandload
-        self.sandbox = sandload.Sandbox(**(limits or {}))
+    def __init__(self, output_dir: str, outputs: bool) -> None:
         self.output_dir = Path(output_dir)
         self.outputs = outputs
         (self.output_dir / "planes").mkdir(parents=True, exist_ok=True)
@@ -104,10 +101,37 @@ class SandloadIngest:
         if "bytes" in batch:
             rows = [self.one(p, data) for p, data in zip(batch["path"], batch["bytes"])]
         else:
-            rows = [self.one(p, p) for p in batch["path"]]
+            rows = [self.one(p, None) for p in batch["path"]]
+        for row in rows:
+            row["worker_pid"] = os.getpid()
+            row["worker_peak_rss_bytes"] = _peak_rss()
         return pa.Table.from_pylist(rows, schema=SCHEMA)
 
-    def one(self, path: str, source) -> Dict[str, Any]:
+    def one(self, path: str, data: Optional[bytes]) -> Dict[str, Any]:
+        """The row of the file at `path` (whose bytes are `data` when Ray read them)."""
+        raise NotImplementedError
+
+    def save_outputs(self, row: Dict[str, Any], key: str, planes: np.ndarray, rgb: np.ndarray) -> None:
+        """Writes the Bayer planes (float16) and a thumbnail of `rgb`, named by `key`."""
+        planes_path = self.output_dir / "planes" / f"{key}.npy"
+        thumb_path = self.output_dir / "thumbnails" / f"{key}.npy"
+        np.save(planes_path, planes.astype(np.float16))
+        np.save(thumb_path, _thumbnail(rgb))
+        row.update(planes_path=str(planes_path), thumbnail_path=str(thumb_path))
+
+
+class SandloadIngest(_Ingest):
+    """A Ray Data actor: one Sandbox for the actor's lifetime, one row per file."""
+
+    def __init__(self, output_dir: str, limits: Optional[Dict[str, Any]] = None, outputs: bool = True) -> None:
+        super().__init__(output_dir, outputs)
+        import sandload
+
+        self.sandload = sandload
+        self.sandbox = sandload.Sandbox(**(limits or {}))
+
+    def one(self, path: str, data: Optional[bytes]) -> Dict[str, Any]:
+        source = path if data is None else data
         report, opened = self.sandbox.open_with_report(source, digest=True, name=path)
         file_sha256 = _file_sha256(source, self.sandbox.limits["max_file_bytes"])
         receipt = report.get("receipt") or {}
@@ -135,17 +159,11 @@ class SandloadIngest:
         }
         if self.outputs and isinstance(opened, self.sandload.RawPy):
             key = file_sha256 or hashlib.sha256(path.encode()).hexdigest()
-            planes = self.output_dir / "planes" / f"{key}.npy"
-            thumb = self.output_dir / "thumbnails" / f"{key}.npy"
-            np.save(planes, opened.bayer_planes().astype(np.float16))
-            np.save(thumb, _thumbnail(opened.postprocess()))
-            row["planes_path"], row["thumbnail_path"] = str(planes), str(thumb)
-        row["worker_pid"] = os.getpid()
-        row["worker_peak_rss_bytes"] = _peak_rss()
+            self.save_outputs(row, key, opened.bayer_planes(), opened.postprocess())
         return row
 
 
-class NativeIngest:
+class NativeIngest(_Ingest):
     """The same pipeline without a sandbox: rawpy, safetensors and Pillow in the worker process,
     chosen by extension. An exception becomes a row; a crash or a hang takes the worker down."""
 
@@ -153,17 +171,7 @@ class NativeIngest:
     IMAGES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp"}
 
     def __init__(self, output_dir: str, limits=None, outputs: bool = True) -> None:
-        self.output_dir = Path(output_dir)
-        self.outputs = outputs
-        (self.output_dir / "planes").mkdir(parents=True, exist_ok=True)
-        (self.output_dir / "thumbnails").mkdir(parents=True, exist_ok=True)
-
-    def __call__(self, batch: pd.DataFrame) -> pa.Table:
-        if "bytes" in batch:
-            rows = [self.one(p, data) for p, data in zip(batch["path"], batch["bytes"])]
-        else:
-            rows = [self.one(p, None) for p in batch["path"]]
-        return pa.Table.from_pylist(rows, schema=SCHEMA)
+        super().__init__(output_dir, outputs)
 
     def one(self, path: str, data: Optional[bytes]) -> Dict[str, Any]:
         import io
@@ -190,11 +198,7 @@ class NativeIngest:
                     rgb = raw.postprocess(use_camera_wb=True, no_auto_bright=True, output_bps=8)
                     row.update(format="dng", height=mosaic.shape[0], width=mosaic.shape[1])
                     if self.outputs:
-                        planes_path = self.output_dir / "planes" / f"{row['sha256']}.npy"
-                        thumb_path = self.output_dir / "thumbnails" / f"{row['sha256']}.npy"
-                        np.save(planes_path, planes.astype(np.float16))
-                        np.save(thumb_path, _thumbnail(rgb))
-                        row.update(planes_path=str(planes_path), thumbnail_path=str(thumb_path))
+                        self.save_outputs(row, row["sha256"], planes, rgb)
             elif ext == ".safetensors":
                 from safetensors.numpy import load
 
@@ -210,8 +214,6 @@ class NativeIngest:
         except Exception as e:  # what in-process decoders raise on bad input
             row.update(verdict="rejected", error_kind=type(e).__name__, error_message=str(e)[:500])
         row["total_time_us"] = int((time.perf_counter() - started) * 1e6)
-        row["worker_pid"] = os.getpid()
-        row["worker_peak_rss_bytes"] = _peak_rss()
         return row
 
 
