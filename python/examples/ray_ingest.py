@@ -25,6 +25,7 @@ import argparse
 import hashlib
 import os
 import resource
+import stat
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -70,16 +71,23 @@ def _file_sha256(source, max_bytes: int) -> Optional[str]:
     """SHA-256 of the file's bytes (None for a file sandload would not read, or cannot)."""
     if isinstance(source, (bytes, bytearray, memoryview)):
         return hashlib.sha256(source).hexdigest() if len(source) <= max_bytes else None
+    # Opened as sandload opens files: non-blocking (a FIFO swapped in for the file cannot hang the
+    # worker), and only a regular file, checked on the descriptor, is read.
     try:
-        with open(source, "rb") as f:
-            if os.fstat(f.fileno()).st_size > max_bytes or not os.path.isfile(source):
-                return None
-            digest = hashlib.sha256()
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                digest.update(chunk)
-            return digest.hexdigest()
+        fd = os.open(source, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
     except OSError:
         return None
+    with os.fdopen(fd, "rb") as f:
+        meta = os.fstat(fd)
+        if not stat.S_ISREG(meta.st_mode) or meta.st_size > max_bytes:
+            return None
+        digest = hashlib.sha256()
+        try:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+        except OSError:
+            return None
+        return digest.hexdigest()
 
 
 def _thumbnail(rgb: np.ndarray, longest: int = 256) -> np.ndarray:
