@@ -77,10 +77,11 @@ def _file_sha256(source, max_bytes: int) -> Optional[str]:
         fd = os.open(source, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
     except OSError:
         return None
+    meta = os.fstat(fd)
+    if not stat.S_ISREG(meta.st_mode) or meta.st_size > max_bytes:
+        os.close(fd)
+        return None
     with os.fdopen(fd, "rb") as f:
-        meta = os.fstat(fd)
-        if not stat.S_ISREG(meta.st_mode) or meta.st_size > max_bytes:
-            return None
         digest = hashlib.sha256()
         try:
             for chunk in iter(lambda: f.read(1 << 20), b""):

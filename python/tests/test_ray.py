@@ -100,3 +100,17 @@ def test_native_pipeline_on_the_same_corpus(local_ray, mixed_corpus, tmp_path):
     table = pd.read_parquet(result["table"])
     assert len(table) == len(expected)
     print(f"\nnative pipeline (paths): {result['files']} files in {result['seconds']:.1f} s = {result['files_per_second']:.1f} files/s")
+
+
+def test_file_digest_never_blocks_on_a_fifo_or_reads_past_the_limit(tmp_path):
+    # A FIFO put where a listed file was: opening it for the digest must not wait for a writer.
+    regular = tmp_path / "f.bin"
+    regular.write_bytes(b"abc")
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    expected = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    assert ray_ingest._file_sha256(str(regular), 100) == expected
+    assert ray_ingest._file_sha256(str(fifo), 100) is None
+    assert ray_ingest._file_sha256(str(tmp_path), 100) is None
+    assert ray_ingest._file_sha256(str(regular), 2) is None
+    assert ray_ingest._file_sha256(b"abc", 100) == expected
