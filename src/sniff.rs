@@ -348,7 +348,7 @@ fn compressed(data: &[u8]) -> Option<Sniffed> {
 fn pickle(data: &[u8]) -> Option<Sniffed> {
     use sandload_abi::pickle::{End, WalkLimits, walk};
     let window = &data[..data.len().min(PICKLE_WINDOW)];
-    let w = walk(window, &WalkLimits::default());
+    let w = walk(window, &WalkLimits { whole_file: window.len() == data.len(), ..WalkLimits::default() });
     let recognised = match w.end {
         End::Stop => true,
         End::Truncated | End::OpLimit => w.has_effects() || (window.len() < data.len() && w.ops >= 16),

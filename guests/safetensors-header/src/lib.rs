@@ -178,14 +178,15 @@ pub fn validate(req: Request, payload: &[u8]) -> Response {
     Ok(Table { header_len: n, tensors, metadata })
 }
 
-/// Refuses a file that `pickle.load` (called repeatedly, as torch's legacy loader does) would
-/// run as a pickle from byte 0: one whose opcode walk reaches an opcode that imports or calls
+/// Refuses a file that `pickle.load` (called repeatedly, as torch's legacy loader does; the C or
+/// the pure-Python unpickler) would run as a pickle from byte 0: one whose opcode walk reaches an opcode that imports or calls
 /// before the walk fails, or that is still going where the bytes handed in end (then the file
 /// cannot be ruled out and is refused too). Nothing is executed; see `sandload_abi::pickle`.
 fn not_a_pickle(req: &Request, payload: &[u8]) -> Result<(), GuestError> {
     use sandload_abi::pickle::{End, WalkLimits, walk_stream};
-    let walk = walk_stream(payload, &WalkLimits::default());
     let whole_file = payload.len() as u64 == req.file_len;
+    // At the end of the whole file the pure-Python unpickler still reads a last line: walk it.
+    let walk = walk_stream(payload, &WalkLimits { whole_file, ..WalkLimits::default() });
     let undecided = walk.end == End::OpLimit || (!whole_file && matches!(walk.end, End::Truncated | End::Stop));
     if !walk.has_effects() && !undecided {
         return Ok(());
