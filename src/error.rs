@@ -31,7 +31,8 @@ pub enum Error {
         /// What the file is, in words (e.g. "a Python pickle (protocol 4)").
         what: String,
         /// For a file that is valid safetensors *and* another format (a polyglot), the rule that
-        /// caught it (`pickle_polyglot`, `zip_polyglot`, `hdf5_polyglot`, `tar_polyglot`).
+        /// caught it (`pickle_polyglot`, `zip_polyglot`, `hdf5_polyglot`, `tar_polyglot`,
+        /// `compressed_polyglot`).
         rule: Option<&'static str>,
         /// Where the other format was found, when known (e.g. the first pickle opcode that would
         /// import or call, or the zip end record).

@@ -121,6 +121,11 @@ pub(crate) fn refuse_polyglot(
              Keras would open it as an HDF5 file.",
             POLYGLOT_REMEDY,
         ),
+        Format::Compressed => (
+            "joblib.load picks a decompressor from a file's first bytes alone and unpickles what comes out as it \
+             decompresses, so a deflate stream that starts in the header and ends in the tensor data runs its pickle.",
+            POLYGLOT_REMEDY,
+        ),
         _ => (
             "tarfile accepts its first 512 bytes as a tar header, so torch.load's legacy path would open it as a \
              tar archive of pickles.",

@@ -282,39 +282,71 @@ pub(crate) fn zipfile_opens(data: &[u8]) -> Option<usize> {
 }
 
 /// True when the first 512 bytes are a tar header whose checksum `tarfile` accepts (the
-/// unsigned or the signed byte sum, with the checksum field counted as spaces).
+/// unsigned or the signed byte sum, with the checksum field counted as spaces; the field read by
+/// [`tarfile_nti`]).
 pub(crate) fn tar_header_checksum_ok(data: &[u8]) -> bool {
     let Some(block) = data.get(..512) else { return false };
     if block.iter().all(|&b| b == 0) {
         return false;
     }
-    let field = &block[148..156];
-    let stored = if field[0] == 0o200 || field[0] == 0o377 {
-        // base-256: tarfile accepts it, so must we.
-        let mut n: i128 = 0;
-        for &b in &field[1..] {
-            n = (n << 8) | i128::from(b);
-        }
-        if field[0] == 0o377 { n - (1i128 << 56) } else { n }
-    } else {
-        let text: Vec<u8> = field.iter().copied().take_while(|&b| b != 0).collect();
-        let Ok(text) = std::str::from_utf8(&text) else { return false };
-        // Python's int() also takes underscores between digits.
-        let text: String = text.trim().chars().filter(|&c| c != '_').collect();
-        if text.is_empty() {
-            0
-        } else {
-            match i128::from_str_radix(&text, 8) {
-                Ok(n) => n,
-                Err(_) => return false,
-            }
-        }
-    };
+    let Some(stored) = tarfile_nti(&block[148..156]) else { return false };
     let unsigned: i128 =
         block.iter().enumerate().map(|(i, &b)| if (148..156).contains(&i) { 32 } else { i128::from(b) }).sum();
     let signed: i128 =
         block.iter().enumerate().map(|(i, &b)| if (148..156).contains(&i) { 32 } else { i128::from(b as i8) }).sum();
     stored == unsigned || stored == signed
+}
+
+/// A tar number field exactly as CPython's `tarfile.nti` reads it (3.9 to 3.14): base-256 when
+/// the first byte is `0o200` or `0o377`; else the bytes before the first NUL, decoded as ASCII,
+/// then `int(s.strip() or "0", 8)`. `str.strip()` also removes `\x1c`-`\x1f`, and `int(x, 8)`
+/// takes a sign, a `0o` prefix and single underscores between digits (and after the prefix).
+/// `None` where `tarfile` raises `InvalidHeaderError`.
+pub(crate) fn tarfile_nti(field: &[u8]) -> Option<i128> {
+    if let Some((&first @ (0o200 | 0o377), rest)) = field.split_first() {
+        let n = rest.iter().fold(0i128, |n, &b| (n << 8) | i128::from(b));
+        return Some(if first == 0o377 { n - (1i128 << (8 * rest.len())) } else { n });
+    }
+    let text = field.split(|&b| b == 0).next().unwrap_or_default();
+    if !text.is_ascii() {
+        return None;
+    }
+    // Python's whitespace among ASCII characters (str.isspace): what strip() and int() skip.
+    let space = |b: &u8| matches!(b, b'\t' | b'\n' | 0x0b | 0x0c | b'\r' | 0x1c..=0x1f | b' ');
+    let start = text.iter().position(|b| !space(b)).unwrap_or(text.len());
+    let end = text.iter().rposition(|b| !space(b)).map_or(start, |e| e + 1);
+    let text = &text[start..end];
+    if text.is_empty() {
+        return Some(0);
+    }
+    let (negative, text) = match text.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        Some((b'+', rest)) => (false, rest),
+        _ => (false, text),
+    };
+    // After a `0o` prefix one underscore may come before the first digit.
+    let digits = match text {
+        [b'0', b'o' | b'O', rest @ ..] => rest.strip_prefix(b"_").unwrap_or(rest),
+        _ => text,
+    };
+    let mut n: i128 = 0;
+    let mut after_digit = false;
+    for &b in digits {
+        match b {
+            b'0'..=b'7' => {
+                // Eight bytes of octal digits cannot overflow i128.
+                n = n * 8 + i128::from(b - b'0');
+                after_digit = true;
+            }
+            b'_' if after_digit => after_digit = false,
+            _ => return None,
+        }
+    }
+    // Empty digits, or a trailing underscore.
+    if !after_digit {
+        return None;
+    }
+    Some(if negative { -n } else { n })
 }
 
 /// Compression containers: joblib writes its pickles compressed with each of these.
@@ -722,10 +754,7 @@ fn tar_members(data: &[u8]) -> Vec<(String, usize, usize)> {
         }
         let name_end = header[..100].iter().position(|&b| b == 0).unwrap_or(100);
         let name = String::from_utf8_lossy(&header[..name_end]).trim_start_matches("./").to_string();
-        let size = std::str::from_utf8(&header[124..136])
-            .ok()
-            .and_then(|s| u64::from_str_radix(s.trim_matches(|c: char| c == '\0' || c == ' '), 8).ok())
-            .and_then(|s| usize::try_from(s).ok());
+        let size = tarfile_nti(&header[124..136]).and_then(|s| usize::try_from(s).ok());
         let Some(size) = size else { break };
         let start = at + 512;
         if header[156] == b'0' || header[156] == 0 {
@@ -737,4 +766,69 @@ fn tar_members(data: &[u8]) -> Vec<(String, usize, usize)> {
         at = next;
     }
     members
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tarfile_nti;
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+
+    /// `tarfile.nti` itself, on fields aimed at its parser: whitespace Python strips and Rust's
+    /// `trim` does not (`\x1c`-`\x1f`), signs, `0o` prefixes, underscores, NULs, non-ASCII,
+    /// base-256. A machine without `python3` fails this test rather than skipping it.
+    #[test]
+    fn number_fields_read_as_tarfile_reads_them() {
+        const ALPHABET: &[u8] = b"0123456789_oO+- \t\n\x0b\x0c\r\x1c\x1d\x1e\x1fx\x00\x80\xff";
+        let mut state = 0x7A12_F1E1_D5u64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut fields: Vec<[u8; 8]> = Vec::new();
+        for _ in 0..20_000 {
+            let mut f = [0u8; 8];
+            for b in &mut f {
+                *b = ALPHABET[(next() % ALPHABET.len() as u64) as usize];
+            }
+            // Mostly short numbers padded the way writers pad them.
+            let len = (next() % 9) as usize;
+            for b in &mut f[len..] {
+                *b = [0u8, b' '][(next() % 2) as usize];
+            }
+            fields.push(f);
+        }
+        for s in ["0o17", "-0O1_7", "\x1c17\x1f", "0o_17", "0_7", "_7", "7_", "1__7", "+17", "0o", "- 7", "   "] {
+            let mut f = [0u8; 8];
+            f[..s.len()].copy_from_slice(s.as_bytes());
+            fields.push(f);
+        }
+        fields.push([0o377, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfe]);
+        fields.push([0o200, 0, 0, 0, 0, 0, 0x12, 0x34]);
+        let script = "import sys, tarfile\nfor line in sys.stdin:\n    try: print(tarfile.nti(bytes.fromhex(line.strip())))\n    except tarfile.InvalidHeaderError: print('invalid')\n";
+        let mut child = Command::new("python3")
+            .args(["-c", script])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3 is required for this test");
+        let input: String =
+            fields.iter().map(|f| f.iter().map(|b| format!("{b:02x}")).collect::<String>() + "\n").collect();
+        let mut stdin = child.stdin.take().unwrap();
+        let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()).unwrap());
+        let out = child.wait_with_output().unwrap();
+        writer.join().unwrap();
+        assert!(out.status.success());
+        let answers: Vec<String> = String::from_utf8(out.stdout).unwrap().lines().map(str::to_owned).collect();
+        assert_eq!(answers.len(), fields.len());
+        let mut valid = 0;
+        for (f, python) in fields.iter().zip(&answers) {
+            let ours = tarfile_nti(f).map_or("invalid".to_string(), |n| n.to_string());
+            assert_eq!(&ours, python, "field {f:?}");
+            valid += usize::from(python != "invalid");
+        }
+        assert!(valid > 2_000 && valid < fields.len() - 2_000, "{valid} valid fields: the test needs both kinds");
+    }
 }

@@ -37,7 +37,7 @@ fn describe(rule: &str, kind: &str) -> String {
         "io" => "The file could not be read.",
         "unsupported" => "The file is valid but not supported.",
         "internal" => "sandload failed (a bug or a broken environment).",
-        "pickle_polyglot" | "zip_polyglot" | "hdf5_polyglot" | "tar_polyglot" => {
+        "pickle_polyglot" | "zip_polyglot" | "hdf5_polyglot" | "tar_polyglot" | "compressed_polyglot" => {
             "The file is valid safetensors and also another loadable format (a polyglot)."
         }
         "raw_not_recognised" => "No RAW decoder recognises the file.",
