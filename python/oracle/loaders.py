@@ -246,7 +246,7 @@ CATALOGUE: list[Loader] = [
     Loader("joblib", "joblib.load: first bytes pick a decompressor (ZF, zlib x, gzip 1f8b, bz2 BZ, xz, lzma 5d00, lz4), then pickle._Unpickler", "compressed_polyglot (gzip); zlib/lzma/bz2/xz/lz4/ZF infeasible; pickle_polyglot", False, _joblib, "joblib"),
     Loader("numpy", "numpy.load(allow_pickle=True): PK\\3\\4 or PK\\5\\6 -> NpzFile, \\x93NUMPY -> npy, else pickle.load", "zip_polyglot; \\x93NUMPY and PK\\5\\6 infeasible; pickle_polyglot", False, _numpy, "numpy"),
     Loader("torch (replayed)", "torch.load(weights_only=False), replayed from torch/serialization.py: PK\\3\\4 -> miniz zip + data.pkl; else tarfile 'r:' (storages, tensors, pickle); else 4 pickle.load calls", "zip_polyglot (zipfile and miniz windows); tar_polyglot; pickle_polyglot", False, _torch_load),
-    Loader("dill", "dill.load: a pickle._Unpickler subclass", "pickle_polyglot", False, _dill, "dill"),
+    Loader("dill", "dill.load: dill.Unpickler subclasses pickle.Unpickler (the C one)", "pickle_polyglot", False, _dill, "dill"),
     Loader("cloudpickle", "cloudpickle.load is pickle.load", "pickle_polyglot", False, _cloudpickle, "cloudpickle"),
     Loader("pandas", "pandas.read_pickle: compression by extension; pickle.load, then pickle_compat.Unpickler (pure Python) on errors", "pickle_polyglot", False, _pandas, "pandas"),
     Loader("zipfile", "zipfile.ZipFile: end record in the last 64 KiB + 22 bytes, central directory before it", "zip_polyglot", True, _zipfile),

@@ -84,8 +84,8 @@ def _hops(distance: int) -> list[int]:
 
 
 def pickle_hop(marker: str, first: bytes = b"B", prelude: bytes = b"", gap: int = 0, hop_len: int = 100,
-               at_eof: bytes = b"", protocol: int = 0) -> bytes:
-    """A safetensors file that ``pickle.load`` reads from byte 0: the header length's low byte is
+               at_eof: bytes = b"", protocol: int = 0, short_frame: bool = False, with_payload: bool = True) -> bytes:
+    """A safetensors file that an unpickler reads from byte 0: the header length's low byte is
     ``first`` (BINBYTES ``B``, BINUNICODE ``X``, BINSTRING ``T``: a 4-byte length read from the
     header length itself), which hops into the JSON key; SHORT_BINBYTES hops with printable
     lengths cross the key and the rest of the header; in the tensor data ``prelude`` (an
@@ -98,7 +98,12 @@ def pickle_hop(marker: str, first: bytes = b"B", prelude: bytes = b"", gap: int 
     body = prelude
     if gap:
         body += b"B" + struct.pack("<I", gap) + b"\0" * gap
-    body += payload(marker, protocol) + at_eof
+    carried = payload(marker, protocol) if with_payload else b""
+    if short_frame:
+        # A FRAME that claims more than the file holds: pickle._Unpickler reads it short and runs
+        # it; the C unpickler refuses it.
+        carried = b"\x95" + struct.pack("<Q", len(carried) + 4096) + carried
+    body += carried + at_eof
     closing = tail(len(body)) + b" " * 3
     # The last hop covers the end of the key and the closing; it starts 2 + f before the data.
     f = 126
@@ -200,7 +205,7 @@ def gzip_polyglot(marker: str, flags: int = 0) -> bytes:
 
 CHECKSUM_STYLES = {
     # How the checksum field spells the number; tarfile.nti reads every one of these.
-    "octal": lambda c: b"%06o\0 " % c,
+    "octal": lambda c: b"%07o " % c,
     "0o-prefix": lambda c: b"0o%05o " % c,
     "underscores": lambda c: (b"%06o" % c)[:3] + b"_" + (b"%06o" % c)[3:] + b" ",
     "plus-sign": lambda c: b"+%06o " % c,
@@ -354,20 +359,24 @@ def hdf5_polyglot(userblock: int = 4096) -> bytes:
 FAMILIES = ("hop", "gzip", "tar", "zip", "hdf5", "reference")
 
 
-def generate(rng: random.Random, marker: str) -> tuple[str, bytes]:
-    """One candidate: (a description, the bytes). Every family, every parameter drawn."""
+def generate(rng: random.Random, marker: str, big: bool = True) -> tuple[str, bytes]:
+    """One candidate: (a description, the bytes). Every family, every parameter drawn; ``big``
+    allows the 67-85 MB variants (gzip with FEXTRA, a zip whose header length spells PK\\3\\4)."""
     family = rng.choice(FAMILIES)
     if family == "hop":
         first = rng.choice([b"B", b"X", b"T"])
         prelude = rng.choice(list(PYTHON_ONLY_PRELUDES.values()))
         gap = rng.choice([0, 0, 100, 70_000])
         hop_len = rng.choice([80, 100, 200, 333, 1000, 4096])
-        at_eof = rng.choice([b"", b"", b"cos\nsystemX", b"c"])
+        at_eof = rng.choice([b"", b"", b"cos\nsystemX", b"c", b"ibuiltins\nopen\n"])
         protocol = rng.choice([0, 2, 4])
-        desc = f"hop first={first!r} prelude={prelude!r} gap={gap} hop_len={hop_len} at_eof={at_eof!r} p{protocol}"
-        return desc, pickle_hop(marker, first, prelude, gap, hop_len, at_eof, protocol)
+        short_frame = rng.random() < 0.25
+        with_payload = rng.random() < 0.9
+        desc = (f"hop first={first!r} prelude={prelude!r} gap={gap} hop_len={hop_len} at_eof={at_eof!r} "
+                f"p{protocol} short_frame={short_frame} payload={with_payload}")
+        return desc, pickle_hop(marker, first, prelude, gap, hop_len, at_eof, protocol, short_frame, with_payload)
     if family == "gzip":
-        flags = rng.choice([0, 1, 4, 5])
+        flags = rng.choice([0, 1, 4, 5] if big else [0, 1])
         return f"gzip flags={flags}", gzip_polyglot(marker, flags)
     if family == "tar":
         style = rng.choice(list(CHECKSUM_STYLES))
@@ -376,7 +385,8 @@ def generate(rng: random.Random, marker: str) -> tuple[str, bytes]:
     if family == "zip":
         comment = rng.choice([0, 100, 60_000, 65_535])
         trailing = rng.choice([0, 0, 10, 2_000])
-        return f"zip comment={comment} trailing={trailing}", zip_polyglot(marker, comment, False, trailing)
+        pk = big and rng.random() < 0.2
+        return f"zip comment={comment} trailing={trailing} pk_prefix={pk}", zip_polyglot(marker, comment, pk, trailing)
     if family == "hdf5":
         ub = rng.choice([512, 1024, 4096, 65536])
         return f"hdf5 userblock={ub}", hdf5_polyglot(ub)

@@ -105,3 +105,10 @@ def safetensors_bytes(tensors: dict, metadata=None) -> bytes:
 def with_header(header: str, data: bytes = b"") -> bytes:
     h = header.encode()
     return len(h).to_bytes(8, "little") + h + data
+
+
+# The differential oracle (python/oracle: the loader catalogue and the polyglot builders) is not
+# part of the package; the tests import it from the source tree.
+import sys as _sys
+
+_sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
