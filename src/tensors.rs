@@ -197,7 +197,7 @@ impl Sandbox {
         let sniffed = sniff(&data);
         *format = sniffed.format;
         if let Some(refusal) = refuse_as_checkpoint(&file, &sniffed, len) {
-            return Err(self.describe_pickles(refusal, &data));
+            return Err(self.describe_pickles(refusal, &data, stats));
         }
         // Safetensors-shaped, or too short to be anything: from here on the parser names the rule.
         *format = Format::Safetensors;
@@ -230,7 +230,8 @@ impl Sandbox {
                 response = call(&data, stats)?;
             }
         }
-        let table = response.map_err(|e| self.describe_pickles(guest_rejection(&file, *format, limits, e), &data))?;
+        let table =
+            response.map_err(|e| self.describe_pickles(guest_rejection(&file, *format, limits, e), &data, stats))?;
         let layout = validate_table(&table, len, claimed.unwrap_or(0), limits)
             .map_err(|v| Error::malformed(&file, *format, v.rule, v.offset, v.detail))?;
         // Valid safetensors; now make sure no other loader reads these bytes as its own format.
@@ -266,10 +267,14 @@ impl Sandbox {
 impl Sandbox {
     /// Adds the pickle report (what unpickling would import and call) to a refusal of a pickle,
     /// a pickle polyglot or a format that carries pickles.
-    fn describe_pickles(&self, mut refusal: Error, data: &[u8]) -> Error {
-        if let Error::Refused { file, format, what, pickle, .. } = &mut refusal {
-            if let Some(report) = self.pickle_report(file, data, *format) {
+    fn describe_pickles(&self, mut refusal: Error, data: &[u8], stats: &mut GuestStats) -> Error {
+        if let Error::Refused { file, format, what, pickle, rule, remedy, .. } = &mut refusal {
+            if let Some(report) = self.pickle_report(file, data, *format, stats) {
                 *what = format!("{what}; {}", report.summary());
+                // A polyglot's remedy stays "re-save it"; a pickle's depends on what it holds.
+                if rule.is_none() && *format == Format::Pickle {
+                    *remedy = crate::refusal::pickle_remedy(&report.imports);
+                }
                 *pickle = Some(Box::new(report));
             }
         }

@@ -84,11 +84,18 @@ fn receipt_reports_limits_and_costs() {
     assert!(r.guest_time > Duration::ZERO && r.guest_time <= r.total_time);
     assert_eq!(r.file.to_str(), Some("r.safetensors"));
 
-    // Refused before any guest ran: the receipt says so.
+    // Refused by the sniffer, then described by the pickle-scan guest: the receipt shows it.
     let (result, r) = sandbox.open_safetensors_with_receipt(Input::from_bytes(samples::pickle(4), "p.safetensors"));
     assert!(result.is_err());
-    assert_eq!(r.guest, None);
+    assert_eq!(r.guest, Some("pickle-scan"));
+    assert!(r.guest_peak_memory_bytes >= 64 * 1024 && r.guest_time > Duration::ZERO);
     assert_eq!(r.format, sandload::Format::Pickle);
+
+    // Refused before any guest ran (a format that holds no pickle to walk): the receipt says so.
+    let (result, r) = sandbox.open_safetensors_with_receipt(Input::from_bytes(samples::gguf(), "g.safetensors"));
+    assert!(result.is_err());
+    assert_eq!(r.guest, None);
+    assert_eq!(r.format, sandload::Format::Gguf);
     assert_eq!(r.outcome, Outcome::Rejected { kind: "refused_format" });
 }
 

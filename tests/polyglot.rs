@@ -230,3 +230,84 @@ fn files_from_the_reference_writer_are_never_refused() {
     // including the ones that are pickle opcodes ('(' '0' 'P' 'X' 'h' 'p' and 0x80..0x98).
     assert_eq!(residues.len(), 32, "covered low bytes: {residues:?}");
 }
+
+/// joblib picks its decompressor from the first bytes: a header length `1f 8b 08 00` is a gzip
+/// header, and stored deflate blocks in the JSON carry the stream to a pickle in the tensor data.
+/// Proven with CPython's `gzip` and pure-Python unpickler (joblib's) here; with joblib itself in
+/// `python/tests/test_loaders.py`.
+#[test]
+fn gzip_prefix_really_decompresses_to_a_pickle_and_is_refused() {
+    let file = samples::gzip_polyglot("builtins", "print", "sandload gzip polyglot ran");
+    reference_accepts(&file);
+    let out = python(&file, "import gzip, pickle, sys; pickle._Unpickler(gzip.open(sys.argv[1])).load()");
+    assert_eq!(out, "sandload gzip polyglot ran\n");
+    assert_polyglot(file, Format::Compressed, "compressed_polyglot", &["gzip", "joblib"]);
+}
+
+/// What only the pure-Python unpickler (joblib, pandas' fallback) accepts, before a payload the
+/// C unpickler never reaches: each file is run by `pickle._Unpickler`, refused by `pickle.load`,
+/// and refused by sandload.
+#[test]
+fn pickles_only_the_pure_python_unpickler_runs_are_refused() {
+    let preludes: [(&str, &[u8]); 4] = [
+        ("float with spaces", b"F 1.5 \n0"),
+        ("float with underscores", b"F1_0.5\n0"),
+        ("memo key over 64 bits", b"Np99999999999999999999\n0"),
+        ("frame longer than the file", b"\x95\x00\x10\x00\x00\x00\x00\x00\x00"),
+    ];
+    for (what, prelude) in preludes {
+        let file = samples::pickle_polyglot_after(prelude, "builtins", "print", "ran");
+        reference_accepts(&file);
+        let out = python(
+            &file,
+            "import pickle, sys\n\
+             try: pickle.load(open(sys.argv[1], 'rb')); print('C ran')\n\
+             except Exception: pass\n\
+             pickle._Unpickler(open(sys.argv[1], 'rb')).load()",
+        );
+        assert_eq!(out, "ran\n", "{what}");
+        assert_polyglot(file, Format::Pickle, "pickle_polyglot", &["builtins.print"]);
+    }
+    // A GLOBAL whose name runs to the end of the file: readline()[:-1] gives "system".
+    let file = samples::pickle_polyglot_after(b"cos\nsystemX", "", "", "");
+    reference_accepts(&file);
+    let out = python(
+        &file,
+        "import pickle, sys\n\
+         class U(pickle._Unpickler):\n    def find_class(self, m, n): print(m, n); raise SystemExit\n\
+         U(open(sys.argv[1], 'rb')).load()",
+    );
+    assert_eq!(out, "os system\n");
+    assert_polyglot(file, Format::Pickle, "pickle_polyglot", &["os.system"]);
+}
+
+/// `tarfile.nti` reads the checksum as `int(s.strip(), 8)`: a `0o` prefix, a sign, underscores.
+#[test]
+fn tar_checksums_spelled_as_python_reads_them_open_and_are_refused() {
+    let spellings: [fn(u32) -> String; 3] =
+        [|s| format!("0o{s:05o} "), |s| format!("+{s:06o} "), |s| format!("{:03o}_{:03o} ", s >> 9, s & 0o777)];
+    for spell in spellings {
+        let file = samples::tar_polyglot_spelled(spell);
+        reference_accepts(&file);
+        let out = python(&file, "import sys, tarfile; print(len(tarfile.open(sys.argv[1]).getmembers()) > 0)");
+        assert_eq!(out, "True\n", "{:?}", String::from_utf8_lossy(&file[148..156]));
+        assert_polyglot(file, Format::Tar, "tar_polyglot", &["tar"]);
+    }
+}
+
+/// torch.load reads zips with miniz, which finds an end record up to about 69.6 KB from the end,
+/// beyond the 64 KiB + 22 bytes `zipfile` reads, and reads the directory at the stored offset.
+#[test]
+fn a_zip_only_miniz_finds_is_refused() {
+    let file = samples::zip_polyglot_trailing(66_000);
+    reference_accepts(&file);
+    let out = python(
+        &file,
+        "import sys, zipfile\ntry: zipfile.ZipFile(sys.argv[1]); print('zipfile opened')\nexcept zipfile.BadZipFile: print('no')",
+    );
+    assert_eq!(out, "no\n");
+    assert_polyglot(file, Format::Zip, "zip_polyglot", &["miniz"]);
+    // Beyond both readers' windows it is only safetensors.
+    let file = samples::zip_polyglot_trailing(80_000);
+    assert!(sandbox().open_safetensors(Input::from_bytes(file, "model.safetensors")).is_ok());
+}

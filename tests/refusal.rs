@@ -144,6 +144,7 @@ fn format_names_are_the_cli_contract() {
             "compressed",
             "zip",
             "tar",
+            "7z",
             "tiff",
             "dng",
             "raw",

@@ -62,14 +62,18 @@ HOLES = [
      {"pickle._Unpickler", "joblib"}, set()),
     ("py-inst-without-mark", lambda m: P.pickle_hop(m, b"B", with_payload=False, at_eof=b"ibuiltins\nopen\n"),
      "pickle_polyglot", {"pickle._Unpickler", "joblib"}, set()),
-    ("tar-checksum-0o-prefix", lambda m: P.tar_polyglot(m, "0o-prefix"), "tar_polyglot", {"torch (replayed)"}, {"tarfile"}),
-    ("tar-checksum-underscores", lambda m: P.tar_polyglot(m, "underscores"), "tar_polyglot", {"torch (replayed)"}, {"tarfile"}),
-    ("tar-checksum-plus-sign", lambda m: P.tar_polyglot(m, "plus-sign"), "tar_polyglot", {"torch (replayed)"}, {"tarfile"}),
+    ("tar-checksum-0o-prefix", lambda m: P.tar_polyglot(m, "0o-prefix"), "tar_polyglot", {"torch.load"}, {"tarfile"}),
+    ("tar-checksum-underscores", lambda m: P.tar_polyglot(m, "underscores"), "tar_polyglot", {"torch.load"}, {"tarfile"}),
+    ("tar-checksum-plus-sign", lambda m: P.tar_polyglot(m, "plus-sign"), "tar_polyglot", {"torch.load"}, {"tarfile"}),
     ("tar-checksum-file-separators", lambda m: P.tar_polyglot(m, "file-separator", short_header=True), "tar_polyglot",
-     {"torch (replayed)"}, {"tarfile"}),
-    ("tar-checksum-octal", lambda m: P.tar_polyglot(m, "octal"), "tar_polyglot", {"torch (replayed)"}, {"tarfile"}),
+     {"torch.load"}, {"tarfile"}),
+    ("tar-checksum-octal", lambda m: P.tar_polyglot(m, "octal"), "tar_polyglot", {"torch.load"}, {"tarfile"}),
     ("zip-from-the-end", lambda m: P.zip_polyglot(m), "zip_polyglot", set(), {"zipfile"}),
     ("zip-with-comment", lambda m: P.zip_polyglot(m, comment=60_000), "zip_polyglot", set(), {"zipfile"}),
+    # Header length 0x04034B50 spells PK\3\4, so torch.load takes its zip path; 66,000 bytes after
+    # the archive put its end record beyond zipfile's window and inside miniz's.
+    ("zip-only-miniz-finds", lambda m: P.zip_polyglot(m, pk_prefix=True, trailing=66_000), "zip_polyglot",
+     {"torch.load"}, set()),
     ("hdf5-userblock-512", lambda m: P.hdf5_polyglot(512), "hdf5_polyglot", set(), {"h5py"}),
     ("hdf5-userblock-64k", lambda m: P.hdf5_polyglot(65536), "hdf5_polyglot", set(), {"h5py"}),
 ]
@@ -174,6 +178,24 @@ def test_security_md_lists_the_catalogue():
     section = text.split("### The loader catalogue", 1)[1].split("\n### ", 1)[0]
     rows = [line.split("|")[1].strip().strip("`") for line in section.splitlines() if line.startswith("| `")]
     assert rows == [loader.name for loader in CATALOGUE]
+
+
+def test_the_miniz_replay_and_zipfile_disagree_where_expected(tmp_path):
+    """The torch entry's zip reader is miniz (replayed in oracle/miniz.py), not zipfile: an end
+    record 66,000 bytes from the end is found by miniz only, 75,000 bytes by neither."""
+    import zipfile
+
+    from oracle.miniz import torch_zip_would_open
+
+    for trailing, miniz, zipf in [(0, True, True), (66_000, True, False), (75_000, False, False)]:
+        data = P.zip_polyglot(str(tmp_path / "m"), trailing=trailing)
+        path = tmp_path / "z.zip"
+        path.write_bytes(data)
+        try:
+            opened = bool(zipfile.ZipFile(path).namelist())
+        except zipfile.BadZipFile:
+            opened = False
+        assert (torch_zip_would_open(data), opened) == (miniz, zipf), trailing
 
 
 def test_every_loader_is_exercised():

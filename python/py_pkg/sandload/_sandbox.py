@@ -11,6 +11,7 @@ import numpy as np
 from . import _sandload
 from ._raw import RawPy
 from ._tensors import PathOrBytes, load_file, safe_open
+from .errors import _pythonic_record
 
 __all__ = ["Sandbox", "Image", "default_sandbox", "decode_image", "inspect", "open"]
 
@@ -66,7 +67,7 @@ class Sandbox(_sandload.Sandbox):
 
     def inspect(self, source: PathOrBytes, *, digest: bool = False, name: Optional[str] = None) -> Dict[str, Any]:
         """:func:`sandload.inspect` with this sandbox."""
-        return json.loads(self._inspect(source, digest, name))
+        return _pythonic_report(json.loads(self._inspect(source, digest, name)))
 
     def open(self, source: PathOrBytes, *, name: Optional[str] = None):
         """:func:`sandload.open` with this sandbox."""
@@ -77,7 +78,17 @@ class Sandbox(_sandload.Sandbox):
         raises for a bad file) and the opened file, or None when it was rejected (and for a
         sharded checkpoint, which is reported but not kept open)."""
         record, kind, opened = self._open_report(source, digest, name)
-        return json.loads(record), (None if kind is None else _wrap(kind, opened))
+        return _pythonic_report(json.loads(record)), (None if kind is None else _wrap(kind, opened))
+
+
+def _pythonic_report(report: Dict[str, Any]) -> Dict[str, Any]:
+    """An inspect record whose messages name the Python API, not the Rust one."""
+    if isinstance(report.get("error"), dict):
+        _pythonic_record(report["error"])
+    for shard in report.get("shards") or []:
+        if isinstance(shard, dict) and isinstance(shard.get("error"), dict):
+            _pythonic_record(shard["error"])
+    return report
 
 
 def _wrap(kind: str, opened: Any):

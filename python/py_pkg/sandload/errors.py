@@ -159,9 +159,33 @@ _BY_KIND = {
 }
 
 
+# The Rust API names the library's messages use, and what a Python user calls instead.
+_PYTHON_NAMES = {
+    "`Sandbox::open_safetensors`": "`sandload.safe_open` (or `sandload.load_file`)",
+    "`Sandbox::open_sharded`": "`sandload.safe_open` on the index",
+    "`Sandbox::decode_raw`": "`sandload.imread`",
+    "`Sandbox::raw_preview`": "`RawPy.extract_thumb`",
+    "`Sandbox::decode_image`": "`sandload.decode_image`",
+    "`Sandbox::open`": "`sandload.open`",
+}
+
+
+def _pythonic(message: str) -> str:
+    """A library message with its Rust method names replaced by the Python package's."""
+    for rust, python in _PYTHON_NAMES.items():
+        message = message.replace(rust, python)
+    return message
+
+
+def _pythonic_record(record: dict) -> dict:
+    if isinstance(record.get("message"), str):
+        record["message"] = _pythonic(record["message"])
+    return record
+
+
 def _from_record(record_json: str) -> Error:
     """The exception for an error record (called by the extension module)."""
-    record = json.loads(record_json)
+    record = _pythonic_record(json.loads(record_json))
     cls = _BY_KIND.get(record.get("kind"), Error)
     return cls(
         record.get("message") or "",
