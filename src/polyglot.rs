@@ -38,8 +38,8 @@ fn compressed_prefix(data: &[u8]) -> Option<&'static str> {
 pub(crate) fn refuse_other_format(file: &Path, data: &[u8]) -> Option<Error> {
     if let Some(kind) = compressed_prefix(data) {
         let what = format!(
-            "a safetensors file whose header length spells the {kind} magic number, which joblib.load decompresses \
-             and unpickles"
+            "a safetensors file that is also a {kind} stream (its header length spells {kind}'s magic number, which \
+             joblib.load decompresses and unpickles)"
         );
         return Some(refuse_polyglot(file, Format::Compressed, what, "compressed_polyglot", Some(0)));
     }

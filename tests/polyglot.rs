@@ -285,7 +285,7 @@ fn pickles_only_the_pure_python_unpickler_runs_are_refused() {
 #[test]
 fn tar_checksums_spelled_as_python_reads_them_open_and_are_refused() {
     let spellings: [fn(u32) -> String; 3] =
-        [|s| format!("0o{s:05o} "), |s| format!("+{s:06o} "), |s| format!("{:03o}_{:03o} ", s >> 9, s & 0o777)];
+        [|s| format!("0o{s:06o}"), |s| format!("+{s:06o} "), |s| format!("{:03o}_{:03o} ", s >> 9, s & 0o777)];
     for spell in spellings {
         let file = samples::tar_polyglot_spelled(spell);
         reference_accepts(&file);
