@@ -137,7 +137,9 @@ class SandloadIngest(_Ingest):
         import sandload
 
         self.sandload = sandload
-        self.sandbox = sandload.Sandbox(**(limits or {}))
+        # "read", not the library's "map": a listed file that is truncated while a worker reads it
+        # must be one failed row (an I/O error), not a SIGBUS that kills the worker.
+        self.sandbox = sandload.Sandbox(**{"data_access": "read", **(limits or {})})
 
     def one(self, path: str, data: Optional[bytes]) -> Dict[str, Any]:
         source = path if data is None else data

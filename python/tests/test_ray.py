@@ -114,3 +114,4 @@ def test_file_digest_never_blocks_on_a_fifo_or_reads_past_the_limit(tmp_path):
     assert ray_ingest._file_sha256(str(tmp_path), 100) is None
     assert ray_ingest._file_sha256(str(regular), 2) is None
     assert ray_ingest._file_sha256(b"abc", 100) == expected
+

@@ -46,7 +46,7 @@ def test_a_pickle_in_a_zip_is_found_by_content(write, tmp_path):
     report = sandload.inspect(write("model.safetensors", buf.getvalue()))
     assert report["verdict"] == "rejected"
     assert "data.txt" in report["error"]["message"], report["error"]
-    assert "builtins.open" in report["pickle"]["imports"], report["pickle"]
+    assert any(i.endswith(".open") for i in report["pickle"]["imports"]), report["pickle"]
     assert report["pickle"]["streams"] == ["data.txt"]
 
 
@@ -90,9 +90,9 @@ def test_advice_matches_what_the_pickle_holds(write):
 
 
 def test_python_messages_name_the_python_api(write):
+    # The library's advice for a PNG handed to the RAW decoder names `Sandbox::decode_image`.
     png = b"\x89PNG\r\n\x1a\n" + bytes(32)
     with pytest.raises(sandload.RefusedFormat) as e:
-        sandload.load_file(write("model.safetensors", png))
+        sandload.imread(write("shot.dng", png))
     assert "Sandbox::" not in str(e.value) and "sandload.decode_image" in str(e.value), str(e.value)
-    report = sandload.inspect(write("model2.safetensors", png))
-    assert "Sandbox::" not in report["error"]["message"], report["error"]
+    assert "sandload.decode_image" in e.value.record["message"]
