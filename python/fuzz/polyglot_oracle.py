@@ -36,7 +36,7 @@ with atheris.instrument_imports():
 
 import sandload  # noqa: E402
 from oracle import polyglots as P  # noqa: E402
-from oracle.loaders import CATALOGUE, CODE_EVENTS, _module_code  # noqa: E402
+from oracle.loaders import CATALOGUE, CODE_EVENTS, _module_code, warm_up  # noqa: E402
 
 TMP = Path(tempfile.mkdtemp(prefix="sandload-polyglot-fuzz-"))
 MARKER = str(TMP / "MARKER")
@@ -46,6 +46,10 @@ ACTIVE = [False]
 # Loaders that import heavy modules or write files elsewhere stay out of the in-process loop; the
 # campaign runs them. h5py's C library is not Python coverage either.
 IN_PROCESS = [loader for loader in CATALOGUE if loader.name not in ("h5py", "yaml.unsafe_load")]
+
+
+for _loader in IN_PROCESS:
+    warm_up(_loader)
 
 
 def hook(event, args):
