@@ -31,6 +31,7 @@ impl TensorView<'_> {
     /// [`Error::Unsupported`] for a dtype candle has no counterpart for, a dimension over
     /// `usize`, or candle failing to allocate on `device`.
     pub fn to_candle(&self, device: &Device) -> Result<Tensor> {
+        self.require_data("make a candle tensor")?;
         let shape =
             self.shape.iter().map(|&d| usize::try_from(d)).collect::<Result<Vec<usize>, _>>().map_err(|_| {
                 self.unsupported(

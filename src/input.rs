@@ -46,6 +46,24 @@ pub enum DataAccess {
     Map,
     /// Read the whole file into memory once; later changes to the file cannot affect the data.
     Read,
+    /// Read only what the verdict needs, so that memory per file does not grow with the file:
+    /// for a safetensors file, the 8-byte prefix, the header and the 64 KiB of tensor data after
+    /// it (what the pickle walk reads), the last 72 KiB (where zip readers look), 8 bytes at each
+    /// power of two (HDF5) and a few 4-byte reads where a zip record points; the whole file only
+    /// when the pickle walk is still undecided at the end of its window and the file fits in
+    /// half of `guest_memory_bytes`. The tensor bytes stay in the file: an accepted
+    /// [`Checkpoint`](crate::Checkpoint) has its table and metadata,
+    /// [`Checkpoint::has_data`](crate::Checkpoint::has_data) is `false`, every
+    /// [`TensorView::data`](crate::TensorView::data) is empty, and
+    /// [`Checkpoint::read_tensor`](crate::Checkpoint::read_tensor) and
+    /// [`Checkpoint::tensor_digests`](crate::Checkpoint::tensor_digests) read them from the file
+    /// when asked, a tensor or a chunk at a time. RAW files and images are read whole as with
+    /// [`DataAccess::Read`] (their guests decode all of them, within `guest_memory_bytes`); any
+    /// other file larger than `guest_memory_bytes` is recognised, and refused, from its first
+    /// MiB and its last 72 KiB.
+    ///
+    /// For scanners that only need verdicts over many or large files (`sandload inspect` uses it).
+    Verdict,
 }
 
 /// The parent directory of `path` as a capability, and `path`'s name in it: how a program opens a
@@ -171,7 +189,7 @@ impl Input {
                     unsafe { memmap2::MmapOptions::new().len(size).map(&file) }.map_err(|e| Error::io(&name, e))?;
                 Ok(Bytes::from_owner(map))
             }
-            DataAccess::Read => {
+            DataAccess::Read | DataAccess::Verdict => {
                 let mut buf = Vec::new();
                 buf.try_reserve_exact(size).map_err(|_| {
                     Error::io(
@@ -212,6 +230,57 @@ fn describe(ft: &std::fs::FileType) -> &'static str {
 }
 
 impl Input {
+    /// `len` bytes at `offset`, read without moving a shared cursor (`pread`), or fewer where
+    /// the input ends. Nothing else is kept, so a caller reads a large file piece by piece.
+    pub(crate) fn read_at(&self, offset: u64, len: usize) -> Result<Bytes> {
+        match &self.source {
+            Source::Bytes(b) => {
+                let start = usize::try_from(offset).unwrap_or(usize::MAX).min(b.len());
+                Ok(b.slice(start..start.saturating_add(len).min(b.len())))
+            }
+            Source::File(f) => {
+                use std::os::unix::fs::FileExt;
+                let mut buf = Vec::new();
+                buf.try_reserve_exact(len).map_err(|_| {
+                    Error::io(
+                        &self.name,
+                        std::io::Error::new(std::io::ErrorKind::OutOfMemory, "cannot allocate read buffer"),
+                    )
+                })?;
+                buf.resize(len, 0);
+                let mut filled = 0;
+                while filled < len {
+                    match f.read_at(&mut buf[filled..], offset + filled as u64) {
+                        Ok(0) => break,
+                        Ok(n) => filled += n,
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(e) => return Err(Error::io(&self.name, e)),
+                    }
+                }
+                buf.truncate(filled);
+                Ok(Bytes::from(buf))
+            }
+        }
+    }
+
+    /// Exactly `len` bytes at `offset`: a file that is now shorter than it was when its length
+    /// was read changed under the reader, which is an I/O error.
+    pub(crate) fn read_exact_at(&self, offset: u64, len: usize) -> Result<Bytes> {
+        let bytes = self.read_at(offset, len)?;
+        if bytes.len() != len {
+            return Err(Error::io(
+                &self.name,
+                std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "file changed size while it was read"),
+            ));
+        }
+        Ok(bytes)
+    }
+
+    /// Whether the input is already in memory (then reading it whole costs nothing).
+    pub(crate) fn in_memory(&self) -> bool {
+        matches!(self.source, Source::Bytes(_))
+    }
+
     /// The whole content for a guest that needs all of it (image decoders): refused with
     /// [`Error::LimitExceeded`] before any read when it exceeds `max_file_bytes`, or cannot fit
     /// in the guest's memory cap, which must also hold the decoded pixels.

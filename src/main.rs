@@ -197,8 +197,11 @@ impl LimitArgs {
         let mut builder = Sandbox::builder();
         builder.limits(limits);
         // Read, never map: a file mapped by the CLI could be truncated by anyone who can write it
-        // while it is inspected, and the CLI would die of SIGBUS (see `DataAccess::Map`).
-        builder.data_access(DataAccess::Read);
+        // while it is inspected, and the CLI would die of SIGBUS (see `DataAccess::Map`). And read
+        // only what each verdict needs: a checkpoint's tensor bytes are never held (`--digest`
+        // streams them), so memory per file does not grow with the checkpoint
+        // (`DataAccess::Verdict`); RAW files and images are read whole, within the guest's cap.
+        builder.data_access(DataAccess::Verdict);
         for (guest, path) in &self.guests {
             let wasm =
                 std::fs::read(path).map_err(|e| SetupError::Usage(format!("{}: {e}", printable(&path.display()))))?;

@@ -37,6 +37,7 @@ impl TensorView<'_> {
     /// Those of [`to_vec`](TensorView::to_vec), and [`Error::Unsupported`](crate::Error::Unsupported)
     /// if a dimension does not fit in `usize`.
     pub fn to_ndarray<T: Element + bytemuck::Pod>(&self) -> Result<CowArray<'_, T, IxDyn>> {
+        self.require_data("make an ndarray")?;
         let shape =
             self.shape.iter().map(|&d| usize::try_from(d)).collect::<Result<Vec<usize>, _>>().map_err(|_| {
                 self.unsupported("make an ndarray", format!("tensor {:?} has a dimension over usize::MAX", self.name))

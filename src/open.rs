@@ -1,7 +1,7 @@
 //! Opening a file of unknown kind: the content decides which parser runs.
 
 use crate::error::{Error, Result};
-use crate::input::Input;
+use crate::input::{DataAccess, Input};
 use crate::limits::Limit;
 use crate::picture::DecodedImage;
 use crate::raw::RawImage;
@@ -54,8 +54,30 @@ impl Sandbox {
                     value: len,
                 });
             }
-            input.contents(len, self.data_access())
+            if self.data_access() == DataAccess::Verdict && !input.in_memory() {
+                // Only the head decides where the file goes; a checkpoint is then read in pieces
+                // by the checkpoint path, anything else whole, as its guest needs it.
+                let head = input.read_exact_at(0, Self::verdict_head(&input, len, limits)?)?;
+                let format = sniff(&head).format;
+                let decoded_whole =
+                    matches!(format, Format::Png | Format::Jpeg | Format::Webp | Format::Dng | Format::Raw)
+                        || (matches!(format, Format::Tiff | Format::Unknown)
+                            && len >= 9
+                            && len <= limits.guest_memory_bytes);
+                if !decoded_whole {
+                    return Ok(Err(input));
+                }
+            }
+            input.contents(len, self.data_access()).map(Ok)
         });
+        let read = match read {
+            Ok(Err(input)) => {
+                let (result, receipt) = self.open_safetensors_with_receipt(input);
+                return (result.map(Opened::Checkpoint), receipt);
+            }
+            Ok(Ok(data)) => Ok(data),
+            Err(e) => Err(e),
+        };
         let data = match read {
             Ok(data) => data,
             Err(e) => {

@@ -18,45 +18,47 @@
 //! | joblib's `ZF` | `int(bytes 2..21, 16)` | impossible: bytes 4-7 are NUL, which `int()` refuses |
 //!
 //! The fourth, the pickle read from byte 0, needs an opcode walk through the header, so it runs
-//! in the `safetensors-header` guest (rule `pickle_polyglot`). These three are constant work at
-//! fixed offsets (one backwards scan of at most 64 KiB for the zip record), every read through
-//! `slice::get`, and they are covered by the `sniff` fuzz target.
+//! in the `safetensors-header` guest (rule `pickle_polyglot`). The others are constant work at
+//! fixed offsets (one backwards scan of at most 72 KiB for the zip record, 8 bytes at each power
+//! of two, the first 512 bytes), through [`ReadAt`]: the same code reads a buffer or, with
+//! `DataAccess::Verdict`, the file piece by piece. They are covered by the `safetensors` fuzz
+//! target.
 
 use std::path::Path;
 
-use crate::error::Error;
+use crate::error::{Error, Result};
 use crate::refusal::refuse_polyglot;
-use crate::sniff::{Format, hdf5_superblock, tar_header_checksum_ok, zip_reader_opens};
+use crate::sniff::{Format, ReadAt, hdf5_superblock_in, tar_block_checksum_ok, zip_reader_opens};
 
 /// The compressor magic a safetensors prefix can spell and joblib would decompress (see the
 /// table above): gzip's `1f 8b`, whatever the flags.
-fn compressed_prefix(data: &[u8]) -> Option<&'static str> {
-    data.starts_with(&[0x1f, 0x8b]).then_some("gzip")
+fn compressed_prefix(first: &[u8]) -> Option<&'static str> {
+    first.starts_with(&[0x1f, 0x8b]).then_some("gzip")
 }
 
 /// The refusal for a valid safetensors file that another loader would open as its own format.
-pub(crate) fn refuse_other_format(file: &Path, data: &[u8]) -> Option<Error> {
-    if let Some(kind) = compressed_prefix(data) {
+pub(crate) fn refuse_other_format<R: ReadAt + ?Sized>(file: &Path, data: &R) -> Result<Option<Error>> {
+    if let Some(kind) = data.read(0, 2)?.as_deref().and_then(compressed_prefix) {
         let what = format!(
             "a safetensors file that is also a {kind} stream (its header length spells {kind}'s magic number, which \
              joblib.load decompresses and unpickles)"
         );
-        return Some(refuse_polyglot(file, Format::Compressed, what, "compressed_polyglot", Some(0)));
+        return Ok(Some(refuse_polyglot(file, Format::Compressed, what, "compressed_polyglot", Some(0))));
     }
-    if let Some(at) = zip_reader_opens(data) {
+    if let Some(at) = zip_reader_opens(data)? {
         let what =
             format!("a safetensors file that is also a zip archive (end-of-central-directory record at byte {at})");
-        return Some(refuse_polyglot(file, Format::Zip, what, "zip_polyglot", Some(at as u64)));
+        return Ok(Some(refuse_polyglot(file, Format::Zip, what, "zip_polyglot", Some(at as u64))));
     }
-    if let Some(at) = hdf5_superblock(data) {
+    if let Some(at) = hdf5_superblock_in(data)? {
         let what = format!("a safetensors file that is also an HDF5 file (superblock signature at byte {at})");
-        return Some(refuse_polyglot(file, Format::Hdf5, what, "hdf5_polyglot", Some(at as u64)));
+        return Ok(Some(refuse_polyglot(file, Format::Hdf5, what, "hdf5_polyglot", Some(at as u64))));
     }
-    if tar_header_checksum_ok(data) {
+    if data.read(0, 512)?.is_some_and(|block| tar_block_checksum_ok(&block)) {
         let what = "a safetensors file that is also a tar archive (its first 512 bytes carry a valid tar header \
                     checksum)"
             .to_string();
-        return Some(refuse_polyglot(file, Format::Tar, what, "tar_polyglot", Some(148)));
+        return Ok(Some(refuse_polyglot(file, Format::Tar, what, "tar_polyglot", Some(148))));
     }
-    None
+    Ok(None)
 }

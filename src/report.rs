@@ -323,16 +323,54 @@ impl FileReport {
     }
 
     fn add_checkpoint(&mut self, ckpt: &Checkpoint, digest: bool) {
+        let digests = match (digest, ckpt.has_data()) {
+            (false, _) => None,
+            (true, true) => Some(ckpt.iter().map(|view| sha256_hex(&view.data)).collect()),
+            (true, false) => match streamed_digests(ckpt) {
+                Ok(digests) => Some(digests),
+                Err(e) => {
+                    // The file changed or failed under the digest: a read error, not a verdict.
+                    self.verdict = Verdict::Rejected;
+                    self.error = Some(e);
+                    None
+                }
+            },
+        };
         let tensors = ckpt
             .tensors()
             .iter()
-            .zip(ckpt.iter())
-            .map(|(info, view)| TensorRecord { info: info.clone(), sha256: digest.then(|| sha256_hex(&view.data)) })
+            .enumerate()
+            .map(|(i, info)| TensorRecord {
+                info: info.clone(),
+                sha256: digests.as_ref().map(|d: &Vec<String>| d[i].clone()),
+            })
             .collect();
         self.tensors = Some(tensors);
         self.metadata = ckpt.metadata().cloned();
         self.header_len = Some(ckpt.header_len());
     }
+}
+
+/// The SHA-256 of each tensor of a checkpoint whose data stayed in the file, streamed through in
+/// 1 MiB pieces (tensors are contiguous and in offset order, as validation guarantees).
+fn streamed_digests(ckpt: &Checkpoint) -> crate::Result<Vec<String>> {
+    let tensors = ckpt.tensors();
+    let mut hashers: Vec<Sha256> = tensors.iter().map(|_| Sha256::new()).collect();
+    let mut t = 0usize;
+    ckpt.stream_data(1 << 20, |offset, mut piece| {
+        let mut at = offset;
+        while !piece.is_empty() {
+            while t < tensors.len() && tensors[t].data_offsets.1 <= at {
+                t += 1;
+            }
+            let Some(info) = tensors.get(t) else { break };
+            let take = ((info.data_offsets.1 - at) as usize).min(piece.len());
+            hashers[t].update(&piece[..take]);
+            piece = &piece[take..];
+            at += take as u64;
+        }
+    })?;
+    Ok(hashers.into_iter().map(|h| h.finalize().iter().map(|b| format!("{b:02x}")).collect()).collect())
 }
 
 fn raw_record(raw: &RawImage, digest: bool) -> RawRecord {

@@ -241,20 +241,52 @@ fn safetensors_shaped(data: &[u8]) -> bool {
     }
 }
 
+/// Random access to a file's bytes for the checks that look at fixed offsets (the polyglot
+/// rules): a whole buffer, or a file read piece by piece ([`DataAccess::Verdict`]), so that the
+/// same code decides on both and a file is never read whole for them.
+///
+/// [`DataAccess::Verdict`]: crate::DataAccess::Verdict
+pub(crate) trait ReadAt {
+    /// The file's length.
+    fn size(&self) -> usize;
+    /// `n` bytes at `at`; `None` when they run past the end. An error only for a file that
+    /// cannot be read (never for a buffer).
+    fn read(&self, at: usize, n: usize) -> crate::Result<Option<std::borrow::Cow<'_, [u8]>>>;
+}
+
+impl ReadAt for [u8] {
+    fn size(&self) -> usize {
+        self.len()
+    }
+
+    fn read(&self, at: usize, n: usize) -> crate::Result<Option<std::borrow::Cow<'_, [u8]>>> {
+        Ok(at.checked_add(n).and_then(|end| self.get(at..end)).map(std::borrow::Cow::Borrowed))
+    }
+}
+
 /// Offset of an HDF5 superblock signature where the HDF5 library looks for one: byte 0, then
 /// 512, 1024, 2048, ... (every power of two from 512 up to the file's size).
 pub(crate) fn hdf5_superblock(data: &[u8]) -> Option<usize> {
+    hdf5_superblock_in(data).ok().flatten()
+}
+
+/// [`hdf5_superblock`] on any [`ReadAt`].
+pub(crate) fn hdf5_superblock_in<R: ReadAt + ?Sized>(data: &R) -> crate::Result<Option<usize>> {
     const SIGNATURE: &[u8; 8] = b"\x89HDF\r\n\x1a\n";
     let mut at = 0usize;
     loop {
-        let end = at.checked_add(SIGNATURE.len())?;
-        if end > data.len() {
-            return None;
+        let Some(bytes) = data.read(at, SIGNATURE.len())? else { return Ok(None) };
+        if *bytes == SIGNATURE[..] {
+            return Ok(Some(at));
         }
-        if data.get(at..end) == Some(&SIGNATURE[..]) {
-            return Some(at);
-        }
-        at = if at == 0 { 512 } else { at.checked_mul(2)? };
+        at = if at == 0 {
+            512
+        } else {
+            match at.checked_mul(2) {
+                Some(next) => next,
+                None => return Ok(None),
+            }
+        };
     }
 }
 
@@ -288,22 +320,32 @@ pub(crate) const ZIP_END_WINDOW: usize = (1 << 16) + 22 + 2 * 4096;
 /// locator sits right before it, or a central-directory entry signature sits where `zipfile`
 /// puts the directory (the record's offset minus the directory's size) or where miniz reads it
 /// (the offset the record stores).
-pub(crate) fn zip_reader_opens(data: &[u8]) -> Option<usize> {
+pub(crate) fn zip_reader_opens<R: ReadAt + ?Sized>(data: &R) -> crate::Result<Option<usize>> {
     const RECORD: usize = 22;
-    let last = data.len().checked_sub(RECORD)?;
-    let from = data.len().saturating_sub(ZIP_END_WINDOW);
-    let entry_at = |at: Option<usize>| at.and_then(|at| data.get(at..at.checked_add(4)?)) == Some(b"PK\x01\x02");
-    (from..=last).rev().find(|&eocd| {
-        if data.get(eocd..eocd + 4) != Some(b"PK\x05\x06") {
-            return false;
+    let Some(last) = data.size().checked_sub(RECORD) else { return Ok(None) };
+    let from = data.size().saturating_sub(ZIP_END_WINDOW);
+    let Some(tail) = data.read(from, data.size() - from)? else { return Ok(None) };
+    let tail_u32 = |at: usize| le_u32(&tail, at.checked_sub(from)?);
+    let entry_at = |at: Option<usize>| -> crate::Result<bool> {
+        let Some(at) = at else { return Ok(false) };
+        Ok(data.read(at, 4)?.is_some_and(|sig| *sig == *b"PK\x01\x02"))
+    };
+    for eocd in (from..=last).rev() {
+        if tail.get(eocd - from..eocd - from + 4) != Some(b"PK\x05\x06") {
+            continue;
         }
-        if eocd.checked_sub(20).and_then(|loc| data.get(loc..loc + 4)) == Some(b"PK\x06\x07") {
-            return true;
+        if let Some(loc) = eocd.checked_sub(20) {
+            if data.read(loc, 4)?.is_some_and(|sig| *sig == *b"PK\x06\x07") {
+                return Ok(Some(eocd));
+            }
         }
-        let size_cd = le_u32(data, eocd + 12).map_or(0, |n| n as usize);
-        let stored = le_u32(data, eocd + 16).and_then(|n| usize::try_from(n).ok());
-        (size_cd >= 46 && entry_at(eocd.checked_sub(size_cd))) || entry_at(stored)
-    })
+        let size_cd = tail_u32(eocd + 12).map_or(0, |n| n as usize);
+        let stored = tail_u32(eocd + 16).and_then(|n| usize::try_from(n).ok());
+        if (size_cd >= 46 && entry_at(eocd.checked_sub(size_cd))?) || entry_at(stored)? {
+            return Ok(Some(eocd));
+        }
+    }
+    Ok(None)
 }
 
 /// True when the first 512 bytes are a tar header whose checksum `tarfile` accepts (the
@@ -311,6 +353,14 @@ pub(crate) fn zip_reader_opens(data: &[u8]) -> Option<usize> {
 /// [`tarfile_nti`]).
 pub(crate) fn tar_header_checksum_ok(data: &[u8]) -> bool {
     let Some(block) = data.get(..512) else { return false };
+    tar_block_checksum_ok(block)
+}
+
+/// [`tar_header_checksum_ok`] of a 512-byte block.
+pub(crate) fn tar_block_checksum_ok(block: &[u8]) -> bool {
+    if block.len() != 512 {
+        return false;
+    }
     if block.iter().all(|&b| b == 0) {
         return false;
     }

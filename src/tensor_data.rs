@@ -174,6 +174,7 @@ impl TensorView<'_> {
     /// [`Error::Unsupported`] when the conversion would not be exact (see [`Element`]), or for
     /// dtypes with no Rust counterpart here (`F4`, `F6_*`, `F8_E8M0`, the `FNUZ` kinds, `C64`).
     pub fn to_vec<T: Element>(&self) -> Result<Vec<T>> {
+        self.require_data("convert a tensor")?;
         if !T::accepts(self.dtype) {
             return Err(self.unsupported(
                 "convert a tensor",
@@ -210,6 +211,7 @@ impl TensorView<'_> {
     /// [`Error::Unsupported`] for more ranges than dimensions, a range past its dimension or
     /// reversed, or a dtype whose elements are not whole bytes (`F4`, `F6_*`).
     pub fn slice(&self, ranges: &[Range<u64>]) -> Result<TensorSlice> {
+        self.require_data("slice a tensor")?;
         let bad = |reason: String| self.unsupported("slice a tensor", reason);
         let bits = self.dtype.bits();
         if bits % 8 != 0 {
@@ -296,6 +298,23 @@ impl TensorView<'_> {
             }
         };
         Ok(TensorSlice { dtype: self.dtype, shape, data })
+    }
+
+    /// The view's bytes are all there: not so for a checkpoint opened with
+    /// `DataAccess::Verdict`, whose views are empty.
+    pub(crate) fn require_data(&self, operation: &'static str) -> Result<()> {
+        let bits = self.shape.iter().try_fold(self.dtype.bits(), |acc, &d| acc.checked_mul(d));
+        if bits.map(|b| b / 8) == Some(self.data.len() as u64) {
+            return Ok(());
+        }
+        Err(self.unsupported(
+            operation,
+            format!(
+                "tensor {:?} has no data in memory: its checkpoint was opened with DataAccess::Verdict, which leaves \
+                 tensor bytes in the file (read them with Checkpoint::read_tensor)",
+                self.name
+            ),
+        ))
     }
 
     pub(crate) fn unsupported(&self, operation: &'static str, reason: String) -> Error {

@@ -9,23 +9,27 @@ use sandload_abi::safetensors::{MAX_RANK, PICKLE_WINDOW, Request, Response, Tabl
 use sandload_abi::{GuestError, Rule};
 
 use crate::error::{Error, Result, printable};
-use crate::input::Input;
+use crate::input::{DataAccess, Input};
 use crate::limits::{Limit, Limits};
 use crate::receipt::Receipt;
 use crate::refusal::refuse_as_checkpoint;
 use crate::sandbox::{Guest, GuestStats, Sandbox};
-use crate::sniff::{Format, sniff};
+use crate::sniff::{Format, ReadAt, sniff};
 
 pub use sandload_abi::safetensors::Dtype;
 
 const N_LEN: u64 = 8;
 
 /// A validated safetensors checkpoint. Tensor data is shared, not copied: every
-/// [`TensorView::data`] is a slice of one mapping (or one read) of the file.
+/// [`TensorView::data`] is a slice of one mapping (or one read) of the file, unless it was
+/// opened with [`DataAccess::Verdict`](crate::DataAccess::Verdict), which leaves the tensor bytes
+/// in the file ([`Checkpoint::has_data`]).
 #[derive(Debug, Clone)]
 pub struct Checkpoint {
     file: PathBuf,
     data: Bytes,
+    /// With `DataAccess::Verdict`: the file, and where its data section starts in it.
+    on_disk: Option<(std::sync::Arc<Input>, u64)>,
     tensors: Vec<TensorInfo>,
     /// Indices into `tensors`, sorted by name: lookups by binary search, without a second copy
     /// of every name (a 100k-tensor header has 100k of them).
@@ -62,7 +66,8 @@ pub struct TensorView<'a> {
     pub dtype: Dtype,
     /// Dimensions, outermost first.
     pub shape: &'a [u64],
-    /// The tensor's bytes.
+    /// The tensor's bytes; empty when the checkpoint was opened with
+    /// [`DataAccess::Verdict`](crate::DataAccess::Verdict) (see [`Checkpoint::read_tensor`]).
     pub data: Bytes,
 }
 
@@ -113,16 +118,62 @@ impl Checkpoint {
         &self.receipt
     }
 
-    fn view<'a>(&'a self, t: &'a TensorInfo) -> TensorView<'a> {
-        // Offsets were checked against data.len() in validate_table.
-        let (begin, end) = (t.data_offsets.0 as usize, t.data_offsets.1 as usize);
-        TensorView {
-            file: &self.file,
-            name: &t.name,
-            dtype: t.dtype,
-            shape: &t.shape,
-            data: self.data.slice(begin..end),
+    /// Whether the tensor bytes are in memory: `false` for a checkpoint opened with
+    /// [`DataAccess::Verdict`](crate::DataAccess::Verdict), whose [`TensorView::data`] are empty
+    /// (the conversions then return [`Error::Unsupported`]); read them with
+    /// [`read_tensor`](Checkpoint::read_tensor) or [`stream_data`](Checkpoint::stream_data).
+    pub fn has_data(&self) -> bool {
+        self.on_disk.is_none()
+    }
+
+    /// The bytes of the tensor called `name` (`None` if there is none): a slice of the data in
+    /// memory, or, for a checkpoint opened with `DataAccess::Verdict`, one read of exactly that
+    /// tensor from the file.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the file cannot be read or is now shorter than when it was validated.
+    pub fn read_tensor(&self, name: &str) -> Result<Option<Bytes>> {
+        let Some(view) = self.tensor(name) else { return Ok(None) };
+        let Some((input, data_start)) = &self.on_disk else { return Ok(Some(view.data)) };
+        let i = self.by_name.binary_search_by(|&i| self.tensors[i as usize].name.as_str().cmp(name)).ok();
+        let t = &self.tensors[self.by_name[i.expect("the view exists")] as usize];
+        let (begin, end) = t.data_offsets;
+        // validate_table bounded every offset by the file's length, and a tensor held in memory
+        // is what the caller asked for.
+        let len = usize::try_from(end - begin).map_err(|_| {
+            Error::io(&self.file, std::io::Error::new(std::io::ErrorKind::OutOfMemory, "tensor larger than memory"))
+        })?;
+        input.read_exact_at(data_start + begin, len).map(Some)
+    }
+
+    /// Hands the data section to `f` in order, `chunk` bytes at a time (the last piece may be
+    /// shorter), with each piece's offset in the data section: how a checkpoint opened with
+    /// `DataAccess::Verdict` is hashed or copied without holding it whole. In memory, the pieces
+    /// are slices of it.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the file cannot be read or changed size since it was validated.
+    pub fn stream_data(&self, chunk: usize, mut f: impl FnMut(u64, &[u8])) -> Result<()> {
+        let chunk = chunk.max(1);
+        let total = self.tensors.last().map_or(0, |t| t.data_offsets.1);
+        let mut at = 0u64;
+        while at < total {
+            let n = usize::try_from((total - at).min(chunk as u64)).unwrap_or(chunk);
+            match &self.on_disk {
+                Some((input, data_start)) => f(at, &input.read_exact_at(data_start + at, n)?),
+                None => f(at, &self.data[at as usize..at as usize + n]),
+            }
+            at += n as u64;
         }
+        Ok(())
+    }
+
+    fn view<'a>(&'a self, t: &'a TensorInfo) -> TensorView<'a> {
+        // Offsets were checked against the file's length in validate_table; without the data in
+        // memory, views are empty.
+        let (begin, end) = (t.data_offsets.0 as usize, t.data_offsets.1 as usize);
+        let data = if self.on_disk.is_some() { Bytes::new() } else { self.data.slice(begin..end) };
+        TensorView { file: &self.file, name: &t.name, dtype: t.dtype, shape: &t.shape, data }
     }
 }
 
@@ -193,7 +244,16 @@ impl Sandbox {
         if len > limits.max_file_bytes {
             return Err(limit(&file, Limit::MaxFileBytes, limits, len));
         }
-        let data = input.contents(len, self.data_access())?;
+        // With DataAccess::Verdict a file is read in pieces (the head here, the polyglot checks'
+        // reads later), never whole unless the pickle walk needs it; otherwise it is one read or
+        // mapping that the checkpoint's tensors then share.
+        let verdict = self.data_access() == DataAccess::Verdict && !input.in_memory();
+        let (data, input) = if verdict {
+            let head = input.read_exact_at(0, Self::verdict_head(&input, len, limits)?)?;
+            (head, Some(std::sync::Arc::new(input)))
+        } else {
+            (input.contents(len, self.data_access())?, None)
+        };
         let sniffed = sniff(&data);
         *format = sniffed.format;
         if let Some(refusal) = refuse_as_checkpoint(&file, &sniffed, len) {
@@ -220,14 +280,18 @@ impl Sandbox {
                 self.call_with(Guest::SafetensorsHeader, &file, &request, payload, stats, |r, _| Ok(r.to_vec()))?;
             Guest::SafetensorsHeader.decode_response(&response, &file)
         };
-        let mut response = call(&data[..payload_len], stats)?;
+        let head = data.get(..payload_len).ok_or_else(|| Error::Internal("head shorter than the payload".into()))?;
+        let mut response = call(head, stats)?;
         // The pickle walk from byte 0 was still going where the window ended (e.g. a protocol-0
         // text argument running over zero-filled tensor data): walk the whole file instead, when
         // the guest can hold it, rather than refuse a file that may be fine.
         if let Err(e) = &response {
             let undecided = e.rule == Rule::PicklePolyglot && e.value == Some(1);
-            if undecided && payload_len < data.len() && len <= limits.guest_memory_bytes / 2 {
-                response = call(&data, stats)?;
+            if undecided && (payload_len as u64) < len && len <= limits.guest_memory_bytes / 2 {
+                response = match &input {
+                    Some(input) => call(&input.read_exact_at(0, len as usize)?, stats)?,
+                    None => call(&data, stats)?,
+                };
             }
         }
         let table =
@@ -235,12 +299,21 @@ impl Sandbox {
         let layout = validate_table(&table, len, claimed.unwrap_or(0), limits)
             .map_err(|v| Error::malformed(&file, *format, v.rule, v.offset, v.detail))?;
         // Valid safetensors; now make sure no other loader reads these bytes as its own format.
-        if let Some(refusal) = crate::polyglot::refuse_other_format(&file, &data) {
+        let other = match &input {
+            Some(input) => {
+                crate::polyglot::refuse_other_format(&file, &Pieces { input, len: len as usize, head: &data })?
+            }
+            None => crate::polyglot::refuse_other_format(&file, &data[..])?,
+        };
+        if let Some(refusal) = other {
             return Err(refusal);
         }
 
         let data_start = (N_LEN + layout.header_len) as usize;
-        let data = data.slice(data_start..);
+        let (data, on_disk) = match input {
+            Some(input) => (Bytes::new(), Some((input, data_start as u64))),
+            None => (data.slice(data_start..), None),
+        };
         let Table { tensors, metadata, .. } = table;
         let tensors: Vec<TensorInfo> = tensors
             .into_iter()
@@ -255,6 +328,7 @@ impl Sandbox {
         Ok(Checkpoint {
             file,
             data,
+            on_disk,
             tensors,
             by_name,
             metadata: metadata.map(|m| m.into_iter().collect()),
@@ -264,7 +338,45 @@ impl Sandbox {
     }
 }
 
+/// A file opened with `DataAccess::Verdict`, read piece by piece for the polyglot checks: the
+/// head already read, anything else with `pread`.
+struct Pieces<'a> {
+    input: &'a Input,
+    len: usize,
+    head: &'a [u8],
+}
+
+impl ReadAt for Pieces<'_> {
+    fn size(&self) -> usize {
+        self.len
+    }
+
+    fn read(&self, at: usize, n: usize) -> Result<Option<std::borrow::Cow<'_, [u8]>>> {
+        let Some(end) = at.checked_add(n).filter(|&end| end <= self.len) else { return Ok(None) };
+        if let Some(bytes) = self.head.get(at..end) {
+            return Ok(Some(std::borrow::Cow::Borrowed(bytes)));
+        }
+        Ok(Some(std::borrow::Cow::Owned(self.input.read_exact_at(at as u64, n)?.to_vec())))
+    }
+}
+
 impl Sandbox {
+    /// How much of a file `DataAccess::Verdict` reads first: for a safetensors-shaped file the
+    /// prefix, the header (up to `max_header_bytes`) and the pickle window after it; for
+    /// anything else the first MiB, from which it is recognised and refused.
+    pub(crate) fn verdict_head(input: &Input, len: u64, limits: &Limits) -> Result<usize> {
+        const OTHER: u64 = 1 << 20;
+        let prefix = input.read_exact_at(0, len.min(N_LEN + 1) as usize)?;
+        let head = match (prefix.get(..8), prefix.get(4..8)) {
+            (Some(n), Some([0, 0, 0, 0])) => {
+                let n = u64::from_le_bytes(n.try_into().expect("8 bytes")).min(limits.max_header_bytes);
+                (N_LEN + n).saturating_add(PICKLE_WINDOW).max(OTHER.min(len))
+            }
+            _ => OTHER,
+        };
+        Ok(head.min(len) as usize)
+    }
+
     /// Adds the pickle report (what unpickling would import and call) to a refusal of a pickle,
     /// a pickle polyglot or a format that carries pickles.
     fn describe_pickles(&self, mut refusal: Error, data: &[u8], stats: &mut GuestStats) -> Error {
