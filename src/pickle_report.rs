@@ -199,7 +199,7 @@ fn report(walks: &[Walk], streams: &[(String, Range<usize>)]) -> PickleReport {
             End::Stop | End::Invalid => true,
             // Unpickling the whole stream would fail there too, unless the host cut it short.
             End::Truncated => (r.len() as u64) < MAX_STREAM_BYTES,
-            End::OpLimit => false,
+            End::OpLimit | End::Ambiguous => false,
         }),
     }
 }

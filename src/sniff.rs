@@ -462,7 +462,7 @@ fn pickle(data: &[u8]) -> Option<Sniffed> {
     let w = walk(window, &WalkLimits::default());
     let recognised = match w.end {
         End::Stop => true,
-        End::Truncated | End::OpLimit => w.has_effects() || (window.len() < data.len() && w.ops >= 16),
+        End::Truncated | End::OpLimit | End::Ambiguous => w.has_effects() || (window.len() < data.len() && w.ops >= 16),
         End::Invalid => w.has_effects() && w.ops >= 3,
     };
     if !recognised {

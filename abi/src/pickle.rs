@@ -28,6 +28,7 @@
 //! | `GLOBAL`/`INST` lines | non-empty | may be empty (`find_class('', ...)` still runs) | may be empty |
 //! | `INST` without a `MARK` | refused before the import | imports (`find_class`), then fails | imports |
 //! | a last line without `\n` at the end of the file | refused | `readline()[:-1]`: the line minus its last byte | as Python, with [`WalkLimits::whole_file`] |
+//! | a read across a frame's end; a `STOP` before it, then another pickle (old C, reading a file) | the rest of the frame may be dropped: another reading of the same bytes | refused | [`End::Ambiguous`] |
 //!
 //! The other approximations all lean towards walking on:
 //!
@@ -122,6 +123,13 @@ pub enum End {
     Truncated,
     /// [`WalkLimits::max_ops`] opcodes were decoded and the walk was still going.
     OpLimit,
+    /// The walk found no import or call, but it read across the end of a `FRAME` (one argument
+    /// or line that starts inside the frame and ends after it), or in a stream a `STOP` left
+    /// bytes of its frame unread: CPython's C unpickler before 3.13.15 and 3.14.7, reading a
+    /// file, may then drop the rest of the frame and go on at another byte, so the bytes have
+    /// another reading the walk did not follow and it cannot vouch for them. `pickle.dump` never
+    /// writes either. Treated like [`End::OpLimit`]: undecided.
+    Ambiguous,
 }
 
 /// What a walk found. Offsets are byte offsets into the walked data.
@@ -252,7 +260,7 @@ pub fn opcode_name(b: u8) -> Option<&'static str> {
 pub fn walk(data: &[u8], limits: &WalkLimits) -> Walk {
     let mut w = Walker::new(data, limits);
     w.run(0);
-    w.result
+    w.finish()
 }
 
 /// Walks `data` as `pickle.load` called again and again on one file would (what torch's legacy
@@ -270,6 +278,7 @@ pub fn walk(data: &[u8], limits: &WalkLimits) -> Walk {
 /// ```
 pub fn walk_stream(data: &[u8], limits: &WalkLimits) -> Walk {
     let mut w = Walker::new(data, limits);
+    w.stream = true;
     let mut at = 0usize;
     while let Some(next) = w.run(at) {
         if next >= data.len() {
@@ -277,7 +286,7 @@ pub fn walk_stream(data: &[u8], limits: &WalkLimits) -> Walk {
         }
         at = next;
     }
-    w.result
+    w.finish()
 }
 
 /// The most digits of a text memo key (`PUT`/`GET`) that are compared; longer keys are told
@@ -316,6 +325,15 @@ struct Walker<'a> {
     memo: BTreeMap<MemoKey, Value>,
     /// A key was not stored because the memo was full: lookups can no longer fail.
     memo_full: bool,
+    /// Where the current `FRAME` ends, if one was read.
+    frame_end: Option<usize>,
+    /// A read of the current opcode (one `read()` or `readline()` of the unpicklers) crossed
+    /// `frame_end`.
+    straddled: core::cell::Cell<bool>,
+    /// Why the bytes have another reading (the first read across a frame's end), if they do.
+    ambiguous: Option<String>,
+    /// Walking a stream of pickles (`walk_stream`): what follows a `STOP` is read next.
+    stream: bool,
     result: Walk,
 }
 
@@ -340,6 +358,10 @@ impl<'a> Walker<'a> {
             marks: Vec::new(),
             memo: BTreeMap::new(),
             memo_full: false,
+            frame_end: None,
+            straddled: core::cell::Cell::new(false),
+            ambiguous: None,
+            stream: false,
             result: Walk {
                 end: End::Truncated,
                 end_offset: 0,
@@ -363,6 +385,7 @@ impl<'a> Walker<'a> {
         self.marks.clear();
         self.memo.clear();
         self.memo_full = false;
+        self.frame_end = None;
         let mut at = start;
         loop {
             if self.result.ops >= self.limits.max_ops {
@@ -371,7 +394,14 @@ impl<'a> Walker<'a> {
             let Some(&op) = self.data.get(at) else {
                 return self.end(End::Truncated, at, String::from("data ends before STOP"));
             };
-            match self.step(op, at) {
+            let frame_end = self.frame_end;
+            self.straddled.set(false);
+            let step = self.step(op, at);
+            if self.straddled.get() && self.ambiguous.is_none() {
+                let name = opcode_name(op).unwrap_or("?");
+                self.ambiguous = Some(format!("{name} at byte {at} reads across the end of its FRAME"));
+            }
+            match step {
                 Ok(Some(next)) => {
                     self.result.ops += 1;
                     at = next;
@@ -379,6 +409,10 @@ impl<'a> Walker<'a> {
                 Ok(None) => {
                     self.result.ops += 1;
                     self.result.pickles = self.result.pickles.saturating_add(1);
+                    let tail = frame_end.is_some_and(|end| end > at + 1 && at + 1 < self.data.len());
+                    if self.stream && tail && self.ambiguous.is_none() {
+                        self.ambiguous = Some(format!("STOP at byte {at} before the end of its FRAME"));
+                    }
                     self.end(End::Stop, at, String::from("STOP"));
                     return at.checked_add(1);
                 }
@@ -396,6 +430,19 @@ impl<'a> Walker<'a> {
         self.result.end_offset = at as u64;
         self.result.reason = why;
         None
+    }
+
+    /// The walk as returned: one that read across a frame's end and found nothing to report
+    /// ends [`End::Ambiguous`], since another reading of the same bytes may go elsewhere (one
+    /// that found imports or calls is refused for them, and reports them).
+    fn finish(mut self) -> Walk {
+        if let Some(why) = self.ambiguous.take() {
+            if !self.result.has_effects() && self.result.end != End::OpLimit {
+                self.result.end = End::Ambiguous;
+                self.result.reason = why;
+            }
+        }
+        self.result
     }
 
     // ---- stack model -------------------------------------------------------------------------
@@ -508,12 +555,20 @@ impl<'a> Walker<'a> {
 
     // ---- argument readers --------------------------------------------------------------------
 
-    /// `len` bytes at `at` and the offset after them.
+    /// `len` bytes at `at` and the offset after them: one `read(len)` of the unpicklers.
     fn bytes(&self, at: usize, len: u64) -> Step<(&'a [u8], usize)> {
         // A length beyond the address space is past the end of any data we could hold.
         let len = usize::try_from(len).map_err(|_| Fail::Truncated)?;
         let end = at.checked_add(len).ok_or(Fail::Truncated)?;
+        self.note_read(at, end);
         Ok((self.data.get(at..end).ok_or(Fail::Truncated)?, end))
+    }
+
+    /// Records a read of `at..end` that starts inside the current frame and ends beyond it.
+    fn note_read(&self, at: usize, end: usize) {
+        if self.frame_end.is_some_and(|frame_end| at < frame_end && end > frame_end && frame_end <= self.data.len()) {
+            self.straddled.set(true);
+        }
     }
 
     /// A little-endian unsigned integer of `n` (at most 8) bytes at `at`.
@@ -538,7 +593,10 @@ impl<'a> Walker<'a> {
     fn line(&self, at: usize) -> Step<(&'a [u8], usize)> {
         let rest = self.data.get(at..).ok_or(Fail::Truncated)?;
         match rest.iter().position(|&b| b == b'\n') {
-            Some(n) => Ok((rest.get(..n).unwrap_or_default(), at + n + 1)),
+            Some(n) => {
+                self.note_read(at, at + n + 1);
+                Ok((rest.get(..n).unwrap_or_default(), at + n + 1))
+            }
             None if self.limits.whole_file => {
                 Ok((rest.get(..rest.len().saturating_sub(1)).unwrap_or_default(), self.data.len()))
             }
@@ -704,8 +762,10 @@ impl<'a> Walker<'a> {
                 // The C unpickler reads the whole frame before it goes on with the frame's first
                 // opcode; `pickle._Unpickler` reads a frame longer than the rest of the file
                 // short, silently, and runs what it got. Either way the frame's opcodes follow.
-                self.len8(arg, name)?;
-                arg + 8
+                let len = self.len8(arg, name)?;
+                let body = arg + 8;
+                self.frame_end = Some(usize::try_from(len).map_or(usize::MAX, |len| body.saturating_add(len)));
+                body
             }
             // Length-prefixed strings and bytes. 4-byte lengths are unsigned (`calc_binsize`).
             b'T' | b'X' | b'B' => {
@@ -1238,6 +1298,29 @@ mod tests {
         // Bytes are not checked.
         assert_eq!(end(b"C\x01\xff."), End::Stop);
         assert_eq!(end(b"U\x01\xff."), End::Stop);
+    }
+
+    #[test]
+    fn frames_read_one_way_only() {
+        // Whole frames, as pickle.dump writes them: one reading.
+        assert_eq!(end(b"\x80\x04\x95\x02\x00\x00\x00\x00\x00\x00\x00N."), End::Stop);
+        assert_eq!(end(b"\x95\x01\x00\x00\x00\x00\x00\x00\x00N\x95\x01\x00\x00\x00\x00\x00\x00\x00."), End::Stop);
+        // One read across the frame's end: old C reading a file may drop the frame's rest.
+        let r = w(b"\x95\x02\x00\x00\x00\x00\x00\x00\x00I1\n2\n.");
+        assert_eq!((r.end, r.reason.as_str()), (End::Ambiguous, "INT at byte 9 reads across the end of its FRAME"));
+        // What it finds after that is still reported.
+        let r = w(b"\x95\x02\x00\x00\x00\x00\x00\x00\x00I1\ncos\nsystem\n.");
+        assert_eq!((r.end, r.imports), (End::Stop, imports(&[("os", "system")])));
+        assert_eq!(end(b"\x95\x03\x00\x00\x00\x00\x00\x00\x00\x8c\x03abc."), End::Ambiguous);
+        // Reads that start exactly at the frame's end are reads of what follows: one reading.
+        assert_eq!(end(b"\x95\x02\x00\x00\x00\x00\x00\x00\x00\x8c\x03abc."), End::Stop);
+        // A STOP inside its frame with more of the frame after it: fine for one load, ambiguous
+        // for the next load of a stream.
+        let data = b"\x95\x04\x00\x00\x00\x00\x00\x00\x00N.N.";
+        assert_eq!(walk(data, &WalkLimits::default()).end, End::Stop);
+        assert_eq!(walk_stream(data, &WalkLimits::default()).end, End::Ambiguous);
+        // A frame longer than the data (short at the end of the file) is not a straddle.
+        assert_eq!(end(b"\x95\x00\x01\x00\x00\x00\x00\x00\x00N."), End::Stop);
     }
 
     #[test]

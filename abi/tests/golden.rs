@@ -111,13 +111,14 @@ fn pickle_messages() -> String {
     };
     let response: pickle_scan::Response = Ok(vec![walk.clone(), Walk { end: End::Truncated, ..walk }]);
     format!(
-        "pickle_scan_request {}\npickle_scan_response {}\nend {} {} {} {}\n",
+        "pickle_scan_request {}\npickle_scan_response {}\nend {} {} {} {} {}\n",
         hex(&encode(&request).unwrap()),
         hex(&encode(&response).unwrap()),
         hex(&encode(&End::Stop).unwrap()),
         hex(&encode(&End::Invalid).unwrap()),
         hex(&encode(&End::Truncated).unwrap()),
         hex(&encode(&End::OpLimit).unwrap()),
+        hex(&encode(&End::Ambiguous).unwrap()),
     )
 }
 

@@ -388,14 +388,16 @@ fn the_walker_walks_whatever_cpython_runs() {
                 );
             } else if verdict.starts_with("ok:") {
                 returned += 1;
-                assert_eq!(w.end, End::Stop, "CPython returned: {what}");
+                // Or Ambiguous: a read across a frame's end, which the gate refuses (another
+                // CPython may read those bytes another way).
+                assert!(matches!(w.end, End::Stop | End::Ambiguous), "CPython returned: {what}");
             } else if w.end == End::Stop && !w.has_effects() {
                 // CPython failed where the walker does not look (escapes, encodings, types).
                 approximated += 1;
             }
         }
         // The C unpickler gives back what it read ahead: it stops exactly where the walk does.
-        if let Some(after) = c.strip_prefix("ok:") {
+        if let Some(after) = c.strip_prefix("ok:").filter(|_| w.end == End::Stop) {
             assert_eq!(w.end_offset + 1, after.parse::<u64>().unwrap(), "{what}");
         }
         python_only += usize::from(py == "effect" && c != "effect");

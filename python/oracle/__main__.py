@@ -88,7 +88,7 @@ def reference(count: int, seed: int) -> dict:
                 raw = bytes(rng.choice(b"0123456789 .\n()cisSVp") for _ in range(n * np.dtype(dtype).itemsize))
             arr = np.frombuffer(raw, dtype=np.uint8).view(dtype if dtype is not np.bool_ else np.uint8).reshape(shape)
             if dtype is np.bool_:
-                arr = (arr & 1).astype(bool)
+                arr = np.asarray((arr & 1).astype(bool)).reshape(shape)
             name = "".join(rng.choice("abcdefghijklmnopqrstuvwxyz._/0123456789") for _ in range(rng.randint(1, 60)))
             tensors[name] = arr
         meta = {"format": "pt"} if rng.random() < 0.5 else None

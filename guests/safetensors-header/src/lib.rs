@@ -187,7 +187,8 @@ fn not_a_pickle(req: &Request, payload: &[u8]) -> Result<(), GuestError> {
     let whole_file = payload.len() as u64 == req.file_len;
     // At the end of the whole file the pure-Python unpickler still reads a last line: walk it.
     let walk = walk_stream(payload, &WalkLimits { whole_file, ..WalkLimits::default() });
-    let undecided = walk.end == End::OpLimit || (!whole_file && matches!(walk.end, End::Truncated | End::Stop));
+    let undecided = matches!(walk.end, End::OpLimit | End::Ambiguous)
+        || (!whole_file && matches!(walk.end, End::Truncated | End::Stop));
     if !walk.has_effects() && !undecided {
         return Ok(());
     }
