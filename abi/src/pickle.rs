@@ -85,6 +85,14 @@ pub struct WalkLimits {
     /// `find_class`; a walk of a window cannot know and ends [`End::Truncated`] instead.
     /// By default this is `false`.
     pub whole_file: bool,
+    /// Whether the first pickle's unpickler may have a `persistent_load`. A plain `pickle.load`,
+    /// `joblib.load`, `numpy.load` or `pandas.read_pickle` has none and raises at the first
+    /// `PERSID`/`BINPERSID`; torch.load's legacy path gives one only to its fourth `load`, and
+    /// its zip path only to `data.pkl` inside the archive. So for a file read from byte 0 the
+    /// first pickle's persistent loads end the walk (what follows is later pickles of a stream,
+    /// which may have one). By default this is `true` (a pickle walked for what it is, such as a
+    /// `data.pkl`, gets one).
+    pub first_has_persistent_load: bool,
 }
 
 impl WalkLimits {
@@ -106,6 +114,7 @@ impl Default for WalkLimits {
             max_string: Self::DEFAULT_MAX_STRING,
             max_memo: Self::DEFAULT_MAX_MEMO,
             whole_file: false,
+            first_has_persistent_load: true,
         }
     }
 }
@@ -516,9 +525,13 @@ impl<'a> Walker<'a> {
     /// Counted, not an effect: it calls the loader's own `persistent_load` (how PyTorch files
     /// point at storages) with a value, not something the file names. Calling what it returns is
     /// an effect (`REDUCE` & co.).
-    fn persistent_load(&mut self, _at: usize) {
+    fn persistent_load(&mut self, _at: usize) -> Step<()> {
+        if self.result.pickles == 0 && !self.limits.first_has_persistent_load {
+            return invalid("a persistent ID with no persistent_load to call (UnpicklingError)");
+        }
         self.result.persistent_loads += 1;
         self.push(Value::Object);
+        Ok(())
     }
 
     /// A call of `callable` (REDUCE, NEWOBJ, NEWOBJ_EX, OBJ), whose result goes on the stack.
@@ -708,12 +721,12 @@ impl<'a> Walker<'a> {
                 if !line.is_ascii() {
                     return invalid("persistent IDs in protocol 0 must be ASCII strings");
                 }
-                self.persistent_load(at);
+                self.persistent_load(at)?;
                 next
             }
             b'Q' => {
                 self.pop(name)?;
-                self.persistent_load(at);
+                self.persistent_load(at)?;
                 arg
             }
             b'c' | b'i' => {
@@ -1298,6 +1311,18 @@ mod tests {
         // Bytes are not checked.
         assert_eq!(end(b"C\x01\xff."), End::Stop);
         assert_eq!(end(b"U\x01\xff."), End::Stop);
+    }
+
+    #[test]
+    fn a_first_pickle_without_persistent_load() {
+        let none = WalkLimits { first_has_persistent_load: false, ..WalkLimits::default() };
+        // A PERSID line running into what follows: refused by the unpickler itself.
+        assert_eq!(walk(b"Pabc\ncos\nsystem\n.", &none).end, End::Invalid);
+        assert_eq!(walk(b"Pabc\ncos\nsystem\n.", &WalkLimits::default()).imports, imports(&[("os", "system")]));
+        assert_eq!(walk(b"K\x01Q.", &none).end, End::Invalid);
+        // Later pickles of a stream (torch's legacy fourth load) may have one.
+        let r = walk_stream(b"K\x01.Pid\ncos\nsystem\n.", &none);
+        assert_eq!((r.persistent_loads, r.imports), (1, imports(&[("os", "system")])));
     }
 
     #[test]

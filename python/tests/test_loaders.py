@@ -261,3 +261,23 @@ def _reference(rng: random.Random):
             arr = arr.astype(bool)
         tensors["".join(rng.choice("abcxyz._/0123456789") for _ in range(rng.randint(1, 40)))] = arr
     return "reference", save(tensors, metadata={"format": "pt"} if rng.random() < 0.5 else None)
+
+
+def test_no_loader_gives_the_first_pickle_a_persistent_load(tmp_path, oracle):
+    """Why the gate ends the first pickle at a persistent ID (WalkLimits::first_has_persistent_load):
+    a file that would run a payload after one runs it in no loader of the catalogue."""
+    marker = tmp_path / "MARKER"
+    for first in (b"Pabc\n", b"K\x01Q"):
+        path = tmp_path / "persid.pkl"
+        path.write_bytes(first + P.payload(str(marker)))
+        verdicts = oracle.run(path, marker)
+        assert not any(v.code for v in verdicts.values()), {n: v for n, v in verdicts.items() if v.code}
+    # With a persistent_load (what torch gives data.pkl), the same bytes do run.
+    import pickle
+
+    class WithPersistentLoad(pickle.Unpickler):
+        def persistent_load(self, pid):
+            return pid
+
+    WithPersistentLoad(open(path, "rb")).load()
+    assert marker.exists()

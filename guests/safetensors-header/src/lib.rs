@@ -186,7 +186,9 @@ fn not_a_pickle(req: &Request, payload: &[u8]) -> Result<(), GuestError> {
     use sandload_abi::pickle::{End, WalkLimits, walk_stream};
     let whole_file = payload.len() as u64 == req.file_len;
     // At the end of the whole file the pure-Python unpickler still reads a last line: walk it.
-    let walk = walk_stream(payload, &WalkLimits { whole_file, ..WalkLimits::default() });
+    // Read from byte 0, the first pickle has no persistent_load in any loader (see WalkLimits).
+    let limits = WalkLimits { whole_file, first_has_persistent_load: false, ..WalkLimits::default() };
+    let walk = walk_stream(payload, &limits);
     let undecided = matches!(walk.end, End::OpLimit | End::Ambiguous)
         || (!whole_file && matches!(walk.end, End::Truncated | End::Stop));
     if !walk.has_effects() && !undecided {
