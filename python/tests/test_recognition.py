@@ -96,3 +96,22 @@ def test_python_messages_name_the_python_api(write):
         sandload.imread(write("shot.dng", png))
     assert "Sandbox::" not in str(e.value) and "sandload.decode_image" in str(e.value), str(e.value)
     assert "sandload.decode_image" in e.value.record["message"]
+
+
+def test_a_global_across_a_frame_boundary_is_reported_as_cpython_resolves_it(write):
+    # FRAME(2) holds "co"; the GLOBAL's line goes on after the frame. CPython's C unpickler
+    # reads the line across the boundary and looks up os.system (the pure-Python one refuses).
+    data = b"\x80\x04\x95\x02\x00\x00\x00\x00\x00\x00\x00cos\nsystem\n."
+    import pickle
+
+    class Recorder(pickle.Unpickler):
+        def find_class(self, module, name):
+            self.found = (module, name)
+            raise RuntimeError("recorded")
+
+    r = Recorder(io.BufferedReader(io.BytesIO(data)))
+    with pytest.raises(RuntimeError):
+        r.load()
+    assert r.found == ("os", "system")
+    report = sandload.inspect(write("model.pkl", data))
+    assert report["format"] == "pickle" and report["pickle"]["imports"] == ["os.system"], report
