@@ -10,8 +10,13 @@ archives, opens, is a crash.
 
     python python/fuzz/polyglot_oracle.py -max_total_time=3600 [corpus_dir]
 
-Loaders run in this process (one audit hook, installed once), so a run is fast; the test suite
-and ``python -m oracle campaign`` run each loader in its own process.
+Loaders written in Python run in this process (one audit hook, installed once), so a run is
+fast and their coverage guides the search. Loaders built on CPython's C unpickler (pickle, numpy,
+torch.load, dill, cloudpickle, pandas) run in a forked child that is killed past 2 GiB of
+resident memory: the C unpickler grows its memo to twice the largest index a file names, so a
+file can make it allocate gigabytes before it fails (its own denial of service, not code), and
+its C code gives no Python coverage anyway. The test suite and ``python -m oracle campaign`` run
+each loader in its own process.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import os
 import random
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import atheris
@@ -82,6 +88,66 @@ class FuzzedRandom(random.Random):
         return super().getrandbits(k)
 
 
+# Built on the C unpickler: run in a child whose memory is watched (see the module's docs).
+FORKED = {"pickle", "numpy", "torch.load", "dill", "cloudpickle", "pandas"}
+CHILD_RSS_LIMIT = 2 << 30
+
+
+def run_loader(loader) -> tuple[bool, list]:
+    """(opened, events) of one loader on PATH: in this process, or in a watched child."""
+    if loader.name not in FORKED:
+        EVENTS.clear()
+        opened = False
+        ACTIVE[0] = True
+        try:
+            loader.load(str(PATH))
+            opened = True
+        except BaseException:  # noqa: BLE001 - a failure is a verdict
+            pass
+        finally:
+            ACTIVE[0] = False
+        return opened, list(EVENTS)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: run, report, leave without cleanup
+        os.close(read)
+        EVENTS.clear()
+        opened = False
+        ACTIVE[0] = True
+        try:
+            loader.load(str(PATH))
+            opened = True
+        except BaseException:  # noqa: BLE001
+            pass
+        ACTIVE[0] = False
+        os.write(write, ("1" if opened else "0").encode() + ",".join(EVENTS).encode())
+        os._exit(0)
+    os.close(write)
+    page = os.sysconf("SC_PAGE_SIZE")
+    while True:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        try:
+            with open(f"/proc/{pid}/statm") as f:
+                rss = int(f.read().split()[1]) * page
+        except OSError:
+            rss = 0
+        if rss > CHILD_RSS_LIMIT:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            break
+        time.sleep(0.002)
+    out = b""
+    while chunk := os.read(read, 65536):
+        out += chunk
+    os.close(read)
+    if not out:
+        return False, []  # killed over its memory limit: no verdict, no code
+    events = [e for e in out[1:].decode().split(",") if e]
+    return out[:1] == b"1", events
+
+
 def test_one_input(data: bytes) -> None:
     fdp = atheris.FuzzedDataProvider(data)
     rng = FuzzedRandom(fdp)
@@ -100,22 +166,13 @@ def test_one_input(data: bytes) -> None:
         return
     PATH.write_bytes(candidate)
     for loader in IN_PROCESS:
-        EVENTS.clear()
         if os.path.exists(MARKER):
             os.unlink(MARKER)
-        opened = False
-        ACTIVE[0] = True
-        try:
-            loader.load(str(PATH))
-            opened = True
-        except BaseException:  # noqa: BLE001 - a failure is a verdict
-            pass
-        finally:
-            ACTIVE[0] = False
+        opened, events = run_loader(loader)
         if os.path.exists(MARKER):
-            EVENTS.append("open:marker")
-        if EVENTS or (opened and loader.opening_counts):
-            raise AssertionError(f"accepted by sandload, but {loader.name} reached {EVENTS or 'open'}: {desc}")
+            events.append("open:marker")
+        if events or (opened and loader.opening_counts):
+            raise AssertionError(f"accepted by sandload, but {loader.name} reached {events or 'open'}: {desc}")
 
 
 def main() -> None:
