@@ -62,6 +62,8 @@ pub enum DataAccess {
     /// other file larger than `guest_memory_bytes` is recognised, and refused, from its first
     /// MiB and its last 72 KiB.
     ///
+    /// Bytes given with [`Input::from_bytes`] are already in memory: their checkpoint keeps them.
+    ///
     /// For scanners that only need verdicts over many or large files (`sandload inspect` uses it).
     Verdict,
 }
