@@ -17,27 +17,16 @@
 //! # Ok(()) }
 //! ```
 
-use std::cell::RefCell;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::error::{Error, Result};
+use crate::formats::picture::DecodedImage;
+use crate::formats::raw::RawImage;
+use crate::formats::safetensors::Checkpoint;
 use crate::input::Input;
 use crate::open::Opened;
-use crate::picture::DecodedImage;
-use crate::raw::RawImage;
 use crate::sandbox::Sandbox;
-use crate::tensors::Checkpoint;
-
-thread_local! {
-    /// The cancellation flag of the async call this (blocking-pool) thread is running, if any.
-    static CANCEL: RefCell<Option<Arc<AtomicBool>>> = const { RefCell::new(None) };
-}
-
-/// The flag guest calls on this thread must watch (`None` outside async calls).
-pub(crate) fn cancel_flag() -> Option<Arc<AtomicBool>> {
-    CANCEL.with(|c| c.borrow().clone())
-}
 
 /// Sets the flag when the future that owns it is dropped before the call finished.
 struct CancelOnDrop(Arc<AtomicBool>, bool);
@@ -58,14 +47,10 @@ impl Sandbox {
     ) -> Result<T> {
         let flag = Arc::new(AtomicBool::new(false));
         let mut guard = CancelOnDrop(Arc::clone(&flag), false);
-        let sandbox = self.clone();
+        // The flag reaches every guest call of this file through the handle it runs on.
+        let sandbox = self.cancellable(flag);
         let name = input.name().to_path_buf();
-        let task = tokio::task::spawn_blocking(move || {
-            CANCEL.with(|c| *c.borrow_mut() = Some(flag));
-            let result = call(&sandbox, input);
-            CANCEL.with(|c| *c.borrow_mut() = None);
-            result
-        });
+        let task = tokio::task::spawn_blocking(move || call(&sandbox, input));
         let result = task.await;
         guard.1 = true;
         match result {

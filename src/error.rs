@@ -39,7 +39,7 @@ pub enum Error {
         offset: Option<u64>,
         /// For pickles (and the pickles inside PyTorch, TorchScript and NumPy files): what
         /// unpickling would import and call, found in a guest without executing anything.
-        pickle: Option<Box<crate::PickleReport>>,
+        pickle: Option<Box<crate::refusal::PickleReport>>,
         /// Why it is refused.
         why: &'static str,
         /// How to convert it into something accepted.
@@ -200,8 +200,8 @@ impl Error {
     }
 
     /// What unpickling the refused file would have done, for pickles and the formats that
-    /// carry them (see [`PickleReport`](crate::PickleReport)).
-    pub fn pickle_report(&self) -> Option<&crate::PickleReport> {
+    /// carry them (see [`PickleReport`](crate::refusal::PickleReport)).
+    pub fn pickle_report(&self) -> Option<&crate::refusal::PickleReport> {
         match self {
             Error::Refused { pickle, .. } => pickle.as_deref(),
             _ => None,

@@ -289,13 +289,8 @@ impl Input {
     pub(crate) fn read_for_guest(self, limits: &Limits, access: DataAccess) -> Result<(PathBuf, Bytes)> {
         let file = self.name().to_path_buf();
         let len = self.len()?;
-        for (limit, limit_value) in
-            [(Limit::MaxFileBytes, limits.max_file_bytes), (Limit::GuestMemoryBytes, limits.guest_memory_bytes)]
-        {
-            if len > limit_value {
-                return Err(Error::LimitExceeded { file, limit, limit_value, value: len });
-            }
-        }
+        limits.check(Limit::MaxFileBytes, len, &file)?;
+        limits.check(Limit::GuestMemoryBytes, len, &file)?;
         let data = self.contents(len, access)?;
         Ok((file, data))
     }
@@ -310,14 +305,7 @@ impl Input {
     /// [`Error::LimitExceeded`] or [`Error::Io`].
     pub fn read_all(self, limits: &Limits) -> Result<Bytes> {
         let len = self.len()?;
-        if len > limits.max_file_bytes {
-            return Err(Error::LimitExceeded {
-                file: self.name,
-                limit: Limit::MaxFileBytes,
-                limit_value: limits.max_file_bytes,
-                value: len,
-            });
-        }
+        limits.check(Limit::MaxFileBytes, len, &self.name)?;
         self.contents(len, DataAccess::Read)
     }
 

@@ -17,63 +17,58 @@
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 
-#[cfg(feature = "tokio")]
-mod async_api;
-mod cache;
-#[cfg(feature = "candle")]
-mod candle_tensors;
-mod develop;
+// The layers, bottom up; each imports only from those above it in this list.
+// Foundation: what every layer speaks.
 mod error;
 mod input;
 mod limits;
-#[cfg(feature = "ndarray")]
-mod ndarray_view;
-mod open;
-mod pickle_report;
-mod picture;
-mod polyglot;
-mod raw;
 mod receipt;
 mod refusal;
+mod sniff;
+#[cfg(feature = "tracing")]
+mod trace;
+// Running guests, then checking what they return.
+mod sandbox;
+mod verdict;
+// One module per format, and what callers make of accepted files.
+mod formats;
+mod outputs;
+// Deciding what a file is and opening it.
+#[cfg(feature = "tokio")]
+mod async_api;
+mod open;
+mod route;
+// Presenting results (`serde` feature).
 #[cfg(feature = "serde")]
 pub mod report;
 #[cfg(feature = "samples")]
 pub mod samples;
-mod sandbox;
-#[cfg(feature = "serde")]
-mod serialize;
-pub mod sharded;
-mod sniff;
-mod tensor_data;
-mod tensors;
-#[cfg(feature = "tracing")]
-mod trace;
 
 pub use bytes::Bytes;
-pub use cache::user_cache_dir;
-pub use develop::BayerPlanes;
 pub use error::{Error, Result};
+pub use formats::picture::DecodedImage;
+pub use formats::raw::{Cfa, CfaColor, RawImage, RawInfo, Rect};
+pub use formats::safetensors::{Checkpoint, Dtype, TensorInfo, TensorView};
+pub use formats::sharded::{self, ShardedCheckpoint};
 pub use half::{bf16, f16};
 pub use image;
 pub use input::{DataAccess, Input, parent_dir};
 pub use limits::{Limit, Limits};
 pub use open::Opened;
-pub use pickle_report::PickleReport;
-pub use picture::DecodedImage;
-pub use raw::{Cfa, CfaColor, RawImage, RawInfo, Rect};
+pub use outputs::develop::BayerPlanes;
+pub use outputs::tensor_data::{Element, TensorSlice};
 pub use receipt::{Outcome, Receipt};
-pub use sandbox::{Guest, Sandbox, SandboxBuilder};
-pub use sharded::ShardedCheckpoint;
+pub use refusal::PickleReport;
+pub use route::{Route, SHARD_INDEX_FILE, is_shard_index_name, shard_index_in};
+pub use sandbox::{Guest, Sandbox, SandboxBuilder, user_cache_dir};
 pub use sniff::{Format, Sniffed, sniff};
-pub use tensor_data::{Element, TensorSlice};
-pub use tensors::{Checkpoint, Dtype, TensorInfo, TensorView};
 
 #[doc(hidden)]
 pub mod fuzzing {
     //! Entry points for the fuzz targets; not a stable API.
-    pub use crate::pickle_report::validate_walks;
-    pub use crate::picture::to_image;
-    pub use crate::raw::{accept_frame, validate_frame};
+    pub use crate::formats::pickle_report::validate_walks;
+    pub use crate::formats::picture::to_image;
+    pub use crate::formats::raw::{accept_frame, validate_frame};
 
     /// A sharded checkpoint's index parsed in the `shard-index` guest (the first step of
     /// [`Sandbox::open_sharded`](crate::Sandbox::open_sharded)), under the name `file`.
@@ -84,7 +79,8 @@ pub mod fuzzing {
     ) -> crate::Result<sandload_abi::shard_index::Index> {
         sandbox.parse_index(file, bytes)
     }
-    pub use crate::tensors::{Layout, Violation, validate_table};
+    pub use crate::formats::safetensors::{Layout, validate_table};
+    pub use crate::verdict::Violation;
     pub use sandload_abi as abi;
 }
 

@@ -1,7 +1,10 @@
 //! Resource limits with safe defaults.
 
 use std::fmt;
+use std::path::Path;
 use std::time::Duration;
+
+use crate::error::{Error, Result};
 
 /// Limits applied to every file a [`Sandbox`](crate::Sandbox) opens.
 ///
@@ -43,7 +46,10 @@ pub struct Limits {
     pub guest_memory_bytes: u64,
     /// Wall-clock CPU deadline of one guest call. By default this is
     /// [`Limits::DEFAULT_GUEST_TIME`].
-    #[cfg_attr(feature = "serde", serde(rename = "guest_time_ms", serialize_with = "crate::serialize::millis"))]
+    #[cfg_attr(
+        feature = "serde",
+        serde(rename = "guest_time_ms", serialize_with = "crate::report::serialize::millis")
+    )]
     #[cfg_attr(feature = "schema", schemars(with = "u64"))]
     pub guest_time: Duration,
 }
@@ -65,6 +71,10 @@ impl Limits {
     pub const DEFAULT_GUEST_TIME: Duration = Duration::from_secs(10);
     /// Wasm linear memory is 32-bit: a guest can never address more than 4 GiB.
     pub const MAX_GUEST_MEMORY_BYTES: u64 = 4 << 30;
+    /// The longest [`guest_time`](Limits::guest_time) accepted: one year. Longer is no deadline
+    /// in practice, and the bound keeps `now + guest_time` from overflowing wherever a deadline
+    /// is computed.
+    pub const MAX_GUEST_TIME: Duration = Duration::from_secs(365 * 24 * 3600);
 
     /// Sets [`max_shards`](Limits::max_shards).
     pub fn with_max_shards(mut self, count: u64) -> Self {
@@ -114,6 +124,53 @@ impl Limits {
             Limit::GuestMemoryBytes => self.guest_memory_bytes,
             Limit::GuestTimeMillis => u64::try_from(self.guest_time.as_millis()).unwrap_or(u64::MAX),
         }
+    }
+
+    /// Checks that a [`Sandbox`](crate::Sandbox) can run with these limits: a guest memory of at
+    /// least one byte and at most [`MAX_GUEST_MEMORY_BYTES`](Limits::MAX_GUEST_MEMORY_BYTES),
+    /// and a guest time above zero and at most [`MAX_GUEST_TIME`](Limits::MAX_GUEST_TIME). The
+    /// CLI, the Python package and [`SandboxBuilder::build`](crate::SandboxBuilder::build) all
+    /// call this, so they accept the same settings.
+    ///
+    /// # Errors
+    /// [`Error::Internal`] naming the limit, the value and the accepted range.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |limit: Limit, value: String, range: &str| {
+            Err(Error::Internal(format!("limit {limit} must be {range}, got {value}")))
+        };
+        if self.guest_memory_bytes == 0 || self.guest_memory_bytes > Self::MAX_GUEST_MEMORY_BYTES {
+            return bad(
+                Limit::GuestMemoryBytes,
+                self.guest_memory_bytes.to_string(),
+                "between 1 byte and the 4 GiB a wasm32 guest can address",
+            );
+        }
+        if self.guest_time.is_zero() || self.guest_time > Self::MAX_GUEST_TIME {
+            return bad(
+                Limit::GuestTimeMillis,
+                format!("{:?}", self.guest_time),
+                "a positive number of seconds up to one year",
+            );
+        }
+        Ok(())
+    }
+
+    /// `Ok` if `value` is within `limit`; otherwise the [`Error::LimitExceeded`] for `file`.
+    pub(crate) fn check(&self, limit: Limit, value: u64, file: &Path) -> Result<()> {
+        if value > self.get(limit) { Err(self.exceeded(limit, value, file)) } else { Ok(()) }
+    }
+
+    /// The [`Error::LimitExceeded`] for `value` over `limit` in `file`: the one place that error
+    /// is built.
+    pub(crate) fn exceeded(&self, limit: Limit, value: u64, file: &Path) -> Error {
+        Error::LimitExceeded { file: file.to_path_buf(), limit, limit_value: self.get(limit), value }
+    }
+
+    /// [`exceeded`](Limits::exceeded) for a guest that reported `limit` broken, with the value it
+    /// named, or one past the limit when it named none (the value is the guest's claim: only a
+    /// report of it, never used to size anything).
+    pub(crate) fn exceeded_by_guest(&self, limit: Limit, value: Option<u64>, file: &Path) -> Error {
+        self.exceeded(limit, value.unwrap_or(self.get(limit).saturating_add(1)), file)
     }
 }
 

@@ -1,14 +1,19 @@
 //! Opening a file of unknown kind: the content decides which parser runs.
 
-use crate::error::{Error, Result};
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use crate::error::Result;
+use crate::formats::picture::DecodedImage;
+use crate::formats::raw::RawImage;
+use crate::formats::safetensors::Checkpoint;
 use crate::input::{DataAccess, Input};
 use crate::limits::Limit;
-use crate::picture::DecodedImage;
-use crate::raw::RawImage;
 use crate::receipt::Receipt;
+use crate::route::Route;
 use crate::sandbox::{GuestStats, Sandbox};
 use crate::sniff::{Format, sniff};
-use crate::tensors::Checkpoint;
 
 /// What [`Sandbox::open`] found and accepted.
 #[derive(Debug, Clone)]
@@ -43,80 +48,62 @@ impl Sandbox {
     /// [`open`](Sandbox::open), also returning the [`Receipt`] when the file is rejected.
     pub fn open_with_receipt(&self, input: Input) -> (Result<Opened>, Receipt) {
         let name = input.name().to_path_buf();
-        let started = std::time::Instant::now();
-        let limits = self.limits();
-        let read = input.len().and_then(|len| {
-            if len > limits.max_file_bytes {
-                return Err(Error::LimitExceeded {
-                    file: name.clone(),
-                    limit: Limit::MaxFileBytes,
-                    limit_value: limits.max_file_bytes,
-                    value: len,
-                });
-            }
-            if self.data_access() == DataAccess::Verdict && !input.in_memory() {
-                // Only the head decides where the file goes; a checkpoint is then read in pieces
-                // by the checkpoint path, anything else whole, as its guest needs it.
-                let head = input.read_exact_at(0, Self::verdict_head(&input, len, limits)?)?;
-                let format = sniff(&head).format;
-                let decoded_whole =
-                    matches!(format, Format::Png | Format::Jpeg | Format::Webp | Format::Dng | Format::Raw)
-                        || (matches!(format, Format::Tiff | Format::Unknown)
-                            && len >= 9
-                            && len <= limits.guest_memory_bytes);
-                if !decoded_whole {
-                    return Ok(Err(input));
-                }
-            }
-            input.contents(len, self.data_access()).map(Ok)
-        });
-        let read = match read {
+        let started = Instant::now();
+        let mut stats = GuestStats::default();
+        let mut format = Format::Unknown;
+        let data = match self.read_for_route(input) {
+            Ok(Ok(data)) => data,
+            // The checkpoint path reads (or maps) the file itself, in pieces with
+            // `DataAccess::Verdict`.
             Ok(Err(input)) => {
                 let (result, receipt) = self.open_safetensors_with_receipt(input);
                 return (result.map(Opened::Checkpoint), receipt);
             }
-            Ok(Ok(data)) => Ok(data),
-            Err(e) => Err(e),
-        };
-        let data = match read {
-            Ok(data) => data,
             Err(e) => {
                 let result = Err(e);
-                let receipt = GuestStats::default().receipt(self, name, Format::Unknown, started, &result);
+                let receipt = stats.receipt(self, name, format, started, &result);
                 return (result, receipt);
             }
         };
-        // One read (or mapping) serves both paths: `from_bytes` over it copies nothing.
-        let input = Input::from_bytes(data.clone(), name.clone());
-        let len = data.len() as u64;
-        match sniff(&data).format {
-            Format::Png | Format::Jpeg | Format::Webp => {
-                let (result, receipt) = self.decode_image_with_receipt(input);
-                (result.map(Opened::Image), receipt)
-            }
-            // The RAW decoder's own identification decides what is camera RAW: the sniffer's
-            // DNG/maker hints, and anything it does not recognise (a TIFF-based or headerless
-            // container of a camera it has no name for) that the guest can hold.
-            format
-                if matches!(format, Format::Dng | Format::Raw)
-                    || (matches!(format, Format::Tiff | Format::Unknown)
-                        && len >= 9
-                        && len <= limits.guest_memory_bytes) =>
-            {
-                let (result, receipt) = self.decode_raw_with_receipt(input);
-                match result {
-                    // A TIFF no RAW decoder claims (a scan, a TIFF export) is an image.
-                    Err(e) if format == Format::Tiff && e.rule() == Some("raw_not_recognised") => {
-                        let (result, receipt) = self.decode_image_with_receipt(Input::from_bytes(data, name));
-                        (result.map(Opened::Image), receipt)
-                    }
-                    result => (result.map(Opened::Raw), receipt),
+        let sniffed = sniff(&data);
+        let result = match Route::of(sniffed.format, data.len() as u64, self.limits()) {
+            Route::Image => self.decode_image_bytes(&name, &data, &sniffed, &mut stats, &mut format).map(Ok),
+            Route::Raw => match self.decode_raw_bytes(&name, &data, &sniffed, &mut stats, &mut format) {
+                // The RAW guest's identification decided this is no camera RAW: a TIFF is then
+                // an image. The receipt counts both guest calls.
+                Err(e) if Route::image_fallback(sniffed.format) && e.rule() == Some("raw_not_recognised") => {
+                    self.decode_image_bytes(&name, &data, &sniffed, &mut stats, &mut format).map(Ok)
                 }
+                result => result.map(Err),
+            },
+            Route::Checkpoint => {
+                // One read (or mapping) serves both: `from_bytes` over it copies nothing.
+                let (result, receipt) = self.open_safetensors_with_receipt(Input::from_bytes(data, name));
+                return (result.map(Opened::Checkpoint), receipt);
             }
-            _ => {
-                let (result, receipt) = self.open_safetensors_with_receipt(input);
-                (result.map(Opened::Checkpoint), receipt)
+        };
+        let receipt = stats.receipt(self, name, format, started, &result);
+        let opened = result.map(|decoded| match decoded {
+            Ok(image) => Opened::Image(image.with_receipt(receipt.clone())),
+            Err((info, samples)) => Opened::Raw(RawImage::new(info, samples, receipt.clone())),
+        });
+        (opened, receipt)
+    }
+
+    /// The file's bytes when its route needs all of them (images and RAW files, decoded whole);
+    /// `Err(input)` back when only the checkpoint path will read it, and it may read less than
+    /// all of it (`DataAccess::Verdict`).
+    fn read_for_route(&self, input: Input) -> Result<std::result::Result<Bytes, Input>> {
+        let limits = self.limits();
+        let len = input.len()?;
+        limits.check(Limit::MaxFileBytes, len, input.name())?;
+        if self.data_access() == DataAccess::Verdict && !input.in_memory() {
+            // Only the head decides where the file goes.
+            let head = input.read_exact_at(0, Self::verdict_head(&input, len, limits)?)?;
+            if Route::of(sniff(&head).format, len, limits) == Route::Checkpoint {
+                return Ok(Err(input));
             }
         }
+        input.contents(len, self.data_access()).map(Ok)
     }
 }

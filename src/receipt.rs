@@ -17,7 +17,7 @@ use crate::sniff::Format;
 #[non_exhaustive]
 pub struct Receipt {
     /// The file.
-    #[cfg_attr(feature = "serde", serde(serialize_with = "crate::serialize::lossy_path"))]
+    #[cfg_attr(feature = "serde", serde(serialize_with = "crate::report::serialize::lossy_path"))]
     #[cfg_attr(feature = "schema", schemars(with = "String"))]
     pub file: PathBuf,
     /// The format recognised from content.
@@ -31,11 +31,17 @@ pub struct Receipt {
     /// Largest linear memory the guest reached, in bytes.
     pub guest_peak_memory_bytes: u64,
     /// Time from store creation to the guest's return (or trap).
-    #[cfg_attr(feature = "serde", serde(rename = "guest_time_us", serialize_with = "crate::serialize::micros"))]
+    #[cfg_attr(
+        feature = "serde",
+        serde(rename = "guest_time_us", serialize_with = "crate::report::serialize::micros")
+    )]
     #[cfg_attr(feature = "schema", schemars(with = "u64"))]
     pub guest_time: Duration,
     /// Time for the whole call, including reading the file and host-side validation.
-    #[cfg_attr(feature = "serde", serde(rename = "total_time_us", serialize_with = "crate::serialize::micros"))]
+    #[cfg_attr(
+        feature = "serde",
+        serde(rename = "total_time_us", serialize_with = "crate::report::serialize::micros")
+    )]
     #[cfg_attr(feature = "schema", schemars(with = "u64"))]
     pub total_time: Duration,
     /// How the call ended.

@@ -1,4 +1,5 @@
-//! Why each non-safetensors checkpoint format is refused, and how to convert it.
+//! What a refusal says: the format found, why it is refused, how to convert it, and (for pickles)
+//! what unpickling would have done.
 
 use std::path::Path;
 
@@ -242,5 +243,97 @@ pub(crate) fn refuse_not_raw(file: &Path, format: Format, detail: &str) -> Error
         pickle: None,
         why,
         remedy,
+    }
+}
+
+/// The globals `torch.load(weights_only=True)` allows for plain tensors and state dicts: a pickle
+/// importing nothing else is reported as "tensors only".
+const TENSOR_GLOBALS: &[&str] = &[
+    "collections.OrderedDict",
+    "torch._utils._rebuild_tensor",
+    "torch._utils._rebuild_tensor_v2",
+    "torch._utils._rebuild_tensor_v3",
+    "torch._utils._rebuild_parameter",
+    "torch._utils._rebuild_parameter_with_state",
+    "torch._tensor._rebuild_from_type_v2",
+    "torch.storage.UntypedStorage",
+    "torch.storage.TypedStorage",
+    "torch.FloatStorage",
+    "torch.DoubleStorage",
+    "torch.HalfStorage",
+    "torch.BFloat16Storage",
+    "torch.LongStorage",
+    "torch.IntStorage",
+    "torch.ShortStorage",
+    "torch.CharStorage",
+    "torch.ByteStorage",
+    "torch.BoolStorage",
+    "torch.ComplexFloatStorage",
+    "torch.ComplexDoubleStorage",
+    "torch.device",
+    "torch.Size",
+    "torch.float32",
+    "torch.float16",
+    "torch.bfloat16",
+    "torch.float64",
+    "torch.int64",
+    "torch.int32",
+    "torch.int16",
+    "torch.int8",
+    "torch.uint8",
+    "torch.bool",
+];
+
+/// What unpickling a refused file would do, without doing it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[non_exhaustive]
+pub struct PickleReport {
+    /// The highest pickle protocol declared (`PROTO`), if any.
+    pub protocol: Option<u8>,
+    /// The globals it would import, as `module.name`, in order of first appearance (escaped for
+    /// terminals and logs; at most a few dozen).
+    pub imports: Vec<String>,
+    /// Calls it would make (`REDUCE`, `BUILD`, `NEWOBJ`, `NEWOBJ_EX`, `INST`, `OBJ`).
+    pub calls: u64,
+    /// Persistent loads (`PERSID`, `BINPERSID`): how PyTorch files point at tensor storages.
+    pub persistent_loads: u64,
+    /// The pickle streams walked (`pickle`, `archive/data.pkl`, a tar member name, ...).
+    pub streams: Vec<String>,
+    /// Whether every stream was walked to where unpickling would stop; `false` when a stream was
+    /// longer than the bytes examined or hit the opcode budget (the imports may then be partial).
+    pub complete: bool,
+}
+
+impl PickleReport {
+    /// `"tensors only"` when it imports nothing beyond what `torch.load(weights_only=True)`
+    /// allows for tensors and state dicts, else `"imports code"`. A hint for triage: the file is
+    /// refused either way.
+    pub fn verdict_hint(&self) -> &'static str {
+        if self.dangerous_imports().next().is_none() { "tensors only" } else { "imports code" }
+    }
+
+    /// The imports outside the tensor-only set, e.g. `os.system`, `builtins.exec`.
+    pub fn dangerous_imports(&self) -> impl Iterator<Item = &str> {
+        self.imports.iter().map(String::as_str).filter(|i| !TENSOR_GLOBALS.contains(i))
+    }
+
+    /// One line for messages: protocol, imports, calls.
+    pub(crate) fn summary(&self) -> String {
+        let imports = if self.imports.is_empty() { "nothing".to_string() } else { self.imports.join(", ") };
+        let dangerous: Vec<&str> = self.dangerous_imports().collect();
+        let mut s = format!(
+            "unpickling it would import {imports} and make {} call{}",
+            self.calls,
+            if self.calls == 1 { "" } else { "s" }
+        );
+        if !dangerous.is_empty() {
+            s += &format!(" (code: {})", dangerous.join(", "));
+        }
+        if !self.complete {
+            s += " (partial: the walk stopped before the end)";
+        }
+        s
     }
 }

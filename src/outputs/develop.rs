@@ -9,7 +9,7 @@
 use image::{ImageBuffer, Rgb, Rgb32FImage, RgbImage};
 
 use crate::error::{Error, Result};
-use crate::raw::{Cfa, CfaColor, RawImage, Rect};
+use crate::formats::raw::{Cfa, CfaColor, RawImage, Rect};
 
 /// XYZ (D65) from linear sRGB (IEC 61966-2-1).
 const XYZ_FROM_SRGB: [[f32; 3]; 3] = [

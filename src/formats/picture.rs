@@ -1,21 +1,19 @@
 //! PNG, JPEG, TIFF and WebP images (the `image-decoder` guest), and RAW files' embedded previews.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use image::{DynamicImage, ImageBuffer};
 use sandload_abi::Rule;
 use sandload_abi::image::{Layout, Picture, Request, Response};
-use sandload_abi::raw::Output;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::input::Input;
 use crate::limits::Limits;
-use crate::raw::{RawInfo, guest_rejection, region_bytes, violation};
 use crate::receipt::Receipt;
 use crate::refusal::refuse_as_image;
-use crate::sandbox::{Guest, Sandbox};
-use crate::sniff::sniff;
-use crate::tensors::Violation;
+use crate::sandbox::{Guest, GuestStats, Sandbox};
+use crate::sniff::{Format, Sniffed, sniff};
+use crate::verdict::{Violation, guest_rejection, region_bytes, violation};
 
 /// A decoded image: pixels copied once out of the guest into an `image` crate buffer.
 #[derive(Debug, Clone)]
@@ -67,78 +65,59 @@ impl Sandbox {
     pub fn decode_image_with_receipt(&self, input: Input) -> (Result<DecodedImage>, Receipt) {
         let (result, receipt) = self.with_receipt(input, |sandbox, input, stats, format| {
             let (file, data) = input.read_for_guest(sandbox.limits(), sandbox.data_access())?;
-            let sniffed = sniff(&data);
-            *format = sniffed.format;
-            if let Some(refusal) = refuse_as_image(&file, &sniffed) {
-                return Err(refusal);
-            }
-            let limits = sandbox.limits();
-            let request = Request {
-                file_len: data.len() as u64,
-                max_pixels: limits.max_pixels,
-                // Half the guest's memory: the other half holds the file and the decoder's state.
-                max_alloc_bytes: limits.guest_memory_bytes / 2,
-            };
-            let request =
-                sandload_abi::encode(&request).map_err(|e| Error::Internal(format!("encoding request: {e}")))?;
-            let format = *format;
-            sandbox.call_with(Guest::ImageDecoder, &file, &request, &data, stats, |response, memory| {
-                let response: Response = Guest::ImageDecoder.decode_response(response, &file)?;
-                let picture = response.map_err(|e| guest_rejection(&file, format, limits, Guest::ImageDecoder, e))?;
-                let image = to_image(&picture, memory, limits).map_err(|v| violation(&file, format, limits, v))?;
-                Ok((picture.format, image, picture.orientation, picture.icc_profile))
-            })
+            sandbox.decode_image_bytes(&file, &data, &sniff(&data), stats, format)
         });
-        let result = result.map(|(format, image, orientation, icc_profile)| DecodedImage {
-            file: receipt.file.clone(),
-            format,
-            image,
-            orientation: orientation.into(),
-            icc_profile,
-            receipt: receipt.clone(),
-        });
-        (result, receipt)
+        (result.map(|decoded| decoded.with_receipt(receipt.clone())), receipt)
     }
 
-    /// Extracts the largest embedded preview of a camera RAW file (usually a full-size JPEG),
-    /// decoded in the `raw-decoder` guest, together with the RAW frame's metadata. `Ok(None)`
-    /// if the file has no preview.
-    ///
-    /// # Errors
-    /// As [`decode_raw`](Sandbox::decode_raw).
-    pub fn raw_preview(&self, input: Input) -> Result<Option<(RawInfo, DecodedImage)>> {
-        let (result, receipt) = self.with_receipt(input, |sandbox, input, stats, format| {
-            let (file, data) = input.read_for_guest(sandbox.limits(), sandbox.data_access())?;
-            let limits = sandbox.limits();
-            let sniffed = sniff(&data);
-            *format = sniffed.format;
-            if let Some(refusal) = crate::refusal::refuse_as_raw(&file, &sniffed) {
-                return Err(refusal);
-            }
-            let request = sandload_abi::raw::Request {
-                file_len: data.len() as u64,
-                max_pixels: limits.max_pixels,
-                output: Output::Preview,
-            };
-            let request =
-                sandload_abi::encode(&request).map_err(|e| Error::Internal(format!("encoding request: {e}")))?;
-            let format = *format;
-            sandbox.call_with(Guest::RawDecoder, &file, &request, &data, stats, |response, memory| {
-                let response: sandload_abi::raw::Response = Guest::RawDecoder.decode_response(response, &file)?;
-                let frame = response.map_err(|e| guest_rejection(&file, format, limits, Guest::RawDecoder, e))?;
-                let info = crate::raw::validate_frame(&frame, limits, &file, format)
-                    .map_err(|v| violation(&file, format, limits, v))?;
-                let Some(preview) = frame.preview else { return Ok(None) };
-                let image = to_image(&preview, memory, limits).map_err(|v| violation(&file, format, limits, v))?;
-                Ok(Some((info, image)))
-            })
-        });
-        result.map(|found| {
-            found.map(|(info, image)| {
-                let (file, orientation) = (info.file.clone(), info.orientation);
-                (info, DecodedImage { file, format: "preview".into(), orientation, image, icc_profile: None, receipt })
+    /// Decodes `data` (sniffed as `sniffed`) in the image guest, adding the call to `stats`.
+    pub(crate) fn decode_image_bytes(
+        &self,
+        file: &Path,
+        data: &[u8],
+        sniffed: &Sniffed,
+        stats: &mut GuestStats,
+        format: &mut Format,
+    ) -> Result<Decoded> {
+        *format = sniffed.format;
+        if let Some(refusal) = refuse_as_image(file, sniffed) {
+            return Err(refusal);
+        }
+        let limits = self.limits();
+        let request = Request {
+            file_len: data.len() as u64,
+            max_pixels: limits.max_pixels,
+            // Half the guest's memory: the other half holds the file and the decoder's state.
+            max_alloc_bytes: limits.guest_memory_bytes / 2,
+        };
+        let format = *format;
+        self.call(Guest::ImageDecoder, file, &request, data, stats, |response: Response, memory| {
+            let picture = response.map_err(|e| guest_rejection(file, format, limits, Guest::ImageDecoder, e))?;
+            let image = to_image(&picture, memory, limits).map_err(|v| violation(file, format, limits, v))?;
+            Ok(Decoded {
+                file: file.to_path_buf(),
+                format: picture.format,
+                image,
+                orientation: picture.orientation.into(),
+                icc_profile: picture.icc_profile,
             })
         })
+    }
+}
+
+/// A picture the image guest decoded and the host checked, before its receipt is written.
+pub(crate) struct Decoded {
+    file: PathBuf,
+    format: String,
+    image: DynamicImage,
+    orientation: u16,
+    icc_profile: Option<Vec<u8>>,
+}
+
+impl Decoded {
+    pub(crate) fn with_receipt(self, receipt: Receipt) -> DecodedImage {
+        let Decoded { file, format, image, orientation, icc_profile } = self;
+        DecodedImage { file, format, image, orientation, icc_profile, receipt }
     }
 }
 

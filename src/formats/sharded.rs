@@ -9,16 +9,17 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Component, Path, PathBuf};
 
 use cap_std::fs::Dir;
-use sandload_abi::Rule;
 use sandload_abi::shard_index::{Index, Request, Response};
 
 use crate::error::{Error, Result, printable};
 use crate::input::{DataAccess, Input};
 use crate::limits::{Limit, Limits};
 use crate::receipt::Receipt;
-use crate::sandbox::{Guest, Sandbox};
+use crate::sandbox::{Guest, GuestStats, Sandbox};
 use crate::sniff::Format;
-use crate::tensors::{Checkpoint, TensorView};
+use crate::verdict::guest_rejection;
+
+use super::safetensors::{Checkpoint, TensorView};
 
 /// Rule names of the checks the host makes across shards (in [`Error::Malformed`] of the index).
 pub mod rules {
@@ -143,11 +144,17 @@ impl Sandbox {
         let limits = self.limits();
         let input = Input::open(dir, &index_name)?;
         let len = input.len()?;
-        if len > limits.max_header_bytes {
-            return Err(limit(&index_name, Limit::MaxHeaderBytes, limits, len));
-        }
+        limits.check(Limit::MaxHeaderBytes, len, &index_name)?;
         let bytes = input.contents(len, DataAccess::Read)?;
-        let parsed = self.parse_index(&index_name, &bytes)?;
+        self.sharded_from_index(dir, &index_name, &bytes)
+    }
+
+    /// [`open_sharded`](Sandbox::open_sharded) of an index already read as `bytes`.
+    pub(crate) fn sharded_from_index(&self, dir: &Dir, index: &Path, bytes: &[u8]) -> Result<ShardedCheckpoint> {
+        let index_name = index.to_path_buf();
+        let limits = self.limits();
+        limits.check(Limit::MaxHeaderBytes, bytes.len() as u64, &index_name)?;
+        let parsed = self.parse_index(&index_name, bytes)?;
 
         let mut shards = Vec::with_capacity(parsed.shards.len());
         for name in &parsed.shards {
@@ -170,23 +177,10 @@ impl Sandbox {
     pub(crate) fn parse_index(&self, file: &Path, bytes: &[u8]) -> Result<Index> {
         let limits = self.limits();
         let request = Request { max_shards: limits.max_shards, max_tensors: limits.max_tensors };
-        let request = sandload_abi::encode(&request).map_err(|e| Error::Internal(format!("encoding request: {e}")))?;
-        let mut stats = crate::sandbox::GuestStats::default();
-        let response = self.call_with(Guest::ShardIndex, file, &request, bytes, &mut stats, |r, _| Ok(r.to_vec()))?;
-        let response: Response = Guest::ShardIndex.decode_response(&response, file)?;
-        response.map_err(|e| match e.rule {
-            Rule::TooManyTensors => limit(file, Limit::MaxTensors, limits, e.value.unwrap_or(limits.max_tensors + 1)),
-            Rule::ShardCountOverLimit => {
-                limit(file, Limit::MaxShards, limits, e.value.unwrap_or(limits.max_shards + 1))
-            }
-            Rule::BadRequest => Error::Internal(format!("shard-index guest: {}", printable(&e.detail))),
-            rule => Error::malformed(file, Format::SafetensorsIndex, rule.name(), e.offset, e.detail),
-        })
+        let mut stats = GuestStats::default();
+        let response: Response = self.call(Guest::ShardIndex, file, &request, bytes, &mut stats, |r, _| Ok(r))?;
+        response.map_err(|e| guest_rejection(file, Format::SafetensorsIndex, limits, Guest::ShardIndex, e))
     }
-}
-
-fn limit(file: &Path, which: Limit, limits: &Limits, value: u64) -> Error {
-    Error::LimitExceeded { file: file.to_path_buf(), limit: which, limit_value: limits.get(which), value }
 }
 
 fn malformed(index: &Path, rule: &'static str, detail: String) -> Error {

@@ -13,7 +13,7 @@ use float8::{F8E4M3, F8E5M2};
 use half::{bf16, f16};
 
 use crate::error::{Error, Result};
-use crate::tensors::{Dtype, TensorView};
+use crate::formats::safetensors::{Dtype, TensorView};
 
 mod sealed {
     /// A tensor element read from the file, before conversion to the target type.

@@ -14,8 +14,8 @@ use serde::ser::SerializeStruct;
 use serde::{Serialize, Serializer};
 
 use crate::error::Error;
+use crate::formats::raw::Cfa;
 use crate::limits::Limit;
-use crate::raw::Cfa;
 use crate::sniff::Format;
 
 /// A path as text; bytes that are not UTF-8 become U+FFFD.

@@ -10,8 +10,8 @@ use std::collections::HashMap;
 use candle_core::{DType, Device, Tensor};
 
 use crate::error::{Error, Result};
-use crate::sharded::ShardedCheckpoint;
-use crate::tensors::{Checkpoint, Dtype, TensorView};
+use crate::formats::safetensors::{Checkpoint, Dtype, TensorView};
+use crate::formats::sharded::ShardedCheckpoint;
 
 impl TensorView<'_> {
     /// The tensor as a `candle_core::Tensor` on `device`.

@@ -3,8 +3,8 @@
 use ndarray::{ArrayD, ArrayViewD, CowArray, IxDyn};
 
 use crate::error::Result;
-use crate::tensor_data::Element;
-use crate::tensors::TensorView;
+use crate::formats::safetensors::TensorView;
+use crate::outputs::tensor_data::Element;
 
 impl TensorView<'_> {
     /// The tensor as an n-dimensional array of `T`, without a copy where possible.

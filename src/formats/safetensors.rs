@@ -5,16 +5,17 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use bytes::Bytes;
+use sandload_abi::Rule;
 use sandload_abi::safetensors::{MAX_RANK, PICKLE_WINDOW, Request, Response, Table};
-use sandload_abi::{GuestError, Rule};
 
-use crate::error::{Error, Result, printable};
+use crate::error::{Error, Result};
 use crate::input::{DataAccess, Input};
 use crate::limits::{Limit, Limits};
 use crate::receipt::Receipt;
 use crate::refusal::refuse_as_checkpoint;
 use crate::sandbox::{Guest, GuestStats, Sandbox};
 use crate::sniff::{Format, ReadAt, sniff};
+use crate::verdict::{Violation, guest_rejection};
 
 pub use sandload_abi::safetensors::Dtype;
 
@@ -47,7 +48,7 @@ pub struct TensorInfo {
     /// The tensor's name.
     pub name: String,
     /// Element type.
-    #[cfg_attr(feature = "schema", schemars(with = "crate::serialize::DtypeName"))]
+    #[cfg_attr(feature = "schema", schemars(with = "crate::report::serialize::DtypeName"))]
     pub dtype: Dtype,
     /// Dimensions, outermost first (C order).
     pub shape: Vec<u64>,
@@ -241,9 +242,7 @@ impl Sandbox {
         let limits = self.limits();
         let file = input.name().to_path_buf();
         let len = input.len()?;
-        if len > limits.max_file_bytes {
-            return Err(limit(&file, Limit::MaxFileBytes, limits, len));
-        }
+        limits.check(Limit::MaxFileBytes, len, &file)?;
         // With DataAccess::Verdict a file is read in pieces (the head here, the polyglot checks'
         // reads later), never whole unless the pickle walk needs it; otherwise it is one read or
         // mapping that the checkpoint's tensors then share.
@@ -266,19 +265,14 @@ impl Sandbox {
         // guest parses and judges it. A prefix over the limit is refused before any copy.
         let claimed = data.get(..N_LEN as usize).map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")));
         if let Some(n) = claimed {
-            if n > limits.max_header_bytes {
-                return Err(limit(&file, Limit::MaxHeaderBytes, limits, n));
-            }
+            limits.check(Limit::MaxHeaderBytes, n, &file)?;
         }
         // Prefix, header, and a window of tensor data for the guest's pickle walk.
         let payload_len = claimed.map_or(len, |n| (N_LEN + n).saturating_add(PICKLE_WINDOW).min(len)) as usize;
         let request =
             Request { file_len: len, max_header_bytes: limits.max_header_bytes, max_tensors: limits.max_tensors };
-        let request = sandload_abi::encode(&request).map_err(|e| Error::Internal(format!("encoding request: {e}")))?;
         let call = |payload: &[u8], stats: &mut GuestStats| -> Result<Response> {
-            let response =
-                self.call_with(Guest::SafetensorsHeader, &file, &request, payload, stats, |r, _| Ok(r.to_vec()))?;
-            Guest::SafetensorsHeader.decode_response(&response, &file)
+            self.call(Guest::SafetensorsHeader, &file, &request, payload, stats, |response, _| Ok(response))
         };
         let head = data.get(..payload_len).ok_or_else(|| Error::Internal("head shorter than the payload".into()))?;
         let mut response = call(head, stats)?;
@@ -294,16 +288,17 @@ impl Sandbox {
                 };
             }
         }
-        let table =
-            response.map_err(|e| self.describe_pickles(guest_rejection(&file, *format, limits, e), &data, stats))?;
+        let table = response.map_err(|e| {
+            self.describe_pickles(guest_rejection(&file, *format, limits, Guest::SafetensorsHeader, e), &data, stats)
+        })?;
         let layout = validate_table(&table, len, claimed.unwrap_or(0), limits)
             .map_err(|v| Error::malformed(&file, *format, v.rule, v.offset, v.detail))?;
         // Valid safetensors; now make sure no other loader reads these bytes as its own format.
         let other = match &input {
             Some(input) => {
-                crate::polyglot::refuse_other_format(&file, &Pieces { input, len: len as usize, head: &data })?
+                super::polyglot::refuse_other_format(&file, &Pieces { input, len: len as usize, head: &data })?
             }
-            None => crate::polyglot::refuse_other_format(&file, &data[..])?,
+            None => super::polyglot::refuse_other_format(&file, &data[..])?,
         };
         if let Some(refusal) = other {
             return Err(refusal);
@@ -392,35 +387,6 @@ impl Sandbox {
         }
         refusal
     }
-}
-
-fn limit(file: &Path, which: Limit, limits: &Limits, value: u64) -> Error {
-    Error::LimitExceeded { file: file.to_path_buf(), limit: which, limit_value: limits.get(which), value }
-}
-
-fn guest_rejection(file: &Path, format: Format, limits: &Limits, e: GuestError) -> Error {
-    match e.rule {
-        Rule::TooManyTensors => limit(file, Limit::MaxTensors, limits, e.value.unwrap_or(limits.max_tensors + 1)),
-        Rule::HeaderOverLimit => limit(file, Limit::MaxHeaderBytes, limits, e.value.unwrap_or(0)),
-        Rule::BadRequest => Error::Internal(format!("safetensors-header guest: {}", printable(&e.detail))),
-        Rule::PicklePolyglot => crate::refusal::refuse_polyglot(
-            file,
-            Format::Pickle,
-            format!("a safetensors file that is also a Python pickle: {}", printable(&e.detail)),
-            Rule::PicklePolyglot.name(),
-            e.offset,
-        ),
-        rule => Error::malformed(file, format, rule.name(), e.offset, e.detail),
-    }
-}
-
-/// A rule the guest's table broke on the host's re-check.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[doc(hidden)]
-pub struct Violation {
-    pub rule: &'static str,
-    pub offset: Option<u64>,
-    pub detail: String,
 }
 
 /// What the host learned from a table it accepted.

@@ -1,20 +1,20 @@
 //! Camera RAW files: decoded by rawler in the `raw-decoder` guest, every field re-checked here.
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use bytes::Bytes;
+use sandload_abi::Rule;
 use sandload_abi::raw::{Frame, Output, Request, Response};
-use sandload_abi::{GuestError, Rule};
 
-use crate::error::{Error, Result, printable};
+use super::picture::{DecodedImage, to_image};
+use crate::error::{Result, printable};
 use crate::input::Input;
-use crate::limits::{Limit, Limits};
+use crate::limits::Limits;
 use crate::receipt::Receipt;
 use crate::refusal::refuse_as_raw;
 use crate::sandbox::{Guest, GuestStats, Sandbox};
-use crate::sniff::{Format, sniff};
-use crate::tensors::Violation;
+use crate::sniff::{Format, Sniffed, sniff};
+use crate::verdict::{Violation, guest_rejection, region_bytes, violation};
 
 /// Longest text field (make, model, timestamp, decoder name) accepted from the guest.
 const MAX_TEXT_BYTES: usize = 256;
@@ -103,7 +103,7 @@ pub struct Rect {
 #[non_exhaustive]
 pub struct RawInfo {
     /// The file.
-    #[cfg_attr(feature = "serde", serde(serialize_with = "crate::serialize::lossy_path"))]
+    #[cfg_attr(feature = "serde", serde(serialize_with = "crate::report::serialize::lossy_path"))]
     #[cfg_attr(feature = "schema", schemars(with = "String"))]
     pub file: PathBuf,
     /// The format recognised from content (`dng`, `raw` or `tiff`).
@@ -181,6 +181,10 @@ pub struct RawImage {
 }
 
 impl RawImage {
+    pub(crate) fn new(info: RawInfo, samples: Bytes, receipt: Receipt) -> RawImage {
+        RawImage { info, samples, receipt }
+    }
+
     /// The frame's metadata.
     pub fn info(&self) -> &RawInfo {
         &self.info
@@ -245,11 +249,9 @@ impl Sandbox {
     pub fn decode_raw_with_receipt(&self, input: Input) -> (Result<RawImage>, Receipt) {
         let (result, receipt) = self.with_receipt(input, |sandbox, input, stats, format| {
             let (file, data) = input.read_for_guest(sandbox.limits(), sandbox.data_access())?;
-            let (info, samples) = sandbox.run_raw(&file, &data, Output::Samples, stats, format)?;
-            Ok((info, samples.unwrap_or_default()))
+            sandbox.decode_raw_bytes(&file, &data, &sniff(&data), stats, format)
         });
-        let result = result.map(|(info, samples)| RawImage { info, samples, receipt: receipt.clone() });
-        (result, receipt)
+        (result.map(|(info, samples)| RawImage { info, samples, receipt: receipt.clone() }), receipt)
     }
 
     /// Reads a RAW file's metadata (dimensions, CFA, levels, colour data, camera) without decoding
@@ -265,47 +267,84 @@ impl Sandbox {
     pub fn raw_info(&self, input: Input) -> Result<RawInfo> {
         self.with_receipt(input, |sandbox, input, stats, format| {
             let (file, data) = input.read_for_guest(sandbox.limits(), sandbox.data_access())?;
-            Ok(sandbox.run_raw(&file, &data, Output::Metadata, stats, format)?.0)
+            Ok(sandbox.run_raw(&file, &data, &sniff(&data), Output::Metadata, stats, format)?.0)
         })
         .0
     }
 
-    /// Runs the raw-decoder guest on `data` and validates what it returns.
-    pub(crate) fn run_raw(
+    /// Extracts the largest embedded preview of a camera RAW file (usually a full-size JPEG),
+    /// decoded in the `raw-decoder` guest, together with the RAW frame's metadata. `Ok(None)`
+    /// if the file has no preview.
+    ///
+    /// # Errors
+    /// As [`decode_raw`](Sandbox::decode_raw).
+    pub fn raw_preview(&self, input: Input) -> Result<Option<(RawInfo, DecodedImage)>> {
+        let (result, receipt) = self.with_receipt(input, |sandbox, input, stats, format| {
+            let (file, data) = input.read_for_guest(sandbox.limits(), sandbox.data_access())?;
+            let limits = sandbox.limits();
+            let request = sandbox.raw_request(&file, &data, &sniff(&data), Output::Preview, format)?;
+            let format = *format;
+            sandbox.call(Guest::RawDecoder, &file, &request, &data, stats, |response, memory| {
+                let (info, frame) = checked_frame(response, limits, &file, format)?;
+                let Some(preview) = frame.preview else { return Ok(None) };
+                let image = to_image(&preview, memory, limits).map_err(|v| violation(&file, format, limits, v))?;
+                Ok(Some((info, image)))
+            })
+        });
+        result.map(|found| {
+            found.map(|(info, image)| {
+                let (file, orientation) = (info.file.clone(), info.orientation);
+                (info, DecodedImage { file, format: "preview".into(), orientation, image, icc_profile: None, receipt })
+            })
+        })
+    }
+
+    /// Decodes `data` (sniffed as `sniffed`) in the raw-decoder guest, adding the call to
+    /// `stats`: the frame's metadata and its samples.
+    pub(crate) fn decode_raw_bytes(
         &self,
         file: &Path,
         data: &[u8],
+        sniffed: &Sniffed,
+        stats: &mut GuestStats,
+        format: &mut Format,
+    ) -> Result<(RawInfo, Bytes)> {
+        let (info, samples) = self.run_raw(file, data, sniffed, Output::Samples, stats, format)?;
+        Ok((info, samples.unwrap_or_default()))
+    }
+
+    /// The raw-decoder request for `data`, unless the sniffer already knows it is no RAW file.
+    fn raw_request(
+        &self,
+        file: &Path,
+        data: &[u8],
+        sniffed: &Sniffed,
+        output: Output,
+        format: &mut Format,
+    ) -> Result<Request> {
+        *format = sniffed.format;
+        if let Some(refusal) = refuse_as_raw(file, sniffed) {
+            return Err(refusal);
+        }
+        Ok(Request { file_len: data.len() as u64, max_pixels: self.limits().max_pixels, output })
+    }
+
+    /// Runs the raw-decoder guest on `data` and validates what it returns.
+    fn run_raw(
+        &self,
+        file: &Path,
+        data: &[u8],
+        sniffed: &Sniffed,
         output: Output,
         stats: &mut GuestStats,
         format: &mut Format,
     ) -> Result<(RawInfo, Option<Bytes>)> {
-        let sniffed = sniff(data);
-        *format = sniffed.format;
-        if let Some(refusal) = refuse_as_raw(file, &sniffed) {
-            return Err(refusal);
-        }
         let limits = self.limits();
-        let request = Request { file_len: data.len() as u64, max_pixels: limits.max_pixels, output };
-        let request = sandload_abi::encode(&request).map_err(|e| Error::Internal(format!("encoding request: {e}")))?;
+        let request = self.raw_request(file, data, sniffed, output, format)?;
         let format = *format;
-        self.call_with(Guest::RawDecoder, file, &request, data, stats, |response, memory| {
-            accept_frame(response, memory, output, limits, file, format)
+        self.call(Guest::RawDecoder, file, &request, data, stats, |response, memory| {
+            accept_response(response, memory, output, limits, file, format)
         })
-    }
-
-    /// Runs `f` and builds the [`Receipt`] of what it did, accepted or not.
-    pub(crate) fn with_receipt<T>(
-        &self,
-        input: Input,
-        f: impl FnOnce(&Sandbox, Input, &mut GuestStats, &mut Format) -> Result<T>,
-    ) -> (Result<T>, Receipt) {
-        let started = Instant::now();
-        let file = input.name().to_path_buf();
-        let mut stats = GuestStats::default();
-        let mut format = Format::Unknown;
-        let result = f(self, input, &mut stats, &mut format);
-        let receipt = stats.receipt(self, file, format, started, &result);
-        (result, receipt)
     }
 }
 
@@ -321,9 +360,19 @@ pub fn accept_frame(
     file: &Path,
     format: Format,
 ) -> Result<(RawInfo, Option<Bytes>)> {
-    let response: Response = Guest::RawDecoder.decode_response(response, file)?;
-    let frame = response.map_err(|e| guest_rejection(file, format, limits, Guest::RawDecoder, e))?;
-    let info = validate_frame(&frame, limits, file, format).map_err(|v| violation(file, format, limits, v))?;
+    accept_response(Guest::RawDecoder.decode_response(response, file)?, memory, output, limits, file, format)
+}
+
+/// [`accept_frame`] after the response decoded.
+fn accept_response(
+    response: Response,
+    memory: &[u8],
+    output: Output,
+    limits: &Limits,
+    file: &Path,
+    format: Format,
+) -> Result<(RawInfo, Option<Bytes>)> {
+    let (info, frame) = checked_frame(response, limits, file, format)?;
     let samples = match (output, frame.samples) {
         (Output::Samples, Some(region)) => {
             let expected = (info.width * info.height * info.cpp * 2) as u64;
@@ -339,68 +388,16 @@ pub fn accept_frame(
     Ok((info, samples))
 }
 
+/// The frame a raw-decoder response holds, with its numbers re-checked (its regions are checked
+/// where they are read).
+fn checked_frame(response: Response, limits: &Limits, file: &Path, format: Format) -> Result<(RawInfo, Frame)> {
+    let frame = response.map_err(|e| guest_rejection(file, format, limits, Guest::RawDecoder, e))?;
+    let info = validate_frame(&frame, limits, file, format).map_err(|v| violation(file, format, limits, v))?;
+    Ok((info, frame))
+}
+
 fn bad(rule: Rule, detail: String) -> Violation {
-    Violation { rule: rule.name(), offset: None, detail }
-}
-
-/// The bytes of a guest memory region, which must be exactly `expected` bytes long.
-pub(crate) fn region_bytes<'m>(
-    memory: &'m [u8],
-    region: sandload_abi::raw::Region,
-    expected: u64,
-    what: &str,
-) -> std::result::Result<&'m [u8], Violation> {
-    if u64::from(region.len) != expected {
-        return Err(bad(
-            Rule::RawMalformed,
-            format!("guest returned {} bytes of {what}, the dimensions need exactly {expected}", region.len),
-        ));
-    }
-    let start = region.ptr as usize;
-    start.checked_add(region.len as usize).and_then(|end| memory.get(start..end)).ok_or_else(|| {
-        bad(
-            Rule::RawMalformed,
-            format!(
-                "guest's {what} at {:#x}+{} lie outside its memory ({} bytes)",
-                region.ptr,
-                region.len,
-                memory.len()
-            ),
-        )
-    })
-}
-
-/// The error for a host-side check that a guest's output failed.
-pub(crate) fn violation(file: &Path, format: Format, limits: &Limits, v: Violation) -> Error {
-    if v.rule == Rule::PixelLimit.name() {
-        // validate_frame and to_image carry the pixel count in `offset`.
-        return pixel_limit(file, limits, v.offset);
-    }
-    Error::malformed(file, format, v.rule, v.offset, v.detail)
-}
-
-/// The error for a rule an image guest (RAW or picture) reports as broken.
-pub(crate) fn guest_rejection(file: &Path, format: Format, limits: &Limits, guest: Guest, e: GuestError) -> Error {
-    match e.rule {
-        Rule::PixelLimit => pixel_limit(file, limits, e.value),
-        Rule::BadRequest => Error::Internal(format!("{} guest: {}", guest.name(), printable(&e.detail))),
-        Rule::RawNotRecognised => crate::refusal::refuse_not_raw(file, format, &e.detail),
-        Rule::RawUnsupported => Error::Unsupported {
-            file: file.to_path_buf(),
-            operation: "decode this camera RAW file",
-            reason: printable(&e.detail),
-        },
-        rule => Error::malformed(file, format, rule.name(), e.offset, e.detail),
-    }
-}
-
-fn pixel_limit(file: &Path, limits: &Limits, pixels: Option<u64>) -> Error {
-    Error::LimitExceeded {
-        file: file.to_path_buf(),
-        limit: Limit::MaxPixels,
-        limit_value: limits.max_pixels,
-        value: pixels.unwrap_or(limits.max_pixels.saturating_add(1)),
-    }
+    Violation::new(rule, detail)
 }
 
 /// Re-checks a guest's frame: the guest is not trusted, so every number is checked again with

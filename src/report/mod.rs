@@ -24,6 +24,8 @@
 //! # Ok(()) }
 //! ```
 
+pub(crate) mod serialize;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -31,14 +33,14 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::error::Error;
+use crate::formats::picture::DecodedImage;
+use crate::formats::raw::{RawImage, RawInfo};
+use crate::formats::safetensors::{Checkpoint, TensorInfo};
+use crate::formats::sharded::ShardedCheckpoint;
 use crate::open::Opened;
-use crate::pickle_report::PickleReport;
-use crate::picture::DecodedImage;
-use crate::raw::{RawImage, RawInfo};
 use crate::receipt::Receipt;
-use crate::sharded::ShardedCheckpoint;
+use crate::refusal::PickleReport;
 use crate::sniff::Format;
-use crate::tensors::{Checkpoint, TensorInfo};
 
 /// The version of the record layout. Raised whenever a field is renamed, removed or changes
 /// meaning; adding an optional field does not raise it.

@@ -10,100 +10,9 @@ use sandload_abi::pickle::{End, Walk, WalkLimits};
 use sandload_abi::pickle_scan::{MAX_STREAM_BYTES, MAX_STREAMS, Request, Response, Stream};
 
 use crate::error::{Error, Result, printable};
+use crate::refusal::PickleReport;
 use crate::sandbox::{Guest, GuestStats, Sandbox};
 use crate::sniff::{Format, pickle_streams};
-
-/// The globals `torch.load(weights_only=True)` allows for plain tensors and state dicts: a pickle
-/// importing nothing else is reported as "tensors only".
-const TENSOR_GLOBALS: &[&str] = &[
-    "collections.OrderedDict",
-    "torch._utils._rebuild_tensor",
-    "torch._utils._rebuild_tensor_v2",
-    "torch._utils._rebuild_tensor_v3",
-    "torch._utils._rebuild_parameter",
-    "torch._utils._rebuild_parameter_with_state",
-    "torch._tensor._rebuild_from_type_v2",
-    "torch.storage.UntypedStorage",
-    "torch.storage.TypedStorage",
-    "torch.FloatStorage",
-    "torch.DoubleStorage",
-    "torch.HalfStorage",
-    "torch.BFloat16Storage",
-    "torch.LongStorage",
-    "torch.IntStorage",
-    "torch.ShortStorage",
-    "torch.CharStorage",
-    "torch.ByteStorage",
-    "torch.BoolStorage",
-    "torch.ComplexFloatStorage",
-    "torch.ComplexDoubleStorage",
-    "torch.device",
-    "torch.Size",
-    "torch.float32",
-    "torch.float16",
-    "torch.bfloat16",
-    "torch.float64",
-    "torch.int64",
-    "torch.int32",
-    "torch.int16",
-    "torch.int8",
-    "torch.uint8",
-    "torch.bool",
-];
-
-/// What unpickling a refused file would do, without doing it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
-#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
-#[non_exhaustive]
-pub struct PickleReport {
-    /// The highest pickle protocol declared (`PROTO`), if any.
-    pub protocol: Option<u8>,
-    /// The globals it would import, as `module.name`, in order of first appearance (escaped for
-    /// terminals and logs; at most a few dozen).
-    pub imports: Vec<String>,
-    /// Calls it would make (`REDUCE`, `BUILD`, `NEWOBJ`, `NEWOBJ_EX`, `INST`, `OBJ`).
-    pub calls: u64,
-    /// Persistent loads (`PERSID`, `BINPERSID`): how PyTorch files point at tensor storages.
-    pub persistent_loads: u64,
-    /// The pickle streams walked (`pickle`, `archive/data.pkl`, a tar member name, ...).
-    pub streams: Vec<String>,
-    /// Whether every stream was walked to where unpickling would stop; `false` when a stream was
-    /// longer than the bytes examined or hit the opcode budget (the imports may then be partial).
-    pub complete: bool,
-}
-
-impl PickleReport {
-    /// `"tensors only"` when it imports nothing beyond what `torch.load(weights_only=True)`
-    /// allows for tensors and state dicts, else `"imports code"`. A hint for triage: the file is
-    /// refused either way.
-    pub fn verdict_hint(&self) -> &'static str {
-        if self.dangerous_imports().next().is_none() { "tensors only" } else { "imports code" }
-    }
-
-    /// The imports outside the tensor-only set, e.g. `os.system`, `builtins.exec`.
-    pub fn dangerous_imports(&self) -> impl Iterator<Item = &str> {
-        self.imports.iter().map(String::as_str).filter(|i| !TENSOR_GLOBALS.contains(i))
-    }
-
-    /// One line for messages: protocol, imports, calls.
-    pub(crate) fn summary(&self) -> String {
-        let imports = if self.imports.is_empty() { "nothing".to_string() } else { self.imports.join(", ") };
-        let dangerous: Vec<&str> = self.dangerous_imports().collect();
-        let mut s = format!(
-            "unpickling it would import {imports} and make {} call{}",
-            self.calls,
-            if self.calls == 1 { "" } else { "s" }
-        );
-        if !dangerous.is_empty() {
-            s += &format!(" (code: {})", dangerous.join(", "));
-        }
-        if !self.complete {
-            s += " (partial: the walk stopped before the end)";
-        }
-        s
-    }
-}
 
 impl Sandbox {
     /// Walks the pickles of a file refused as `format` in the `pickle-scan` guest. `None` when the
@@ -143,9 +52,7 @@ impl Sandbox {
         let request = Request {
             streams: streams.iter().map(|(name, r)| Stream { name: name.clone(), len: r.len() as u64 }).collect(),
         };
-        let request = sandload_abi::encode(&request).map_err(|e| Error::Internal(format!("encoding request: {e}")))?;
-        let response = self.call_with(Guest::PickleScan, file, &request, &payload, stats, |r, _| Ok(r.to_vec()))?;
-        let walks: Response = Guest::PickleScan.decode_response(&response, file)?;
+        let walks: Response = self.call(Guest::PickleScan, file, &request, &payload, stats, |r, _| Ok(r))?;
         let walks = walks.map_err(|e| Error::Internal(format!("pickle-scan guest: {}", printable(&e.detail))))?;
         validate_walks(&walks, streams).map_err(|why| Error::GuestTrap {
             file: file.to_path_buf(),
