@@ -19,7 +19,7 @@ use crate::limits::{Limit, Limits};
 use crate::receipt::{Outcome, Receipt};
 use crate::refusal;
 use crate::sandbox::{Guest, GuestStats, Sandbox};
-use crate::sniff::Format;
+use crate::sniff::{Format, Sniffed, sniff};
 
 /// A rule a guest's output broke on the host's re-check.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -144,5 +144,19 @@ impl Sandbox {
         let result = f(self, input, &mut stats, &mut format);
         let receipt = stats.receipt(self, file, format, started, &result);
         (result, receipt)
+    }
+
+    /// [`with_receipt`](Sandbox::with_receipt) for a guest that decodes the whole file (RAW
+    /// files, images): `f` gets the file's name, its bytes (read within `max_file_bytes` and the
+    /// guest's memory) and what they sniff as.
+    pub(crate) fn with_whole_file<T>(
+        &self,
+        input: Input,
+        f: impl FnOnce(&Sandbox, &Path, &[u8], &Sniffed, &mut GuestStats, &mut Format) -> Result<T>,
+    ) -> (Result<T>, Receipt) {
+        self.with_receipt(input, |sandbox, input, stats, format| {
+            let (file, data) = input.read_for_guest(sandbox.limits(), sandbox.data_access())?;
+            f(sandbox, &file, &data, &sniff(&data), stats, format)
+        })
     }
 }

@@ -12,7 +12,7 @@ use crate::limits::Limits;
 use crate::receipt::Receipt;
 use crate::refusal::refuse_as_image;
 use crate::sandbox::{Guest, GuestStats, Sandbox};
-use crate::sniff::{Format, Sniffed, sniff};
+use crate::sniff::{Format, Sniffed};
 use crate::verdict::{Violation, guest_rejection, region_bytes, violation};
 
 /// A decoded image: pixels copied once out of the guest into an `image` crate buffer.
@@ -63,9 +63,8 @@ impl Sandbox {
     /// [`decode_image`](Sandbox::decode_image), also returning the [`Receipt`] when the file is
     /// rejected.
     pub fn decode_image_with_receipt(&self, input: Input) -> (Result<DecodedImage>, Receipt) {
-        let (result, receipt) = self.with_receipt(input, |sandbox, input, stats, format| {
-            let (file, data) = input.read_for_guest(sandbox.limits(), sandbox.data_access())?;
-            sandbox.decode_image_bytes(&file, &data, &sniff(&data), stats, format)
+        let (result, receipt) = self.with_whole_file(input, |sandbox, file, data, sniffed, stats, format| {
+            sandbox.decode_image_bytes(file, data, sniffed, stats, format)
         });
         (result.map(|decoded| decoded.with_receipt(receipt.clone())), receipt)
     }

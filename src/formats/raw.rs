@@ -13,7 +13,7 @@ use crate::limits::Limits;
 use crate::receipt::Receipt;
 use crate::refusal::refuse_as_raw;
 use crate::sandbox::{Guest, GuestStats, Sandbox};
-use crate::sniff::{Format, Sniffed, sniff};
+use crate::sniff::{Format, Sniffed};
 use crate::verdict::{Violation, guest_rejection, region_bytes, violation};
 
 /// Longest text field (make, model, timestamp, decoder name) accepted from the guest.
@@ -247,9 +247,8 @@ impl Sandbox {
     /// [`decode_raw`](Sandbox::decode_raw), also returning the [`Receipt`] when the file is
     /// rejected.
     pub fn decode_raw_with_receipt(&self, input: Input) -> (Result<RawImage>, Receipt) {
-        let (result, receipt) = self.with_receipt(input, |sandbox, input, stats, format| {
-            let (file, data) = input.read_for_guest(sandbox.limits(), sandbox.data_access())?;
-            sandbox.decode_raw_bytes(&file, &data, &sniff(&data), stats, format)
+        let (result, receipt) = self.with_whole_file(input, |sandbox, file, data, sniffed, stats, format| {
+            sandbox.decode_raw_bytes(file, data, sniffed, stats, format)
         });
         (result.map(|(info, samples)| RawImage { info, samples, receipt: receipt.clone() }), receipt)
     }
@@ -265,9 +264,8 @@ impl Sandbox {
     /// # Errors
     /// As [`decode_raw`](Sandbox::decode_raw).
     pub fn raw_info(&self, input: Input) -> Result<RawInfo> {
-        self.with_receipt(input, |sandbox, input, stats, format| {
-            let (file, data) = input.read_for_guest(sandbox.limits(), sandbox.data_access())?;
-            Ok(sandbox.run_raw(&file, &data, &sniff(&data), Output::Metadata, stats, format)?.0)
+        self.with_whole_file(input, |sandbox, file, data, sniffed, stats, format| {
+            Ok(sandbox.run_raw(file, data, sniffed, Output::Metadata, stats, format)?.0)
         })
         .0
     }
@@ -279,15 +277,14 @@ impl Sandbox {
     /// # Errors
     /// As [`decode_raw`](Sandbox::decode_raw).
     pub fn raw_preview(&self, input: Input) -> Result<Option<(RawInfo, DecodedImage)>> {
-        let (result, receipt) = self.with_receipt(input, |sandbox, input, stats, format| {
-            let (file, data) = input.read_for_guest(sandbox.limits(), sandbox.data_access())?;
+        let (result, receipt) = self.with_whole_file(input, |sandbox, file, data, sniffed, stats, format| {
             let limits = sandbox.limits();
-            let request = sandbox.raw_request(&file, &data, &sniff(&data), Output::Preview, format)?;
+            let request = sandbox.raw_request(file, data, sniffed, Output::Preview, format)?;
             let format = *format;
-            sandbox.call(Guest::RawDecoder, &file, &request, &data, stats, |response, memory| {
-                let (info, frame) = checked_frame(response, limits, &file, format)?;
+            sandbox.call(Guest::RawDecoder, file, &request, data, stats, |response, memory| {
+                let (info, frame) = checked_frame(response, limits, file, format)?;
                 let Some(preview) = frame.preview else { return Ok(None) };
-                let image = to_image(&preview, memory, limits).map_err(|v| violation(&file, format, limits, v))?;
+                let image = to_image(&preview, memory, limits).map_err(|v| violation(file, format, limits, v))?;
                 Ok(Some((info, image)))
             })
         });
