@@ -126,33 +126,41 @@ impl Limits {
         }
     }
 
-    /// Checks that a [`Sandbox`](crate::Sandbox) can run with these limits: a guest memory of at
+    /// Checks limits a person set (a command-line flag, a Python keyword): a guest memory of at
     /// least one byte and at most [`MAX_GUEST_MEMORY_BYTES`](Limits::MAX_GUEST_MEMORY_BYTES),
     /// and a guest time above zero and at most [`MAX_GUEST_TIME`](Limits::MAX_GUEST_TIME). The
-    /// CLI, the Python package and [`SandboxBuilder::build`](crate::SandboxBuilder::build) all
-    /// call this, so they accept the same settings.
+    /// CLI and the Python package both call this, so they accept the same settings.
+    /// [`SandboxBuilder::build`](crate::SandboxBuilder::build) is more lenient with what code
+    /// sets: it refuses only a memory a wasm32 guest cannot address, takes a guest time too large
+    /// to add to the clock (e.g. `Duration::MAX`) as no deadline, and a memory smaller than a
+    /// guest's first page as a cap every call then reports.
     ///
     /// # Errors
     /// [`Error::Internal`] naming the limit, the value and the accepted range.
     pub fn validate(&self) -> Result<()> {
-        let bad = |limit: Limit, value: String, range: &str| {
-            Err(Error::Internal(format!("limit {limit} must be {range}, got {value}")))
-        };
-        if self.guest_memory_bytes == 0 || self.guest_memory_bytes > Self::MAX_GUEST_MEMORY_BYTES {
-            return bad(
-                Limit::GuestMemoryBytes,
-                self.guest_memory_bytes.to_string(),
-                "between 1 byte and the 4 GiB a wasm32 guest can address",
-            );
+        self.check_addressable()?;
+        if self.guest_memory_bytes == 0 {
+            return Err(Self::invalid(Limit::GuestMemoryBytes, "0".into(), "at least 1 byte"));
         }
         if self.guest_time.is_zero() || self.guest_time > Self::MAX_GUEST_TIME {
-            return bad(
-                Limit::GuestTimeMillis,
-                format!("{:?}", self.guest_time),
-                "a positive number of seconds up to one year",
-            );
+            let value = format!("{} s", self.guest_time.as_secs_f64());
+            return Err(Self::invalid(Limit::GuestTimeMillis, value, "a positive number of seconds up to one year"));
         }
         Ok(())
+    }
+
+    /// The one check [`SandboxBuilder::build`](crate::SandboxBuilder::build) makes: a guest
+    /// memory a wasm32 guest can address.
+    pub(crate) fn check_addressable(&self) -> Result<()> {
+        if self.guest_memory_bytes > Self::MAX_GUEST_MEMORY_BYTES {
+            let value = self.guest_memory_bytes.to_string();
+            return Err(Self::invalid(Limit::GuestMemoryBytes, value, "at most the 4 GiB a wasm32 guest can address"));
+        }
+        Ok(())
+    }
+
+    fn invalid(limit: Limit, value: String, range: &str) -> Error {
+        Error::Internal(format!("limit {limit} must be {range}, got {value}"))
     }
 
     /// `Ok` if `value` is within `limit`; otherwise the [`Error::LimitExceeded`] for `file`.

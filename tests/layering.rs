@@ -85,7 +85,11 @@ fn root_reexport(lib: &str, name: &str) -> Option<String> {
         let module = l.split("::").next()?;
         let names = l.trim_end_matches(';');
         let exported = names.rsplit("::").next()?.trim_matches(|c| c == '{' || c == '}');
-        exported.split(',').map(str::trim).any(|n| n == name || n.ends_with(&format!(" as {name}"))).then(|| module.to_string())
+        exported
+            .split(',')
+            .map(str::trim)
+            .any(|n| n == name || n.ends_with(&format!(" as {name}")))
+            .then(|| module.to_string())
     })
 }
 
@@ -116,7 +120,8 @@ fn imports_point_down_the_layers() {
             let Some(theirs) = layer(&target) else { continue };
             let allowed = theirs < own || (theirs == own && own == 0);
             if !allowed {
-                upward.push(format!("{}:{line}: {module} (layer {own}) uses {target} (layer {theirs})", file.display()));
+                upward
+                    .push(format!("{}:{line}: {module} (layer {own}) uses {target} (layer {theirs})", file.display()));
             }
         }
     }

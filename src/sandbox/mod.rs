@@ -217,11 +217,11 @@ impl SandboxBuilder {
     ///
     /// # Errors
     /// [`Error::Internal`] if wasmtime cannot be configured (e.g. the address space for the pool
-    /// cannot be reserved), or if the limits are not ones a sandbox can run with
-    /// ([`Limits::validate`]).
+    /// cannot be reserved), or if `guest_memory_bytes` exceeds the 4 GiB a wasm32 guest can
+    /// address.
     pub fn build(&self) -> Result<Sandbox> {
         let limits = self.limits.clone();
-        limits.validate()?;
+        limits.check_addressable()?;
         let max_concurrent = self.max_concurrent.unwrap_or_else(|| {
             let cpus = std::thread::available_parallelism().map_or(2, |n| n.get() as u32);
             (cpus * 2).max(4)
