@@ -32,6 +32,9 @@ fn main() {
         "guests/Cargo.lock".to_string(),
         "abi/src".to_string(),
         "abi/Cargo.toml".to_string(),
+        // The pickle walker the `safetensors-header` and `pickle-scan` guests link (via the ABI).
+        "crates/pickle-walk/src".to_string(),
+        "crates/pickle-walk/Cargo.toml".to_string(),
         "guests/picture/src".to_string(),
         "guests/picture/Cargo.toml".to_string(),
     ];

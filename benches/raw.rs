@@ -23,8 +23,8 @@ use bytes::Bytes;
 use criterion::{Criterion, criterion_group};
 use rawler::decoders::RawDecodeParams;
 use rawler::rawsource::RawSource;
-use sandload::samples::Dng;
 use sandload::{Input, Sandbox};
+use sandload_samples::Dng;
 
 mod anchors;
 mod report;

@@ -14,8 +14,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group};
-use sandload::samples::{self, Tensor};
 use sandload::{Dtype, Input, Sandbox};
+use sandload_samples::{self as samples, Tensor};
 
 fn tiny(c: &mut Criterion) {
     let bytes = samples::small_checkpoint();

@@ -18,8 +18,8 @@ use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
 use rawler::decoders::RawDecodeParams;
 use rawler::rawsource::RawSource;
-use sandload::samples::{self, Dng};
 use sandload::{Format, Input, Opened, Sandbox};
+use sandload_samples::{self as samples, Dng};
 
 /// The corpus: (name, format, bytes).
 fn corpus() -> Vec<(String, Format, Bytes)> {

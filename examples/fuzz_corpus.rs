@@ -12,7 +12,7 @@
 use std::path::Path;
 
 use sandload::Dtype;
-use sandload::samples::{self, Dng, Tensor, with_header};
+use sandload_samples::{self as samples, Dng, Tensor, with_header};
 
 fn main() -> std::io::Result<()> {
     let root = std::env::args_os().nth(1).unwrap_or_else(|| "fuzz/corpus".into());

@@ -7,7 +7,7 @@
 //! cargo run --release -- inspect target/samples/*
 //! ```
 
-use sandload::samples;
+use sandload_samples as samples;
 
 fn main() -> std::io::Result<()> {
     let dir = std::env::args_os().nth(1).unwrap_or_else(|| "target/samples".into());

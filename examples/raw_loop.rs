@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use rawler::decoders::RawDecodeParams;
 use rawler::rawsource::RawSource;
-use sandload::samples::Dng;
 use sandload::{Input, Sandbox};
+use sandload_samples::Dng;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();

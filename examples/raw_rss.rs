@@ -8,7 +8,7 @@
 
 use rawler::decoders::RawDecodeParams;
 use rawler::rawsource::RawSource;
-use sandload::samples::Dng;
+use sandload_samples::Dng;
 
 fn status(field: &str) -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();

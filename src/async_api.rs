@@ -11,7 +11,7 @@
 //! # fn main() -> sandload::Result<()> {
 //! let sandbox = sandload::Sandbox::new()?;
 //! let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
-//! let input = sandload::Input::from_bytes(sandload::samples::small_checkpoint(), "model.safetensors");
+//! let input = sandload::Input::from_bytes(sandload_samples::small_checkpoint(), "model.safetensors");
 //! let opened = runtime.block_on(sandbox.open_async(input))?;
 //! assert!(matches!(opened, sandload::Opened::Checkpoint(_)));
 //! # Ok(()) }

@@ -232,19 +232,21 @@ fn rule_at(rule: Option<&str>, offset: Option<u64>) -> String {
     }
 }
 
-/// `text` with every character that could forge a terminal or a log line escaped (`\n`,
-/// `\u{1b}`, `\u{202e}`, ...): C0 and C1 controls and DEL, the line and paragraph separators
-/// U+2028/U+2029, and the bidirectional controls (ALM U+061C, LRM/RLM U+200E/U+200F, embeddings
-/// and overrides U+202A-U+202E, isolates U+2066-U+2069). Text that a guest returns (decoder
-/// messages, panic messages, camera make and model) can carry bytes of the file, and it ends up
-/// in terminals and logs: escape sequences there could forge log lines or recolour a terminal,
-/// and bidi controls could make a name read as something else. Idempotent.
+/// Whether `c` could forge a terminal or a log line: C0 and C1 controls and DEL, the line and
+/// paragraph separators U+2028/U+2029, and the bidirectional controls (ALM U+061C, LRM/RLM
+/// U+200E/U+200F, embeddings and overrides U+202A-U+202E, isolates U+2066-U+2069). Text that a
+/// guest returns (decoder messages, panic messages, camera make and model) can carry bytes of the
+/// file, and it ends up in terminals and logs: escape sequences there could forge log lines or
+/// recolour a terminal, and bidi controls could make a name read as something else.
+pub(crate) fn unsafe_char(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{2028}' | '\u{2029}')
+        || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// `text` with every [`unsafe_char`] written as a Rust escape (`\n`, `\u{1b}`, `\u{202e}`, ...).
+/// Idempotent.
 pub(crate) fn printable(text: &str) -> String {
-    let unsafe_char = |c: char| {
-        c.is_control()
-            || matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{2028}' | '\u{2029}')
-            || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
-    };
     if !text.contains(unsafe_char) {
         return text.to_string();
     }

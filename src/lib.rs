@@ -41,8 +41,6 @@ mod route;
 // Presenting results (`serde` feature).
 #[cfg(feature = "serde")]
 pub mod report;
-#[cfg(feature = "samples")]
-pub mod samples;
 
 pub use bytes::Bytes;
 pub use error::{Error, Result};
@@ -63,9 +61,10 @@ pub use route::{Route, SHARD_INDEX_FILE, is_shard_index_name, shard_index_in};
 pub use sandbox::{Guest, Sandbox, SandboxBuilder, user_cache_dir};
 pub use sniff::{Format, Sniffed, sniff};
 
-#[doc(hidden)]
+#[cfg(feature = "fuzzing")]
 pub mod fuzzing {
-    //! Entry points for the fuzz targets; not a stable API.
+    //! Entry points for the fuzz targets in `fuzz/` (feature `fuzzing`, off by default): the
+    //! host-side checks of guest output, callable on arbitrary bytes. Not a stable API.
     pub use crate::formats::pickle_report::validate_walks;
     pub use crate::formats::picture::to_image;
     pub use crate::formats::raw::{accept_frame, validate_frame};

@@ -92,16 +92,20 @@ impl Sandbox {
 
     /// The file's bytes when its route needs all of them (images and RAW files, decoded whole);
     /// `Err(input)` back when only the checkpoint path will read it, and it may read less than
-    /// all of it (`DataAccess::Verdict`).
+    /// all of it (`DataAccess::Verdict`). A file larger than the guest's memory is routed from
+    /// its head and, if a whole-file guest would decode it, refused before it is read: that
+    /// guest could not hold it (nor what it decodes).
     fn read_for_route(&self, input: Input) -> Result<std::result::Result<Bytes, Input>> {
         let limits = self.limits();
         let len = input.len()?;
         limits.check(Limit::MaxFileBytes, len, input.name())?;
-        if self.data_access() == DataAccess::Verdict && !input.in_memory() {
+        let verdict_only = self.data_access() == DataAccess::Verdict;
+        if !input.in_memory() && (verdict_only || len > limits.guest_memory_bytes) {
             // Only the head decides where the file goes.
             let head = input.read_exact_at(0, Self::verdict_head(&input, len, limits)?)?;
-            if Route::of(sniff(&head).format, len, limits) == Route::Checkpoint {
-                return Ok(Err(input));
+            match Route::of(sniff(&head).format, len, limits) {
+                Route::Checkpoint => return Ok(Err(input)),
+                Route::Image | Route::Raw => limits.check(Limit::GuestMemoryBytes, len, input.name())?,
             }
         }
         input.contents(len, self.data_access()).map(Ok)

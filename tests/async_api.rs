@@ -5,7 +5,8 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use sandload::{Error, Guest, Input, Limits, Sandbox, samples};
+use sandload::{Error, Guest, Input, Limits, Sandbox};
+use sandload_samples as samples;
 
 mod common;
 

@@ -3,8 +3,8 @@
 
 use std::sync::OnceLock;
 
-use sandload::samples::{self, Tensor, with_header};
 use sandload::{Dtype, Error, Format, Input, Limit, Limits, Sandbox};
+use sandload_samples::{self as samples, Tensor, with_header};
 
 fn sandbox() -> &'static Sandbox {
     static SANDBOX: OnceLock<Sandbox> = OnceLock::new();

@@ -4,7 +4,8 @@
 use std::time::Instant;
 
 use cap_std::ambient_authority;
-use sandload::{Input, Sandbox, samples};
+use sandload::{Input, Sandbox};
+use sandload_samples as samples;
 
 fn cache_dir() -> (std::path::PathBuf, cap_std::fs::Dir) {
     let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("cache-{}", std::process::id()));

@@ -4,8 +4,8 @@
 #![cfg(feature = "candle")]
 
 use candle_core::{DType, Device};
-use sandload::samples::{self, Tensor};
 use sandload::{Dtype, Input};
+use sandload_samples::{self as samples, Tensor};
 
 mod common;
 

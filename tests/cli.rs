@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use sandload::samples;
+use sandload_samples as samples;
 use serde_json::Value;
 
 fn sandload(args: &[&str]) -> Output {
@@ -174,7 +174,7 @@ fn refused_pickles_report_their_imports() {
 #[test]
 fn sharded_models_are_inspected_as_one() {
     use sandload::Dtype;
-    use sandload::samples::Tensor;
+    use sandload_samples::Tensor;
     let tmp = tmpdir();
     let t = |name: &str| Tensor::patterned(name, Dtype::F32, &[2]);
     write(&tmp, "model-00001-of-00002.safetensors", &samples::safetensors(&[t("a"), t("b")], &[]));

@@ -1,6 +1,7 @@
 //! The CLI against a hostile environment: planted temporary names, files changing under it,
 //! absurd options, names that try to forge a terminal or a log, and the exit-status contract.
 
+use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -8,8 +9,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use sandload::samples::{self, Dng, Tensor};
 use sandload::{Dtype, Limits, Sandbox};
+use sandload_samples::{self as samples, Dng, Tensor};
 use serde_json::Value;
 
 fn sandload_cmd() -> Command {
@@ -125,14 +126,31 @@ fn convert_replaces_a_symlink_at_the_output_instead_of_following_it() {
 fn convert_refuses_an_input_larger_than_guest_memory_before_reading_it() {
     let dir = tmpdir("big");
     let path = dir.join("huge.png");
-    let file = std::fs::File::create(&path).unwrap();
+    let mut file = std::fs::File::create(&path).unwrap();
+    file.write_all(b"\x89PNG\r\n\x1a\n").unwrap();
     file.set_len(8 << 30).unwrap(); // sparse: 8 GiB that cost nothing on disk
     let output = dir.join("out.png");
+    for command in ["convert", "inspect"] {
+        let started = Instant::now();
+        let mut args = vec![command, path.to_str().unwrap(), "--max-memory", "67108864"];
+        if command == "convert" {
+            args.extend(["-o", output.to_str().unwrap()]);
+        }
+        let out = sandload(&args);
+        assert_eq!(out.status.code(), Some(1), "{command}: {}", stderr(&out));
+        let said = format!("{}{}", stderr(&out), String::from_utf8_lossy(&out.stdout));
+        assert!(said.contains("guest_memory_bytes is 67108864"), "{command}: {said}");
+        assert!(started.elapsed() < Duration::from_secs(20), "{command} read the file: {:?}", started.elapsed());
+    }
+    assert!(!output.exists());
+    // Zeros are no image: routed to the checkpoint path, which reads only its head, and refused
+    // as a file of unknown format by both commands alike.
+    let zeros = dir.join("zeros.png");
+    std::fs::File::create(&zeros).unwrap().set_len(8 << 30).unwrap();
     let started = Instant::now();
-    let out =
-        sandload(&["convert", path.to_str().unwrap(), "-o", output.to_str().unwrap(), "--max-memory", "67108864"]);
+    let out = sandload(&["convert", zeros.to_str().unwrap(), "-o", output.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(stderr(&out).contains("guest_memory_bytes is 67108864"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("unknown format"), "{}", stderr(&out));
     assert!(started.elapsed() < Duration::from_secs(20), "it read the file: {:?}", started.elapsed());
     assert!(!output.exists());
 }

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use sandload::samples::{self, Dng};
+use sandload_samples::{self as samples, Dng};
 use serde_json::Value;
 use sha2::Digest;
 

@@ -7,8 +7,8 @@
 mod common;
 
 use common::{Rng, sandbox};
-use sandload::samples::Dng;
 use sandload::{CfaColor, Input, RawImage, Rect};
+use sandload_samples::Dng;
 
 fn decode(dng: &Dng) -> RawImage {
     sandbox().decode_raw(Input::from_bytes(dng.to_bytes(), "x.dng")).unwrap()

@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 use common::Rng;
-use sandload::samples::{self, Tensor};
 use sandload::{Dtype, Input, Sandbox};
+use sandload_samples::{self as samples, Tensor};
 
 fn sandbox() -> &'static Sandbox {
     static SANDBOX: OnceLock<Sandbox> = OnceLock::new();

@@ -3,8 +3,8 @@
 
 use std::time::{Duration, Instant};
 
-use sandload::samples::{self, Tensor};
 use sandload::{Dtype, Error, Input, Limits, Outcome, Sandbox};
+use sandload_samples::{self as samples, Tensor};
 
 /// A valid header that is expensive to parse: many tensors with long names.
 fn heavy_checkpoint(tensors: usize) -> Vec<u8> {

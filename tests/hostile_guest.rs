@@ -171,7 +171,7 @@ fn a_replacement_speaking_another_protocol_or_no_wasm_is_contained() {
         assert_eq!(attack(&garbage, "ok").unwrap_err().kind(), "internal");
     }
     // The other guests are untouched by a replacement.
-    let ckpt = garbage.open_safetensors(Input::from_bytes(sandload::samples::small_checkpoint(), "m.safetensors"));
+    let ckpt = garbage.open_safetensors(Input::from_bytes(sandload_samples::small_checkpoint(), "m.safetensors"));
     assert_eq!(ckpt.unwrap().len(), 3);
 }
 

@@ -6,8 +6,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{sandbox, sandbox_with};
-use sandload::samples::{self, Dng};
 use sandload::{Error, Format, Input, Limit, Limits};
+use sandload_samples::{self as samples, Dng};
 
 fn decode(bytes: Vec<u8>, name: &str) -> sandload::Result<sandload::DecodedImage> {
     sandbox().decode_image(Input::from_bytes(bytes, name))
@@ -189,6 +189,7 @@ fn orientation_and_icc_profile() {
 /// A guest that lies about orientation or hands back an oversized ICC profile is caught by the
 /// host's re-validation.
 #[test]
+#[cfg(feature = "fuzzing")]
 fn lying_picture_metadata_is_refused() {
     use sandload::fuzzing::abi::image::{Layout, MAX_ICC_BYTES, Picture};
     use sandload::fuzzing::abi::raw::Region;

@@ -4,8 +4,8 @@
 use std::sync::OnceLock;
 
 use cap_std::ambient_authority;
-use sandload::samples;
 use sandload::{DataAccess, Error, Input, Sandbox};
+use sandload_samples as samples;
 
 fn sandbox() -> &'static Sandbox {
     static SANDBOX: OnceLock<Sandbox> = OnceLock::new();

@@ -5,8 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use sandload::samples::{self, Dng, Tensor};
 use sandload::{Dtype, Input};
+use sandload_samples::{self as samples, Dng, Tensor};
 use serde_json::Value;
 
 mod common;

@@ -2,8 +2,8 @@
 //! own and the bytes are aligned, converted copies otherwise, the same values either way.
 #![cfg(feature = "ndarray")]
 
-use sandload::samples::{self, Tensor};
 use sandload::{Dtype, Input, bf16};
+use sandload_samples::{self as samples, Tensor};
 
 mod common;
 

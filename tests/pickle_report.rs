@@ -8,8 +8,8 @@ mod common;
 use std::process::Command;
 
 use common::sandbox;
-use sandload::samples;
 use sandload::{Error, Format, Input};
+use sandload_samples as samples;
 
 fn refuse(bytes: Vec<u8>) -> Error {
     sandbox().open_safetensors(Input::from_bytes(bytes, "model.safetensors")).expect_err("must be refused")

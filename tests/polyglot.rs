@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::{Rng, sandbox};
-use sandload::samples::{self, Tensor};
 use sandload::{Dtype, Error, Format, Input};
+use sandload_samples::{self as samples, Tensor};
 
 fn reference_accepts(bytes: &[u8]) {
     if let Err(e) = safetensors::SafeTensors::deserialize(bytes) {

@@ -7,8 +7,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{sandbox, sandbox_with};
-use sandload::samples::{self, Dng};
 use sandload::{CfaColor, Error, Format, Input, Limit, Limits};
+use sandload_samples::{self as samples, Dng};
 
 fn decode(bytes: Vec<u8>, name: &str) -> sandload::Result<sandload::RawImage> {
     sandbox().decode_raw(Input::from_bytes(bytes, name))

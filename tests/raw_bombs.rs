@@ -9,8 +9,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{current_rss, peak_rss};
-use sandload::samples::{self, Dng, TiffValue};
 use sandload::{Error, Input, Limits, Sandbox};
+use sandload_samples::{self as samples, Dng, TiffValue};
 
 const CAP: u64 = 256 << 20;
 

@@ -3,8 +3,8 @@
 
 use std::sync::OnceLock;
 
-use sandload::samples;
 use sandload::{Error, Format, Input, Sandbox, sniff};
+use sandload_samples as samples;
 
 fn sandbox() -> &'static Sandbox {
     static SANDBOX: OnceLock<Sandbox> = OnceLock::new();

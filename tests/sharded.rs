@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 
 use cap_std::{ambient_authority, fs::Dir};
 use common::{sandbox, sandbox_with};
-use sandload::samples::{self, Tensor};
 use sandload::sharded::rules;
 use sandload::{Dtype, Error, Limit, Limits};
+use sandload_samples::{self as samples, Tensor};
 
 const INDEX: &str = "model.safetensors.index.json";
 const SHARD_1: &str = "model-00001-of-00002.safetensors";

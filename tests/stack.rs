@@ -21,7 +21,7 @@ fn deeply_nested_json_header_from_a_small_stack() {
     let sandbox = Sandbox::new().unwrap();
     // 100,000 levels of arrays under one key: the header is 100 kB, far under max_header_bytes.
     let header = format!("{{\"a\":{}{}}}", "[".repeat(100_000), "]".repeat(100_000));
-    let file = sandload::samples::with_header(&header);
+    let file = sandload_samples::with_header(&header);
     let fresh = sandbox.clone();
     let (result, took) = on_small_stack(move || {
         let started = Instant::now();
@@ -36,7 +36,7 @@ fn deeply_nested_json_header_from_a_small_stack() {
     // And a valid file from the same kind of thread still opens.
     let ok = on_small_stack(move || {
         sandbox
-            .open_safetensors(Input::from_bytes(sandload::samples::small_checkpoint(), "ok.safetensors"))
+            .open_safetensors(Input::from_bytes(sandload_samples::small_checkpoint(), "ok.safetensors"))
             .map(|c| c.len())
     });
     assert_eq!(ok.unwrap(), 3);

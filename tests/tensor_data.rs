@@ -8,8 +8,8 @@ mod common;
 use std::ops::{Bound, Range};
 
 use common::{Rng, sandbox};
-use sandload::samples::{self, Tensor};
 use sandload::{Checkpoint, Dtype, Element, Input, bf16, f16};
+use sandload_samples::{self as samples, Tensor};
 
 fn checkpoint(tensors: &[Tensor]) -> Checkpoint {
     sandbox().open_safetensors(Input::from_bytes(samples::safetensors(tensors, &[]), "t.safetensors")).unwrap()

@@ -10,8 +10,8 @@ use std::process::Command;
 
 use cap_std::ambient_authority;
 use cap_std::fs::Dir;
-use sandload::samples::{self, Tensor};
 use sandload::{DataAccess, Dtype, Error, Input, Limits, Sandbox};
+use sandload_samples::{self as samples, Tensor};
 use sha2::{Digest, Sha256};
 
 fn tmpdir(name: &str) -> PathBuf {

@@ -49,7 +49,9 @@ use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
 
 pub mod image;
-pub mod pickle;
+/// The pickle opcode walker (the `pickle-walk` crate): [`pickle::Walk`] and [`pickle::End`] are
+/// messages of the `safetensors-header` and `pickle-scan` guests.
+pub use pickle_walk as pickle;
 pub mod pickle_scan;
 pub mod raw;
 pub mod safetensors;

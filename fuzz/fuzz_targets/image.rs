@@ -20,7 +20,7 @@ fn native(data: &[u8]) -> Option<image::DynamicImage> {
 }
 
 fuzz_target!(
-    init: sandload_fuzz::warm_up(|s| s.decode_image(Input::from_bytes(sandload::samples::png_image(4, 4), "warm-up"))),
+    init: sandload_fuzz::warm_up(|s| s.decode_image(Input::from_bytes(sandload_samples::png_image(4, 4), "warm-up"))),
     |data: &[u8]| {
     match sandbox().decode_image(Input::from_bytes(data.to_vec(), FILE_NAME)) {
         Ok(decoded) => {

@@ -9,7 +9,7 @@ use sandload::Input;
 use sandload_fuzz::{FILE_NAME, check_rejection, limits, sandbox};
 
 fuzz_target!(
-    init: sandload_fuzz::warm_up(|s| s.decode_raw(Input::from_bytes(sandload::samples::Dng::patterned(16, 16).to_bytes(), "warm-up"))),
+    init: sandload_fuzz::warm_up(|s| s.decode_raw(Input::from_bytes(sandload_samples::Dng::patterned(16, 16).to_bytes(), "warm-up"))),
     |data: &[u8]| {
     match sandbox().decode_raw(Input::from_bytes(data.to_vec(), FILE_NAME)) {
         Ok(raw) => {

@@ -29,7 +29,7 @@ fn reference(data: &[u8]) -> Option<(Contents, Option<BTreeMap<String, String>>)
 }
 
 fuzz_target!(
-    init: sandload_fuzz::warm_up(|s| s.open_safetensors(Input::from_bytes(sandload::samples::small_checkpoint(), "warm-up"))),
+    init: sandload_fuzz::warm_up(|s| s.open_safetensors(Input::from_bytes(sandload_samples::small_checkpoint(), "warm-up"))),
     |data: &[u8]| {
     let ours = sandbox().open_safetensors(Input::from_bytes(data.to_vec(), FILE_NAME));
     let theirs = reference(data);

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 import sandload
+from sandload._sandload import samples  # test file generators (built with the test-samples feature)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -52,7 +53,7 @@ def raw_rows(skip_rust: bool):
     print("| DNG | sandload Python | sandload Rust API | Python - Rust | rawpy (LibRaw in-process) |")
     print("|---|---|---|---|---|")
     for w, h, n in [(1024, 1024, 200), (4000, 3000, 20)]:
-        data = sandload.samples.dng(w, h)
+        data = samples.dng(w, h)
         with tempfile.NamedTemporaryFile(suffix=".dng") as f:
             f.write(data)
             f.flush()

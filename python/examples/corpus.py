@@ -22,6 +22,7 @@ from typing import Dict, Tuple
 import numpy as np
 
 import sandload
+from sandload._sandload import samples  # test file generators (built with the test-samples feature)
 
 # path (relative) -> (verdict, format or None, error kind or None)
 Expected = Dict[str, Tuple[str, str, str]]
@@ -57,10 +58,10 @@ def make_corpus(root: Path, n: int = 200, raw_size: Tuple[int, int] = (1024, 768
     w, h = raw_size
     kinds = [
         # (name, verdict, format, error kind, writer)
-        ("raw/frame{i}.dng", "accepted", "dng", None, lambda i: sandload.samples.dng(w, h)),
-        ("raw/frame{i}_ljpeg.dng", "accepted", "dng", None, lambda i: sandload.samples.dng(w, h, lossless_jpeg=True)),
-        ("raw/small{i}.dng", "accepted", "dng", None, lambda i: sandload.samples.dng(64 + 2 * (i % 8), 48, cfa=[2, 1, 1, 0])),
-        ("img/photo{i}.png", "accepted", "png", None, lambda i: sandload.samples.png(64 + i % 64, 48)),
+        ("raw/frame{i}.dng", "accepted", "dng", None, lambda i: samples.dng(w, h)),
+        ("raw/frame{i}_ljpeg.dng", "accepted", "dng", None, lambda i: samples.dng(w, h, lossless_jpeg=True)),
+        ("raw/small{i}.dng", "accepted", "dng", None, lambda i: samples.dng(64 + 2 * (i % 8), 48, cfa=[2, 1, 1, 0])),
+        ("img/photo{i}.png", "accepted", "png", None, lambda i: samples.png(64 + i % 64, 48)),
         (
             "models/model{i}.safetensors",
             "accepted",
@@ -70,7 +71,7 @@ def make_corpus(root: Path, n: int = 200, raw_size: Tuple[int, int] = (1024, 768
         ),
         ("models/pytorch_model{i}.bin", "rejected", "pytorch-zip", "refused_format", lambda i: _torch_zip(pickle.dumps({"w": _Evil()}, protocol=2))),
         ("models/model{i}_pickle.safetensors", "rejected", "pickle", "refused_format", lambda i: pickle.dumps({"w": _Evil()}, protocol=i % 6)),
-        ("models/polyglot{i}.safetensors", "rejected", "safetensors", "refused_format", lambda i: sandload.samples.pickle_polyglot("os", "system", "echo pwned")),
+        ("models/polyglot{i}.safetensors", "rejected", "safetensors", "refused_format", lambda i: samples.pickle_polyglot("os", "system", "echo pwned")),
         ("models/header_bomb{i}.safetensors", "rejected", "safetensors", "limit_exceeded", lambda i: (150_000_000 + i).to_bytes(8, "little") + b'{"a":' + b" " * 64),
         (
             "models/dup{i}.safetensors",
@@ -79,9 +80,9 @@ def make_corpus(root: Path, n: int = 200, raw_size: Tuple[int, int] = (1024, 768
             "malformed",
             lambda i: _header('{"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}}', b"\0"),
         ),
-        ("img/bomb{i}.png", "rejected", "png", "limit_exceeded", lambda i: sandload.samples.png_with_header(50000 + i, 50000, 0, b"\0" * 64)),
-        ("raw/lying{i}.dng", "rejected", "dng", None, lambda i: sandload.samples.dng(64, 64, declared_size=(65000, 65000))),
-        ("raw/cut{i}.dng", "rejected", "dng", None, lambda i: sandload.samples.dng(256, 256)[:20000]),
+        ("img/bomb{i}.png", "rejected", "png", "limit_exceeded", lambda i: samples.png_with_header(50000 + i, 50000, 0, b"\0" * 64)),
+        ("raw/lying{i}.dng", "rejected", "dng", None, lambda i: samples.dng(64, 64, declared_size=(65000, 65000))),
+        ("raw/cut{i}.dng", "rejected", "dng", None, lambda i: samples.dng(256, 256)[:20000]),
         ("misc/junk{i}.dat", "rejected", None, None, lambda i: bytes(rng.integers(0, 256, 4096, dtype=np.uint8))),
     ]
     expected: Expected = {}

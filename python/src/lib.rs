@@ -7,8 +7,10 @@
 //!   serves many Python threads at once;
 //! - tensor bytes reach numpy without a copy: an array borrows a [`Bytes`] slice of the mapped
 //!   file through a small owner object, and is marked read-only;
-//! - a `sandload::Error` becomes an instance of the matching class of `sandload.errors`, built
-//!   from the same flat record the CLI's JSON prints.
+//! - a `sandload::Error` becomes an instance of the matching class of `sandload.errors` in one
+//!   place ([`to_py_err`]), built from the same flat record the CLI's JSON prints; records
+//!   (errors, receipts, RAW metadata, inspect reports) reach Python as dicts built from the typed
+//!   values ([`record`]), never as JSON text to parse again.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -27,12 +29,44 @@ use sandload::{Bytes, Checkpoint, DataAccess, Input, Limits, Opened, RawImage, S
 /// `sandload.errors._from_record`, looked up once.
 static FROM_RECORD: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
-/// The Python exception for a sandload error: the class named by the error's kind, carrying the
-/// error's record (kind, rule, file, message, limit, offset...).
+/// A typed value's record (the fields `inspect --json` prints for it) as Python objects: dicts,
+/// lists, str, int, float, bool, None. Integers stay exact (u64 offsets and limits included).
+fn record<'py>(py: Python<'py>, value: &impl serde::Serialize) -> PyResult<Bound<'py, PyAny>> {
+    fn convert<'py>(py: Python<'py>, value: serde_json::Value) -> PyResult<Bound<'py, PyAny>> {
+        use serde_json::Value;
+        Ok(match value {
+            Value::Null => py.None().into_bound(py),
+            Value::Bool(b) => pyo3::types::PyBool::new(py, b).to_owned().into_any(),
+            Value::Number(n) => match (n.as_u64(), n.as_i64(), n.as_f64()) {
+                (Some(u), _, _) => u.into_pyobject(py)?.into_any(),
+                (_, Some(i), _) => i.into_pyobject(py)?.into_any(),
+                (_, _, Some(f)) => f.into_pyobject(py)?.into_any(),
+                _ => return Err(PyValueError::new_err(format!("number {n} out of range"))),
+            },
+            Value::String(s) => PyString::new(py, &s).into_any(),
+            Value::Array(items) => {
+                let items = items.into_iter().map(|v| convert(py, v)).collect::<PyResult<Vec<_>>>()?;
+                pyo3::types::PyList::new(py, items)?.into_any()
+            }
+            Value::Object(fields) => {
+                let dict = PyDict::new(py);
+                for (k, v) in fields {
+                    dict.set_item(k, convert(py, v)?)?;
+                }
+                dict.into_any()
+            }
+        })
+    }
+    let value = serde_json::to_value(value).map_err(|e| PyValueError::new_err(format!("record: {e}")))?;
+    convert(py, value)
+}
+
+/// The Python exception for a sandload error, the one place errors cross: the class named by the
+/// error's kind, carrying the error's record (kind, rule, file, message, limit, offset...).
 fn to_py_err(py: Python<'_>, error: sandload::Error) -> PyErr {
-    let record = match serde_json::to_string(&error) {
+    let record = match record(py, &error) {
         Ok(record) => record,
-        Err(e) => return PyValueError::new_err(format!("{error} (and its record failed to serialize: {e})")),
+        Err(e) => return PyValueError::new_err(format!("{error} (and its record failed to convert: {e})")),
     };
     let from_record = FROM_RECORD.get_or_try_init(py, || -> PyResult<Py<PyAny>> {
         Ok(py.import("sandload.errors")?.getattr("_from_record")?.unbind())
@@ -119,46 +153,56 @@ fn parent_dir(path: &Path) -> sandload::Result<(cap_std::fs::Dir, PathBuf)> {
     sandload::parent_dir(path, cap_std::ambient_authority())
 }
 
-/// The index file to open as a sharded checkpoint, if `source` names one: a directory holding
-/// `model.safetensors.index.json`, or a file under an `*.index.json` name whose content is no
-/// format sandload recognises (a pickle under that name is still refused as a pickle), as the
-/// CLI decides.
-fn sharded_index(sandbox: &sandload::Sandbox, source: &Source) -> Option<PathBuf> {
-    let Source::Path(path) = source else { return None };
-    if path.is_dir() {
-        // A directory without an index is opened as a file, and refused as not a regular file.
-        let index = path.join("model.safetensors.index.json");
-        return index.exists().then_some(index);
-    }
-    if !path.file_name().is_some_and(|n| n.to_string_lossy().ends_with(".index.json")) {
-        return None;
-    }
-    let contents = parent_dir(path).and_then(|(dir, name)| Input::open(&dir, name)?.read_all(sandbox.limits()));
-    match contents {
-        Ok(bytes) => (sandload::sniff(&bytes).format == sandload::Format::Unknown).then(|| path.clone()),
-        // Unreadable or too large: `open_sharded` says why.
-        Err(_) => Some(path.clone()),
+/// What a source is, decided by the library's rule, which the CLI applies too
+/// ([`sandload::is_shard_index_name`], [`sandload::shard_index_in`],
+/// [`Sandbox::open_if_sharded`](sandload::Sandbox::open_if_sharded)): a sharded checkpoint when
+/// it is a directory holding `model.safetensors.index.json` or a file under a
+/// `*.safetensors.index.json` name, and that index's content is no format sandload recognises;
+/// else a file (an index-named pickle is refused as a pickle; a directory whose index is one
+/// opens that index file).
+enum Routed {
+    Sharded(sandload::Result<ShardedCheckpoint>),
+    File(Source),
+}
+
+fn route(sandbox: &sandload::Sandbox, source: Source) -> Routed {
+    let Source::Path(path) = &source else { return Routed::File(source) };
+    let located = if path.is_dir() {
+        // The caller named this directory. One without an index is opened as a file, and
+        // refused as not a regular file.
+        cap_std::fs::Dir::open_ambient_dir(path, cap_std::ambient_authority())
+            .ok()
+            .and_then(|dir| sandload::shard_index_in(&dir).map(|index| (dir, index.to_path_buf())))
+    } else if sandload::is_shard_index_name(path) {
+        parent_dir(path).ok()
+    } else {
+        None
+    };
+    let Some((dir, index)) = located else { return Routed::File(source) };
+    match sandbox.open_if_sharded(&dir, &index) {
+        Some(result) => Routed::Sharded(result),
+        None if path.is_dir() => Routed::File(Source::Path(path.join(index))),
+        None => Routed::File(source),
     }
 }
 
-/// A checkpoint, sharded or not (see [`sharded_index`]).
+/// A checkpoint, sharded or not (see [`route`]).
 fn open_model(sandbox: &sandload::Sandbox, source: Source) -> sandload::Result<Model> {
-    if let Some(index) = sharded_index(sandbox, &source) {
-        let (dir, name) = parent_dir(&index)?;
-        return Ok(Model::Sharded(sandbox.open_sharded(&dir, name)?));
+    match route(sandbox, source) {
+        Routed::Sharded(result) => Ok(Model::Sharded(result?)),
+        Routed::File(source) => Ok(Model::Single(sandbox.open_safetensors(source.open()?)?)),
     }
-    Ok(Model::Single(sandbox.open_safetensors(source.open()?)?))
 }
 
 /// The record `sandload inspect --json` prints for `source` (a sharded checkpoint for an index or
-/// a directory holding one, see [`sharded_index`]), and what was opened when it was accepted (a
-/// sharded checkpoint only has its record).
+/// a directory holding one, see [`route`]), and what was opened when it was accepted (a sharded
+/// checkpoint only has its record).
 fn report_and_open(sandbox: &sandload::Sandbox, source: Source, digest: bool) -> (FileReport, Option<Opened>) {
-    if let Some(index) = sharded_index(sandbox, &source) {
-        let Source::Path(shown) = &source else { unreachable!("only paths are sharded") };
-        let result = parent_dir(&index).and_then(|(dir, name)| sandbox.open_sharded(&dir, name));
-        return (FileReport::sharded(shown, result, digest), None);
-    }
+    let shown = source.shown().to_path_buf();
+    let source = match route(sandbox, source) {
+        Routed::Sharded(result) => return (FileReport::sharded(&shown, result, digest), None),
+        Routed::File(source) => source,
+    };
     let shown = source.shown().to_path_buf();
     match source.open() {
         Ok(input) => match sandbox.open_with_receipt(input) {
@@ -225,11 +269,12 @@ impl PySandbox {
         set(max_shards, &mut limits.max_shards);
         set(guest_memory_bytes, &mut limits.guest_memory_bytes);
         if let Some(seconds) = guest_time {
-            limits.guest_time =
-                Duration::try_from_secs_f64(seconds).ok().filter(|d| !d.is_zero()).ok_or_else(|| {
-                    PyValueError::new_err(format!("guest_time must be a positive number of seconds, got {seconds}"))
-                })?;
+            // NaN, infinities and negatives; `validate` checks the range, as the CLI does.
+            limits.guest_time = Duration::try_from_secs_f64(seconds).map_err(|_| {
+                PyValueError::new_err(format!("guest_time must be a positive number of seconds, got {seconds}"))
+            })?;
         }
+        limits.validate().map_err(|e| PyValueError::new_err(e.to_string()))?;
         let access = match data_access {
             "map" => DataAccess::Map,
             "read" => DataAccess::Read,
@@ -293,8 +338,9 @@ impl PySandbox {
     }
 
     /// Opens a safetensors checkpoint (refusing everything else). A directory holding
-    /// `model.safetensors.index.json`, or a file under an `*.index.json` name whose content is no
-    /// other format, is opened as a sharded checkpoint: shards only inside the index's directory.
+    /// `model.safetensors.index.json`, or a file under a `*.safetensors.index.json` name, whose
+    /// content is no other format, is opened as a sharded checkpoint: shards only inside the
+    /// index's directory (the CLI's rule: [`route`]).
     #[pyo3(signature = (source, name=None))]
     fn _open_checkpoint(
         &self,
@@ -318,42 +364,42 @@ impl PySandbox {
     }
 
     /// Decodes a PNG, JPEG, TIFF or WebP image: `(pixels, format, orientation, icc_profile,
-    /// receipt_json)`, pixels as H x W (grey) or H x W x C.
+    /// receipt)`, pixels as H x W (grey) or H x W x C.
     #[pyo3(signature = (source, name=None))]
     fn _decode_image<'py>(
         &self,
         py: Python<'py>,
         source: &Bound<'_, PyAny>,
         name: Option<PathBuf>,
-    ) -> PyResult<(Bound<'py, PyAny>, String, u16, Option<Bound<'py, PyBytes>>, String)> {
+    ) -> PyResult<(Bound<'py, PyAny>, String, u16, Option<Bound<'py, PyBytes>>, Bound<'py, PyAny>)> {
         let source = Source::extract(source, name)?;
         let sandbox = self.inner.clone();
         let decoded = py.detach(move || sandbox.decode_image(source.open()?)).py(py)?;
-        let receipt = serde_json::to_string(&decoded.receipt).map_err(|e| PyValueError::new_err(e.to_string()))?;
+        let receipt = record(py, &decoded.receipt)?;
         let pixels = image_array(py, decoded.image)?;
         let icc = decoded.icc_profile.as_deref().map(|p| PyBytes::new(py, p));
         Ok((pixels, decoded.format, decoded.orientation, icc, receipt))
     }
 
-    /// What `sandload inspect --json` prints for the file (one record, as a JSON string); a
+    /// What `sandload inspect --json` prints for the file (one record, as a dict); a
     /// directory holding `model.safetensors.index.json`, or an index file, is one sharded
     /// checkpoint.
     #[pyo3(signature = (source, digest=false, name=None))]
-    fn _inspect(
+    fn _inspect<'py>(
         &self,
-        py: Python<'_>,
+        py: Python<'py>,
         source: &Bound<'_, PyAny>,
         digest: bool,
         name: Option<PathBuf>,
-    ) -> PyResult<String> {
+    ) -> PyResult<Bound<'py, PyAny>> {
         let source = Source::extract(source, name)?;
         let sandbox = self.inner.clone();
         let (report, _) = py.detach(move || report_and_open(&sandbox, source, digest));
-        serde_json::to_string(&report).map_err(|e| PyValueError::new_err(e.to_string()))
+        record(py, &report)
     }
 
     /// [`_inspect`](PySandbox::_inspect) and [`_open`](PySandbox::_open) in one guest run:
-    /// `(record_json, kind, opened)`, `kind`/`opened` None when the file was rejected (or is a
+    /// `(record, kind, opened)`, `kind`/`opened` None when the file was rejected (or is a
     /// sharded checkpoint, which has only its record).
     #[pyo3(signature = (source, digest=false, name=None))]
     fn _open_report<'py>(
@@ -362,11 +408,11 @@ impl PySandbox {
         source: &Bound<'_, PyAny>,
         digest: bool,
         name: Option<PathBuf>,
-    ) -> PyResult<(String, Option<&'static str>, Option<Bound<'py, PyAny>>)> {
+    ) -> PyResult<(Bound<'py, PyAny>, Option<&'static str>, Option<Bound<'py, PyAny>>)> {
         let source = Source::extract(source, name)?;
         let sandbox = self.inner.clone();
         let (report, opened) = py.detach(move || report_and_open(&sandbox, source, digest));
-        let record = serde_json::to_string(&report).map_err(|e| PyValueError::new_err(e.to_string()))?;
+        let record = record(py, &report)?;
         let (kind, opened) = match opened {
             None => (None, None),
             Some(opened) => {
@@ -405,7 +451,7 @@ fn opened_object(py: Python<'_>, opened: Opened) -> PyResult<(&'static str, Boun
         Opened::Checkpoint(c) => ("checkpoint", Bound::new(py, PyCheckpoint { inner: Model::Single(c) })?.into_any()),
         Opened::Raw(r) => ("raw", Bound::new(py, PyRawFrame { inner: r })?.into_any()),
         Opened::Image(d) => {
-            let receipt = serde_json::to_string(&d.receipt).map_err(|e| PyValueError::new_err(e.to_string()))?;
+            let receipt = record(py, &d.receipt)?;
             let icc = d.icc_profile.as_deref().map(|p| PyBytes::new(py, p));
             let pixels = image_array(py, d.image)?;
             ("image", (pixels, d.format, d.orientation, icc, receipt).into_pyobject(py)?.into_any())
@@ -525,16 +571,13 @@ impl PyCheckpoint {
         .transpose()
     }
 
-    /// The receipts (one per file read) as JSON strings.
-    fn _receipts(&self) -> PyResult<Vec<String>> {
+    /// The receipts (one per file read), as dicts.
+    fn _receipts<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyAny>>> {
         let receipts: Vec<&sandload::Receipt> = match &self.inner {
             Model::Single(c) => vec![c.receipt()],
             Model::Sharded(s) => s.receipts().collect(),
         };
-        receipts
-            .into_iter()
-            .map(|r| serde_json::to_string(r).map_err(|e| PyValueError::new_err(e.to_string())))
-            .collect()
+        receipts.into_iter().map(|r| record(py, r)).collect()
     }
 
     /// The file (the index file for a sharded checkpoint).
@@ -568,14 +611,14 @@ impl PyRawFrame {
         borrow_bytes(py, self.inner.samples().clone())
     }
 
-    /// The frame's metadata (`sandload::RawInfo`) as JSON.
-    fn _info(&self) -> PyResult<String> {
-        serde_json::to_string(self.inner.info()).map_err(|e| PyValueError::new_err(e.to_string()))
+    /// The frame's metadata (`sandload::RawInfo`), as a dict.
+    fn _info<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        record(py, self.inner.info())
     }
 
-    /// The receipt as JSON.
-    fn _receipt(&self) -> PyResult<String> {
-        serde_json::to_string(self.inner.receipt()).map_err(|e| PyValueError::new_err(e.to_string()))
+    /// The receipt, as a dict.
+    fn _receipt<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        record(py, self.inner.receipt())
     }
 
     /// Half-resolution Bayer planes, float32 `4 x h x w` (R, G1, G2, B).
@@ -600,10 +643,13 @@ impl PyRawFrame {
 
 /// Writers of the files the Rust test suite uses, for the Python tests and examples (the same
 /// DNGs, PNGs, TIFFs and bombs; pickles and safetensors files come from the real Python packages).
+/// `sandload._sandload.samples` (feature `test-samples`): the Rust suite's file generators, so
+/// that the package's tests write the same files; not part of the package's API.
+#[cfg(feature = "test-samples")]
 #[pymodule(name = "samples")]
 mod samples {
     use super::*;
-    use sandload::samples;
+    use sandload_samples as samples;
 
     /// A DNG of a `width x height` mosaic of a smooth 12-bit pattern (black 256, white 4351).
     #[pyfunction]
@@ -713,6 +759,13 @@ mod samples {
     fn gguf<'py>(py: Python<'py>) -> Bound<'py, PyBytes> {
         PyBytes::new(py, &samples::gguf())
     }
+
+    /// Writes the Rust suite's mixed set (one file of every route and verdict, a sharded model,
+    /// index-named pickles) into `dir`; returns the paths to inspect, in order.
+    #[pyfunction]
+    fn mixed_corpus(dir: PathBuf) -> PyResult<Vec<PathBuf>> {
+        samples::mixed_corpus(&dir).map_err(|e| pyo3::exceptions::PyOSError::new_err(e.to_string()))
+    }
 }
 
 /// The extension module.
@@ -722,7 +775,8 @@ fn _sandload(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyCheckpoint>()?;
     m.add_class::<PyRawFrame>()?;
     m.add_class::<BytesOwner>()?;
+    #[cfg(feature = "test-samples")]
     m.add_wrapped(pyo3::wrap_pymodule!(samples))?;
-    m.add("ABI_VERSION", sandload::fuzzing::abi::ABI_VERSION)?;
+    m.add("ABI_VERSION", sandload_abi::ABI_VERSION)?;
     Ok(())
 }

@@ -18,6 +18,13 @@ import numpy as np
 import pytest
 
 import sandload
+import sandload._sandload
+
+if not hasattr(sandload._sandload, "samples"):
+    raise pytest.UsageError(
+        "this sandload extension was built without the `test-samples` feature, which the tests' file "
+        "generators need: run scripts/python-tests (MATURIN_PEP517_ARGS='--features test-samples')"
+    )
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import sandload
+from sandload._sandload import samples  # test file generators (built with the test-samples feature)
 from conftest import safetensors_bytes
 
 SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "schema" / "inspect.schema.json").read_text())
@@ -23,10 +24,10 @@ def _validate(record):
 def test_records_for_every_kind_validate(write, tmp_path):
     files = {
         "model.safetensors": safetensors_bytes({"w": np.ones((2, 3), np.float32)}, {"format": "np"}),
-        "frame.dng": sandload.samples.dng(64, 48),
-        "image.png": sandload.samples.png(8, 8),
+        "frame.dng": samples.dng(64, 48),
+        "image.png": samples.png(8, 8),
         "weights.safetensors": pickle.dumps({"a": 1}, protocol=4),
-        "bomb.png": sandload.samples.png_with_header(60000, 60000, 0, b"\0" * 10),
+        "bomb.png": samples.png_with_header(60000, 60000, 0, b"\0" * 10),
         "junk.bin": b"\x00\x01garbage" * 10,
     }
     verdicts = {}

@@ -8,6 +8,7 @@ import pytest
 import rawpy
 
 import sandload
+from sandload._sandload import samples  # test file generators (built with the test-samples feature)
 
 # (cfa pattern as colour indices 0 R, 1 G, 2 B, row-major 2x2) -> name
 PATTERNS = {(0, 1, 1, 2): "RGGB", (2, 1, 1, 0): "BGGR", (1, 0, 2, 1): "GRBG", (1, 2, 0, 1): "GBRG"}
@@ -18,9 +19,9 @@ PATTERNS = {(0, 1, 1, 2): "RGGB", (2, 1, 1, 0): "BGGR", (1, 0, 2, 1): "GRBG", (1
 @pytest.mark.parametrize("active_area", [None, (2, 4, 62, 92)])
 def test_raw_image_matches_rawpy(write, cfa, ljpeg, active_area):
     width, height = 96, 64
-    data = sandload.samples.dng(width, height, lossless_jpeg=ljpeg, cfa=list(cfa), active_area=list(active_area) if active_area else None)
+    data = samples.dng(width, height, lossless_jpeg=ljpeg, cfa=list(cfa), active_area=list(active_area) if active_area else None)
     path = write("frame.dng", data)
-    expected = sandload.samples.dng_samples(width, height).reshape(height, width)
+    expected = samples.dng_samples(width, height).reshape(height, width)
     with sandload.imread(path) as ours, rawpy.imread(str(path)) as theirs:
         np.testing.assert_array_equal(ours.raw_image, expected)
         np.testing.assert_array_equal(ours.raw_image, theirs.raw_image)
@@ -44,7 +45,7 @@ def test_raw_image_matches_rawpy(write, cfa, ljpeg, active_area):
 
 @pytest.mark.parametrize("orientation", [1, 3, 6, 8])
 def test_orientation_is_rawpys_flip(write, orientation):
-    path = write("o.dng", sandload.samples.dng(32, 32, orientation=orientation))
+    path = write("o.dng", samples.dng(32, 32, orientation=orientation))
     with sandload.imread(path) as ours, rawpy.imread(str(path)) as theirs:
         assert ours.sizes.flip == theirs.sizes.flip
 
@@ -52,7 +53,7 @@ def test_orientation_is_rawpys_flip(write, orientation):
 def test_colour_metadata_matches_libraws(write):
     # A camera-like XYZ -> camera matrix and a green-heavy as-shot neutral.
     matrix = [0.6722, -0.0635, -0.0963, -0.4287, 1.246, 0.2046, -0.0908, 0.2253, 0.5984]
-    path = write("c.dng", sandload.samples.dng(64, 64, color_matrix=matrix, as_shot_neutral=[0.45, 1.0, 0.62]))
+    path = write("c.dng", samples.dng(64, 64, color_matrix=matrix, as_shot_neutral=[0.45, 1.0, 0.62]))
     with sandload.imread(path) as ours, rawpy.imread(str(path)) as theirs:
         # Camera -> sRGB as LibRaw derives it from the file's matrix.
         np.testing.assert_allclose(ours.color_matrix, theirs.color_matrix, atol=2e-4)
@@ -63,7 +64,7 @@ def test_colour_metadata_matches_libraws(write):
 
 
 def test_postprocess_and_bayer_planes(write):
-    path = write("p.dng", sandload.samples.dng(128, 96))
+    path = write("p.dng", samples.dng(128, 96))
     with sandload.imread(path) as raw:
         rgb8 = raw.postprocess()
         rgb16 = raw.postprocess(output_bps=16)
@@ -86,25 +87,25 @@ def test_postprocess_and_bayer_planes(write):
 
 
 def test_bytes_input(write):
-    data = sandload.samples.dng(32, 16)
+    data = samples.dng(32, 16)
     with sandload.imread(data) as raw:
         assert raw.raw_image.shape == (16, 32)
 
 
 def test_hostile_raw_files(write):
     # Dimensions in the tags far beyond the data: refused before allocation.
-    lying = write("lie.dng", sandload.samples.dng(64, 64, declared_size=(60000, 60000)))
+    lying = write("lie.dng", samples.dng(64, 64, declared_size=(60000, 60000)))
     with pytest.raises(sandload.Error) as e:
         sandload.imread(lying)
     assert e.value.kind in ("limit_exceeded", "malformed"), e.value.record
     # A frame larger than max_pixels.
     with pytest.raises(sandload.LimitExceeded) as e:
-        sandload.Sandbox(max_pixels=1000).imread(write("big.dng", sandload.samples.dng(64, 64)))
+        sandload.Sandbox(max_pixels=1000).imread(write("big.dng", samples.dng(64, 64)))
     assert (e.value.limit, e.value.limit_value, e.value.value) == ("max_pixels", 1000, 4096)
     # Not a RAW file at all.
     with pytest.raises(sandload.Error) as e:
         sandload.imread(write("x.dng", b"\0" * 1000))
     # A truncated DNG.
-    whole = sandload.samples.dng(64, 64)
+    whole = samples.dng(64, 64)
     with pytest.raises(sandload.Error):
         sandload.imread(write("cut.dng", whole[: len(whole) // 2]))

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import sandload
+from sandload._sandload import samples  # test file generators (built with the test-samples feature)
 from conftest import evil_pickle, safetensors_bytes, torch_legacy_tar, torch_zip, with_header
 
 MISLEADING_NAMES = ["model.safetensors", "weights.bin", "model.pt", "noext"]
@@ -51,8 +52,8 @@ def test_pytorch_layouts_are_refused(write, tmp_path, layout, fmt):
 @pytest.mark.parametrize(
     "data,fmt",
     [
-        (lambda: sandload.samples.hdf5(), "hdf5"),
-        (lambda: sandload.samples.gguf(), "gguf"),
+        (lambda: samples.hdf5(), "hdf5"),
+        (lambda: samples.gguf(), "gguf"),
         (lambda: b"\x93NUMPY" + bytes([1, 0]) + struct.pack("<H", 118) + b"{'descr': '|O', 'fortran_order': False, 'shape': (1,), }".ljust(117) + b"\n" + pickle.dumps([1]), "numpy"),
     ],
 )
@@ -66,8 +67,8 @@ def test_other_formats_are_named(write, data, fmt):
 @pytest.mark.parametrize(
     "make,rule",
     [
-        (lambda: sandload.samples.pickle_polyglot("os", "system", "echo pwned"), "pickle_polyglot"),
-        (lambda: sandload.samples.zip_polyglot(), "zip_polyglot"),
+        (lambda: samples.pickle_polyglot("os", "system", "echo pwned"), "pickle_polyglot"),
+        (lambda: samples.zip_polyglot(), "zip_polyglot"),
     ],
 )
 def test_polyglots_are_refused_with_their_rule(write, make, rule):

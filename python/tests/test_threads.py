@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 import sandload
+from sandload._sandload import samples  # test file generators (built with the test-samples feature)
 from conftest import safetensors_bytes
 
 
@@ -26,8 +27,8 @@ def test_thread_pool_gives_the_sequential_results(write):
     for i in range(12):
         paths.append(write(f"m{i}.safetensors", safetensors_bytes({"w": np.full((i + 1, 3), i, np.float32)})))
         paths.append(write(f"p{i}.bin", pickle.dumps(list(range(i)), protocol=i % 6)))
-        paths.append(write(f"d{i}.dng", sandload.samples.dng(32 + 2 * i, 32)))
-        paths.append(write(f"i{i}.png", sandload.samples.png(8 + i, 8)))
+        paths.append(write(f"d{i}.dng", samples.dng(32 + 2 * i, 32)))
+        paths.append(write(f"i{i}.png", samples.png(8 + i, 8)))
     sequential = [_outcome(sb, p) for p in paths]
     with ThreadPoolExecutor(8) as pool:
         parallel = list(pool.map(lambda p: _outcome(sb, p), paths * 3))
@@ -43,7 +44,7 @@ def test_the_gil_is_released_while_a_guest_runs(write):
     # Another Python thread can only see `guests_running == 1` if the decoding thread let go of
     # the GIL while its guest ran.
     sb = sandload.Sandbox()
-    path = write("big.dng", sandload.samples.dng(3000, 2000, lossless_jpeg=True))
+    path = write("big.dng", samples.dng(3000, 2000, lossless_jpeg=True))
     done = threading.Event()
     seen = []
 

@@ -1,9 +1,7 @@
 //! `inspect`'s human-readable output, from the same [`FileReport`]s the JSON and SARIF outputs
 //! are built from. Everything that came from a file is escaped with [`printable`].
 
-use sandload::report::{FileReport, Summary};
-
-use crate::printable;
+use sandload::report::{FileReport, Summary, printable};
 
 fn guest(report: &FileReport) -> String {
     report.receipt.as_ref().map_or(String::new(), |r| {

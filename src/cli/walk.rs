@@ -12,12 +12,7 @@ use std::sync::Arc;
 
 use cap_std::ambient_authority;
 use cap_std::fs::Dir;
-use sandload::{Error, Input};
-
-/// Names that mark a sharded checkpoint's index.
-pub fn is_index_name(name: &str) -> bool {
-    name.ends_with(".safetensors.index.json")
-}
+use sandload::{Error, Input, SHARD_INDEX_FILE, is_shard_index_name, shard_index_in};
 
 /// One thing to report on.
 pub enum Target {
@@ -66,8 +61,10 @@ pub fn split(path: &Path) -> Result<(Arc<Dir>, PathBuf), Error> {
 }
 
 /// The targets for the paths given: a file under an index name is a sharded target (the caller
-/// still lets its content decide), a directory is a sharded checkpoint if it holds
-/// `model.safetensors.index.json`, or with `recursive` every file under it.
+/// still lets its content decide: [`sandload::Sandbox::open_if_sharded`]), a directory is a
+/// sharded checkpoint if it holds [`SHARD_INDEX_FILE`], or with `recursive` every file under it.
+/// Both rules are the library's ([`is_shard_index_name`], [`shard_index_in`]), shared with the
+/// Python package.
 pub fn targets(paths: &[PathBuf], recursive: bool, out: &mut Vec<Target>) {
     for path in paths {
         if path.is_dir() {
@@ -78,10 +75,10 @@ pub fn targets(paths: &[PathBuf], recursive: bool, out: &mut Vec<Target>) {
                     let dir = Arc::new(dir);
                     if recursive {
                         walk(&dir, Path::new(""), path, out);
-                    } else if dir.is_file("model.safetensors.index.json") {
+                    } else if let Some(index) = shard_index_in(&dir) {
                         out.push(Target::Sharded {
                             dir,
-                            index: PathBuf::from("model.safetensors.index.json"),
+                            index: index.to_path_buf(),
                             shown: path.clone(),
                             siblings: Vec::new(),
                         });
@@ -92,7 +89,9 @@ pub fn targets(paths: &[PathBuf], recursive: bool, out: &mut Vec<Target>) {
                                 file: path.clone(),
                                 source: std::io::Error::new(
                                     std::io::ErrorKind::InvalidInput,
-                                    "is a directory without model.safetensors.index.json (use --recursive to inspect every file in it)",
+                                    format!(
+                                        "is a directory without {SHARD_INDEX_FILE} (use --recursive to inspect every file in it)"
+                                    ),
                                 ),
                             },
                         });
@@ -104,7 +103,7 @@ pub fn targets(paths: &[PathBuf], recursive: bool, out: &mut Vec<Target>) {
         match split(path) {
             Err(error) => out.push(Target::Unreachable { shown: path.clone(), error }),
             Ok((dir, name)) => {
-                if name.to_str().is_some_and(is_index_name) {
+                if is_shard_index_name(&name) {
                     out.push(Target::Sharded { dir, index: name, shown: path.clone(), siblings: Vec::new() });
                 } else {
                     out.push(Target::File { dir, name, shown: path.clone() });
@@ -142,7 +141,7 @@ fn walk(root: &Arc<Dir>, rel: &Path, shown: &Path, out: &mut Vec<Target>) {
     names.sort_by(|a, b| a.0.cmp(&b.0));
     // A directory holding a sharded checkpoint's index: its `.safetensors` files go with the
     // (first) index, which reports the ones its shards cover once, as part of the model.
-    let has_index = names.iter().any(|(n, k)| !k.is_dir() && n.to_str().is_some_and(is_index_name));
+    let has_index = names.iter().any(|(n, k)| !k.is_dir() && is_shard_index_name(Path::new(n)));
     let mut siblings = Vec::new();
     if has_index {
         names.retain(|(n, k)| {
@@ -169,7 +168,7 @@ fn walk(root: &Arc<Dir>, rel: &Path, shown: &Path, out: &mut Vec<Target>) {
 }
 
 fn file_target(dir: &Arc<Dir>, name: PathBuf, shown: PathBuf, siblings: &mut Vec<(PathBuf, PathBuf)>) -> Target {
-    if name.to_str().is_some_and(is_index_name) {
+    if is_shard_index_name(&name) {
         Target::Sharded { dir: Arc::clone(dir), index: name, shown, siblings: std::mem::take(siblings) }
     } else {
         Target::File { dir: Arc::clone(dir), name, shown }

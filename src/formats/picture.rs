@@ -50,7 +50,7 @@ impl Sandbox {
     /// # Examples
     /// ```
     /// # fn main() -> sandload::Result<()> {
-    /// let png = sandload::samples::png_image(3, 2);
+    /// let png = sandload_samples::png_image(3, 2);
     /// let sandbox = sandload::Sandbox::new()?;
     /// let decoded = sandbox.decode_image(sandload::Input::from_bytes(png, "photo.jpg"))?;
     /// assert_eq!((decoded.format.as_str(), decoded.image.width(), decoded.image.height()), ("png", 3, 2));

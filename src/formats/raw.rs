@@ -231,7 +231,7 @@ impl Sandbox {
     /// # fn main() -> sandload::Result<()> {
     /// // A 4x2 RGGB mosaic, written as a DNG by sandload's own test-data generator.
     /// let samples: Vec<u16> = (0..8).map(|i| 1000 + i * 100).collect();
-    /// let dng = sandload::samples::Dng::new(4, 2, samples.clone()).to_bytes();
+    /// let dng = sandload_samples::Dng::new(4, 2, samples.clone()).to_bytes();
     ///
     /// let sandbox = sandload::Sandbox::new()?;
     /// let raw = sandbox.decode_raw(sandload::Input::from_bytes(dng, "shot.dng"))?;

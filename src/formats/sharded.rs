@@ -106,7 +106,7 @@ impl Sandbox {
     ///
     /// ```
     /// use cap_std::{ambient_authority, fs::Dir};
-    /// use sandload::samples::{self, Tensor};
+    /// use sandload_samples::{self as samples, Tensor};
     /// use sandload::{Dtype, Sandbox};
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let tmp = std::env::temp_dir().join(format!("sandload-doc-sharded-{}", std::process::id()));

@@ -17,7 +17,7 @@ impl TensorView<'_> {
     /// The tensor as a `candle_core::Tensor` on `device`.
     ///
     /// ```
-    /// use sandload::samples::{self, Tensor};
+    /// use sandload_samples::{self as samples, Tensor};
     /// use sandload::{Dtype, Input, Sandbox};
     /// # fn main() -> sandload::Result<()> {
     /// let file = samples::safetensors(&[Tensor::patterned("w", Dtype::BF16, &[2, 3])], &[]);

@@ -18,7 +18,7 @@ impl TensorView<'_> {
     /// conversions. `CowArray::is_view` says which happened.
     ///
     /// ```
-    /// use sandload::samples::{self, Tensor};
+    /// use sandload_samples::{self as samples, Tensor};
     /// use sandload::{Dtype, Input, Sandbox};
     /// # fn main() -> sandload::Result<()> {
     /// let tensor = Tensor::patterned("w", Dtype::F32, &[2, 3]);

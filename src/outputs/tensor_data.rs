@@ -156,7 +156,7 @@ impl TensorView<'_> {
     /// The tensor's elements converted to `T`, in row-major order.
     ///
     /// ```
-    /// use sandload::samples::{self, Tensor};
+    /// use sandload_samples::{self as samples, Tensor};
     /// use sandload::{Dtype, Input, Sandbox};
     /// # fn main() -> sandload::Result<()> {
     /// // bf16 [1.0, -2.5, 3.0]: the high halves of the f32s.
@@ -194,7 +194,7 @@ impl TensorView<'_> {
     /// selects it with `TensorIndexer::Narrow`.
     ///
     /// ```
-    /// use sandload::samples::{self, Tensor};
+    /// use sandload_samples::{self as samples, Tensor};
     /// use sandload::{Dtype, Input, Sandbox};
     /// # fn main() -> sandload::Result<()> {
     /// let data: Vec<u8> = (0u8..12).collect(); // a 3x4 U8 matrix holding 0..12

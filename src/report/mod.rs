@@ -11,7 +11,7 @@
 //! # fn main() -> sandload::Result<()> {
 //! use sandload::report::{FileReport, Summary, Verdict};
 //! let sandbox = sandload::Sandbox::new()?;
-//! let input = sandload::Input::from_bytes(sandload::samples::small_checkpoint(), "model.safetensors");
+//! let input = sandload::Input::from_bytes(sandload_samples::small_checkpoint(), "model.safetensors");
 //! let (result, receipt) = sandbox.open_with_receipt(input);
 //! let report = FileReport::new("model.safetensors", result, Some(receipt), true);
 //! assert_eq!(report.verdict, Verdict::Accepted);
@@ -41,6 +41,43 @@ use crate::open::Opened;
 use crate::receipt::Receipt;
 use crate::refusal::PickleReport;
 use crate::sniff::Format;
+
+/// `text` for terminals and logs, by the rule the library applies to everything it reports that
+/// came from a file: C0/C1 controls, DEL, the line and paragraph separators and the
+/// bidirectional controls written as Rust escapes (`\n`, `\u{1b}`, `\u{202e}`). Idempotent, so
+/// text the library already escaped is unchanged. The CLI's human output and messages use it.
+///
+/// ```
+/// assert_eq!(sandload::report::printable(&"a\u{1b}[31mb\u{202e}"), "a\\u{1b}[31mb\\u{202e}");
+/// ```
+pub fn printable(text: &dyn std::fmt::Display) -> String {
+    crate::error::printable(&text.to_string())
+}
+
+/// One serialized JSON line with every character [`printable`] escapes that serde_json leaves
+/// raw (it escapes only C0, `"` and `\\`) written as `\uXXXX`. Those characters can only occur
+/// inside strings (the JSON syntax around them is ASCII) and are all in the BMP, so the result
+/// is the same JSON value, safe to print. `inspect --json` writes its records through it.
+///
+/// ```
+/// let line = serde_json::to_string("x\u{202e}y").unwrap();
+/// assert_eq!(sandload::report::json_safe(&line), r#""x\u202ey""#);
+/// ```
+pub fn json_safe(line: &str) -> String {
+    use crate::error::unsafe_char;
+    if !line.contains(unsafe_char) {
+        return line.to_string();
+    }
+    let mut out = String::with_capacity(line.len() + 16);
+    for c in line.chars() {
+        if unsafe_char(c) {
+            out += &format!("\\u{:04x}", c as u32);
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
 
 /// The version of the record layout. Raised whenever a field is renamed, removed or changes
 /// meaning; adding an optional field does not raise it.

@@ -1,8 +1,8 @@
 //! A mixed corpus of valid and hostile files, and a comparable verdict for each, for the load
 //! tests (`soak.rs`, `concurrency.rs`).
 
-use sandload::samples::{self, Dng, Tensor};
 use sandload::{Dtype, Input, Opened, Sandbox};
+use sandload_samples::{self as samples, Dng, Tensor};
 
 /// Guest memory for the soak: enough for every valid file here, small enough that the bombs hit
 /// the cap quickly.

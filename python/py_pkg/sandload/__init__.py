@@ -22,7 +22,7 @@ rule it broke and the limit or offset involved.
 from . import errors
 from ._raw import ImageSizes, RawPy, imread
 from ._sandbox import Image, Sandbox, decode_image, default_sandbox, inspect, open
-from ._sandload import ABI_VERSION, samples
+from ._sandload import ABI_VERSION
 from ._tensors import load, load_file, numpy_dtype, safe_open
 from .errors import (
     Error,
@@ -65,5 +65,4 @@ __all__ = [
     "numpy_dtype",
     "open",
     "safe_open",
-    "samples",
 ]

@@ -3,7 +3,6 @@ object, decoded by rawler inside the sandbox."""
 
 from __future__ import annotations
 
-import json
 from collections import namedtuple
 from typing import Any, Dict, List, Optional
 
@@ -38,7 +37,7 @@ class RawPy:
 
     def __init__(self, frame) -> None:
         self._frame = frame
-        self._info: Dict[str, Any] = json.loads(frame._info())
+        self._info: Dict[str, Any] = frame._info()
         info = self._info
         self._height, self._width, self._cpp = info["height"], info["width"], info["cpp"]
         samples = frame._samples()
@@ -180,7 +179,7 @@ class RawPy:
     @property
     def receipt(self) -> Dict[str, Any]:
         """What the sandbox did to decode the file."""
-        return json.loads(self._frame._receipt())
+        return self._frame._receipt()
 
     def bayer_planes(self) -> np.ndarray:
         """Half-resolution planes of the image area, ``float32`` ``4 x h x w`` in R, G1, G2, B

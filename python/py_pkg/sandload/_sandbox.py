@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import threading
 from typing import Any, Dict, Optional, Tuple, Union
 
@@ -63,11 +62,11 @@ class Sandbox(_sandload.Sandbox):
         pixels, fmt, orientation, icc, receipt = self._decode_image(source)
         if not with_info:
             return pixels
-        return pixels, {"format": fmt, "orientation": orientation, "icc_profile": icc, "receipt": json.loads(receipt)}
+        return pixels, {"format": fmt, "orientation": orientation, "icc_profile": icc, "receipt": receipt}
 
     def inspect(self, source: PathOrBytes, *, digest: bool = False, name: Optional[str] = None) -> Dict[str, Any]:
         """:func:`sandload.inspect` with this sandbox."""
-        return _pythonic_report(json.loads(self._inspect(source, digest, name)))
+        return _pythonic_report(self._inspect(source, digest, name))
 
     def open(self, source: PathOrBytes, *, name: Optional[str] = None):
         """:func:`sandload.open` with this sandbox."""
@@ -78,7 +77,7 @@ class Sandbox(_sandload.Sandbox):
         raises for a bad file) and the opened file, or None when it was rejected (and for a
         sharded checkpoint, which is reported but not kept open)."""
         record, kind, opened = self._open_report(source, digest, name)
-        return _pythonic_report(json.loads(record)), (None if kind is None else _wrap(kind, opened))
+        return _pythonic_report(record), (None if kind is None else _wrap(kind, opened))
 
 
 def _pythonic_report(report: Dict[str, Any]) -> Dict[str, Any]:
@@ -97,7 +96,7 @@ def _wrap(kind: str, opened: Any):
     if kind == "raw":
         return RawPy(opened)
     pixels, fmt, orientation, icc, receipt = opened
-    return Image(pixels, fmt, orientation, icc, json.loads(receipt))
+    return Image(pixels, fmt, orientation, icc, receipt)
 
 
 class Image:

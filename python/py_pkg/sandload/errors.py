@@ -15,7 +15,6 @@ Every exception carries the facts of the refusal, the same flat record ``sandloa
 
 from __future__ import annotations
 
-import json
 from typing import Any, Dict, Optional
 
 __all__ = [
@@ -183,9 +182,10 @@ def _pythonic_record(record: dict) -> dict:
     return record
 
 
-def _from_record(record_json: str) -> Error:
-    """The exception for an error record (called by the extension module)."""
-    record = _pythonic_record(json.loads(record_json))
+def _from_record(record: dict) -> Error:
+    """The exception for an error's record, a dict built from the typed error (the extension
+    module's one place where errors cross into Python)."""
+    record = _pythonic_record(record)
     cls = _BY_KIND.get(record.get("kind"), Error)
     return cls(
         record.get("message") or "",

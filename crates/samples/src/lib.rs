@@ -1,12 +1,22 @@
 //! Generators of real files: valid safetensors, pickles of every protocol, PyTorch zip and tar
-//! checkpoints, NumPy files, and the magic-number heads of the other formats.
+//! checkpoints, NumPy files, DNGs and TIFFs, PNG/JPEG heads and bombs, safetensors polyglots,
+//! and the magic-number heads of the other formats.
 //!
-//! The test suite, the fuzz seed corpus, the benchmarks and the README example all build their
-//! inputs here, so no binary blob of unknown origin is needed anywhere. Every generator writes
-//! the format's real byte layout (CRC-checked zip entries, ustar headers, pickle opcodes); the
-//! pickles were checked against CPython's `pickle.loads` when written.
+//! sandload's test suite, fuzz seed corpus, benchmarks, examples and Python tests all build
+//! their inputs here, so no binary blob of unknown origin is needed anywhere. Every generator
+//! writes the format's real byte layout (CRC-checked zip entries, ustar headers, pickle
+//! opcodes); the pickles were checked against CPython's `pickle.loads` when written. Test
+//! scaffolding: a dev-dependency of sandload, never part of the library.
+//!
+//! ```
+//! let input = sandload::Input::from_bytes(sandload_samples::small_checkpoint(), "model.safetensors");
+//! let checkpoint = sandload::Sandbox::new()?.open_safetensors(input)?;
+//! assert_eq!(checkpoint.tensors().len(), 3);
+//! # Ok::<(), sandload::Error>(())
+//! ```
+#![deny(missing_docs)]
 
-use crate::Dtype;
+use sandload::Dtype;
 
 /// One tensor for [`safetensors`]: name, dtype, shape and raw little-endian bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1049,4 +1059,75 @@ fn stored_tiling(lens: &[usize], total: usize, last_min: usize) -> Vec<usize> {
         }
     }
     panic!("no tiling of {total} bytes");
+}
+
+/// A `width x height` 8-bit RGB TIFF, as an image editor or scanner writes one (no camera tags):
+/// the RAW guest does not claim it, the image guest decodes it.
+pub fn rgb_tiff(width: u32, height: u32) -> Vec<u8> {
+    let img = sandload::image::RgbImage::from_fn(width, height, |x, y| {
+        sandload::image::Rgb([(x * 30 % 256) as u8, (y * 40 % 256) as u8, ((x + y) % 256) as u8])
+    });
+    let mut out = std::io::Cursor::new(Vec::new());
+    sandload::image::DynamicImage::ImageRgb8(img)
+        .write_to(&mut out, sandload::image::ImageFormat::Tiff)
+        .expect("encoding a small RGB TIFF in memory cannot fail");
+    out.into_inner()
+}
+
+/// Writes into `dir` one file (or sharded model) of every route and verdict sandload gives, each
+/// aimed at a place where front ends could decide differently: content against name (a pickle
+/// under a `.safetensors` name and under an index name, a valid index under an `*.index.json`
+/// name that is not a safetensors index), the TIFF that the RAW guest hands on to the image
+/// guest, files too short for the RAW guest, a dimension bomb, safetensors polyglots, and a
+/// directory holding a sharded model. Returns the paths to inspect, in a fixed order (the
+/// sharded model as its directory and as its index file).
+///
+/// # Errors
+/// Any error creating or writing the files.
+pub fn mixed_corpus(dir: &std::path::Path) -> std::io::Result<Vec<std::path::PathBuf>> {
+    let shard = |names: &[&str]| {
+        safetensors(&names.iter().map(|n| Tensor::patterned(n, Dtype::F32, &[2, 3])).collect::<Vec<_>>(), &[])
+    };
+    let index = br#"{"metadata": {"total_size": 72}, "weight_map": {"a": "model-00001-of-00002.safetensors",
+        "b": "model-00001-of-00002.safetensors", "c": "model-00002-of-00002.safetensors"}}"#;
+    let bomb = Dng { declared_size: Some((i32::MAX as u32, i32::MAX as u32)), ..Dng::patterned(8, 8) };
+    let mut duplicate = with_header(
+        r#"{"w":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},"w":{"dtype":"U8","shape":[1],"data_offsets":[1,2]}}"#,
+    );
+    duplicate.extend_from_slice(&[1, 2]);
+    let files: Vec<(&str, Vec<u8>)> = vec![
+        ("model.safetensors", small_checkpoint()),
+        ("pickle-renamed.safetensors", malicious_pickle()),
+        ("pytorch_model.bin", pytorch_zip()),
+        ("duplicate-name.safetensors", duplicate),
+        ("zip-polyglot.safetensors", zip_polyglot()),
+        ("gzip-polyglot.safetensors", gzip_polyglot("os", "system", "true")),
+        ("camera.dng", Dng::patterned(64, 48).to_bytes()),
+        ("dimension-bomb.dng", bomb.to_bytes()),
+        ("photo.png", png_image(5, 4)),
+        ("truncated.png", png_image(5, 4)[..40].to_vec()),
+        ("scan.tiff", rgb_tiff(7, 5)),
+        ("camera-tiff-header.tif", tiff(false, Some("Canon"))),
+        ("noise.bin", (0..4096u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect()),
+        ("tiny.bin", b"tiny".to_vec()),
+        ("pickle.safetensors.index.json", malicious_pickle()),
+        ("weights.index.json", index.to_vec()),
+        ("sharded/model-00001-of-00002.safetensors", shard(&["a", "b"])),
+        ("sharded/model-00002-of-00002.safetensors", shard(&["c"])),
+        ("sharded/model.safetensors.index.json", index.to_vec()),
+        ("pickle-index/model.safetensors.index.json", malicious_pickle()),
+    ];
+    let mut paths = Vec::new();
+    for (name, bytes) in &files {
+        let path = dir.join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(&path, bytes)?;
+        if !name.contains('/') {
+            paths.push(path);
+        }
+    }
+    paths.extend([dir.join("sharded"), dir.join("sharded/model.safetensors.index.json"), dir.join("pickle-index")]);
+    Ok(paths)
 }

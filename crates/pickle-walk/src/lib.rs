@@ -44,17 +44,30 @@
 //!
 //! Used by the `safetensors-header` guest (is a checkpoint also a pickle from byte 0?), by the
 //! `pickle-scan` guest (what would a refused pickle import and call?) and by the host's sniffer
-//! (is this a pickle?, on a bounded window). `tests/pickle_cpython.rs` checks the superset claim
+//! (is this a pickle?, on a bounded window); `sandload_abi::pickle` re-exports it, since [`Walk`]
+//! and [`End`] cross the guest/host boundary. `tests/cpython.rs` checks the superset claim
 //! against both unpicklers of the `python3` on the machine.
 //!
+//! `no_std` (with `alloc`), no `unsafe`, no dependency but serde's derive: usable by any tool that
+//! needs to know what a pickle would do without running it.
+//!
 //! ```
-//! use sandload_abi::pickle::{End, WalkLimits, walk};
+//! use pickle_walk::{End, WalkLimits, walk};
 //! let w = walk(b"cos\nsystem\n(S'echo hi'\ntR.", &WalkLimits::default());
 //! assert_eq!(w.end, End::Stop);
 //! assert_eq!(w.imports, vec![("os".into(), "system".into())]);
 //! assert_eq!((w.calls, w.first_effect_offset), (1, Some(0)));
 //! assert!(w.has_effects());
 //! ```
+
+#![no_std]
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+// `arbitrary`'s derive names `std` paths; the feature is only ever on in the (std) fuzz crate.
+#[cfg(any(test, feature = "arbitrary"))]
+extern crate std;
 
 use alloc::collections::BTreeMap;
 use alloc::format;
@@ -260,7 +273,7 @@ pub fn opcode_name(b: u8) -> Option<&'static str> {
 ///
 /// # Examples
 /// ```
-/// use sandload_abi::pickle::{End, WalkLimits, walk};
+/// use pickle_walk::{End, WalkLimits, walk};
 /// // A safetensors header length is not a pickle: 0x50 is PERSID, whose line never ends.
 /// let w = walk(b"\x50\x00\x00\x00\x00\x00\x00\x00{\"a\":1}", &WalkLimits::default());
 /// assert_eq!(w.end, End::Truncated);
@@ -280,7 +293,7 @@ pub fn walk(data: &[u8], limits: &WalkLimits) -> Walk {
 ///
 /// # Examples
 /// ```
-/// use sandload_abi::pickle::{End, WalkLimits, walk_stream};
+/// use pickle_walk::{End, WalkLimits, walk_stream};
 /// let w = walk_stream(b"K\x01.cos\nsystem\n.", &WalkLimits::default());
 /// assert_eq!((w.end, w.pickles, w.end_offset), (End::Stop, 2, 14));
 /// assert_eq!(w.imports, vec![("os".into(), "system".into())]);

@@ -1,4 +1,4 @@
-//! Differential test of `sandload_abi::pickle` against the CPython on this machine (`python3`,
+//! Differential test of `pickle_walk` against the CPython on this machine (`python3`,
 //! standard library only; a machine without it fails this test rather than skipping it).
 //!
 //! 1. Pickles that `pickle.dumps` writes for varied objects, protocols 0-5: the walker stops where
@@ -12,7 +12,7 @@
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use sandload_abi::pickle::{End, Walk, WalkLimits, walk, walk_stream};
+use pickle_walk::{End, Walk, WalkLimits, walk, walk_stream};
 
 /// Dumps the objects and prints, one pickle a line: protocol, hex, STOP offset, genops opcode
 /// count, and the (module, name) pairs the unpickler asked for, hex-encoded as `module\0name`.
