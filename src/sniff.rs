@@ -980,7 +980,7 @@ mod tests {
             zip.extend_from_slice(&(pickle.len() as u32).to_le_bytes());
             zip.extend_from_slice(&(pickle.len() as u32).to_le_bytes());
             zip.extend_from_slice(&(cd_name.len() as u16).to_le_bytes());
-            zip.extend_from_slice(&[0; 12]); // extra, comment, disk, attributes, local offset 0
+            zip.extend_from_slice(&[0; 16]); // extra, comment, disk, attributes, local offset 0
             zip.extend_from_slice(cd_name.as_bytes());
             let cd_len = zip.len() - cd;
             zip.extend_from_slice(b"PK\x05\x06\0\0\0\0\x01\0\x01\0");
