@@ -340,28 +340,15 @@ impl Sandbox {
         let request = self.raw_request(file, data, sniffed, output, format)?;
         let format = *format;
         self.call(Guest::RawDecoder, file, &request, data, stats, |response, memory| {
-            accept_response(response, memory, output, limits, file, format)
+            accept_frame(response, memory, output, limits, file, format)
         })
     }
 }
 
-/// Everything the host does with the raw-decoder guest's answer: decodes the response, re-checks
-/// the frame, and copies the samples (if asked for) out of the guest's memory. Both `response`
-/// and `memory` are hostile. Public (hidden) for the fuzz targets.
-#[doc(hidden)]
+/// Everything the host does with the raw-decoder guest's answer (decoded by the typed call):
+/// re-checks the frame, and copies the samples (if asked for) out of the guest's memory. Both
+/// `response` and `memory` are hostile. Public (feature `fuzzing`) for the fuzz targets.
 pub fn accept_frame(
-    response: &[u8],
-    memory: &[u8],
-    output: Output,
-    limits: &Limits,
-    file: &Path,
-    format: Format,
-) -> Result<(RawInfo, Option<Bytes>)> {
-    accept_response(Guest::RawDecoder.decode_response(response, file)?, memory, output, limits, file, format)
-}
-
-/// [`accept_frame`] after the response decoded.
-fn accept_response(
     response: Response,
     memory: &[u8],
     output: Output,
