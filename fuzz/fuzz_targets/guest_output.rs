@@ -9,9 +9,9 @@ use std::path::Path;
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
+use sandload::fuzzing::abi::image::Picture;
 use sandload::fuzzing::abi::raw::{Frame, Output, Region};
 use sandload::fuzzing::abi::safetensors::{Dtype, Table, TensorEntry};
-use sandload::fuzzing::abi::image::Picture;
 use sandload::fuzzing::{accept_frame, to_image, validate_table};
 use sandload::{Format, Limits};
 
