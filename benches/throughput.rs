@@ -52,7 +52,7 @@ fn native(format: Format, bytes: &[u8]) -> usize {
 fn sandboxed(sandbox: &Sandbox, format: Format, name: &str, bytes: &Bytes) -> usize {
     let input = Input::from_bytes(bytes.clone(), name);
     match format {
-        Format::Png => sandbox.decode_image(input).unwrap().image.width() as usize,
+        Format::Png => sandbox.decode_image(input).unwrap().pixels.width() as usize,
         _ => match sandbox.open(input).unwrap() {
             Opened::Checkpoint(c) => c.len(),
             Opened::Raw(r) => r.info().width,

@@ -197,14 +197,17 @@ fn raw_cases() -> Vec<(String, Vec<u8>)> {
 fn image_cases() -> Vec<(String, Vec<u8>)> {
     let rgba: Vec<u8> =
         (0..4).flat_map(|y| std::iter::once(0).chain((0..4 * 4).map(move |i| (i * 17 + y) as u8))).collect();
-    vec![
+    let layouts = samples::tiff_layouts().into_iter().map(|(name, bytes)| (name.to_string(), bytes));
+    let mut cases = vec![
         ("png-rgb".to_string(), samples::png_image(5, 4)),
         ("png-rgba".into(), samples::png_with_header(4, 4, 6, &rgba)),
         ("png-dimension-bomb".into(), samples::png_with_header(1 << 20, 1 << 20, 2, &[0; 8])),
         ("jpeg-dimension-bomb".into(), samples::jpeg_with_dimensions(65_000, 65_000)),
         ("jpeg-head".into(), samples::jpeg_head()),
         ("tiff".into(), samples::tiff(false, None)),
-    ]
+    ];
+    cases.extend(layouts);
+    cases
 }
 
 fn other_formats() -> Vec<(String, Vec<u8>)> {

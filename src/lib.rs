@@ -54,6 +54,7 @@ pub use input::{DataAccess, Input, parent_dir};
 pub use limits::{Limit, Limits};
 pub use open::Opened;
 pub use outputs::develop::BayerPlanes;
+pub use outputs::pixels::{Colour, Layout as PixelLayout, Pixels, Sample};
 pub use outputs::tensor_data::{Element, TensorSlice};
 pub use receipt::{Outcome, Receipt};
 pub use refusal::PickleReport;
@@ -66,7 +67,7 @@ pub mod fuzzing {
     //! Entry points for the fuzz targets in `fuzz/` (feature `fuzzing`, off by default): the
     //! host-side checks of guest output, callable on arbitrary bytes. Not a stable API.
     pub use crate::formats::pickle_report::validate_walks;
-    pub use crate::formats::picture::to_image;
+    pub use crate::formats::picture::to_pixels;
     pub use crate::formats::raw::{accept_frame, validate_frame};
 
     /// A sharded checkpoint's index parsed in the `shard-index` guest (the first step of

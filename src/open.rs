@@ -69,10 +69,13 @@ impl Sandbox {
         let result = match Route::of(sniffed.format, data.len() as u64, self.limits()) {
             Route::Image => self.decode_image_bytes(&name, &data, &sniffed, &mut stats, &mut format).map(Ok),
             Route::Raw => match self.decode_raw_bytes(&name, &data, &sniffed, &mut stats, &mut format) {
-                // The RAW guest's identification decided this is no camera RAW: a TIFF is then
-                // an image. The receipt counts both guest calls.
-                Err(e) if Route::image_fallback(sniffed.format) && e.rule() == Some("raw_not_recognised") => {
-                    self.decode_image_bytes(&name, &data, &sniffed, &mut stats, &mut format).map(Ok)
+                // The RAW guest refused a TIFF: the image guest decides whether it is a picture.
+                // The receipt counts both guest calls.
+                Err(raw) if Route::image_fallback(sniffed.format, &data, &raw) => {
+                    match self.decode_image_bytes(&name, &data, &sniffed, &mut stats, &mut format) {
+                        Ok(image) => Ok(Ok(image)),
+                        Err(image) => Err(Route::after_image_fallback(raw, image)),
+                    }
                 }
                 result => result.map(Err),
             },

@@ -173,6 +173,36 @@ fn refused(file: &Path, sniffed: &Sniffed, why: &'static str, remedy: &'static s
     }
 }
 
+/// The refusal of a file in which the image guest recognises no image (rule
+/// `image_not_recognised`).
+pub(crate) fn refuse_not_image(file: &Path, format: Format, detail: &str) -> Error {
+    let (why, remedy) = not_an_image(format);
+    Error::Refused {
+        file: file.to_path_buf(),
+        format,
+        what: format!("not an image ({})", crate::error::printable(detail)),
+        rule: Some("image_not_recognised"),
+        offset: None,
+        pickle: None,
+        why,
+        remedy,
+    }
+}
+
+/// The refusal of a TIFF that the image guest found camera raw data in (rule `image_is_raw`).
+pub(crate) fn refuse_raw_as_image(file: &Path, format: Format, detail: &str) -> Error {
+    Error::Refused {
+        file: file.to_path_buf(),
+        format,
+        what: format!("camera RAW data ({})", crate::error::printable(detail)),
+        rule: Some("image_is_raw"),
+        offset: None,
+        pickle: None,
+        why: "It is camera RAW data, which needs a RAW decoder; its first image is at most a thumbnail.",
+        remedy: "decode it with `Sandbox::decode_raw` (or `Sandbox::raw_preview` for its embedded preview).",
+    }
+}
+
 /// The refusal error for a file sniffed as `sniffed` when a camera RAW image was expected, or
 /// `None` when the file should go on to the RAW decoder (DNG, maker RAW, TIFF-based, unknown).
 pub(crate) fn refuse_as_raw(file: &Path, sniffed: &Sniffed) -> Option<Error> {
@@ -186,13 +216,16 @@ pub(crate) fn refuse_as_raw(file: &Path, sniffed: &Sniffed) -> Option<Error> {
     Some(refused(file, sniffed, why, remedy))
 }
 
-/// The refusal error for a file sniffed as `sniffed` when a PNG/JPEG/TIFF/WebP image was
-/// expected, or `None` when the file should go on to the image decoder.
-pub(crate) fn refuse_as_image(file: &Path, sniffed: &Sniffed) -> Option<Error> {
+/// The refusal error for a file sniffed as `sniffed` (whose first bytes are `head`) when a
+/// PNG/JPEG/TIFF/WebP image was expected, or `None` when the file should go on to the image
+/// decoder. A plain TIFF container that names a camera maker goes on too: cameras write
+/// ordinary RGB TIFFs, and the image guest refuses one that holds raw data (`image_is_raw`).
+pub(crate) fn refuse_as_image(file: &Path, sniffed: &Sniffed, head: &[u8]) -> Option<Error> {
     let (why, remedy): (&'static str, &'static str) = match sniffed.format {
         Format::Png | Format::Jpeg | Format::Tiff | Format::Webp | Format::SafetensorsIndex | Format::Unknown => {
             return None;
         }
+        Format::Raw if crate::sniff::is_tiff_container(head) => return None,
         Format::Dng | Format::Raw => (
             "It is camera RAW data, which needs a RAW decoder.",
             "decode it with `Sandbox::decode_raw` (or `Sandbox::raw_preview` for its embedded JPEG).",

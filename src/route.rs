@@ -6,12 +6,12 @@ use std::path::Path;
 
 use cap_std::fs::Dir;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::formats::sharded::ShardedCheckpoint;
 use crate::input::Input;
 use crate::limits::Limits;
 use crate::sandbox::Sandbox;
-use crate::sniff::{Format, sniff};
+use crate::sniff::{Format, is_tiff_container, sniff};
 
 /// The name of a sharded checkpoint's index inside its directory (Hugging Face's convention).
 pub const SHARD_INDEX_FILE: &str = "model.safetensors.index.json";
@@ -25,7 +25,8 @@ pub enum Route {
     /// DNG, maker RAW containers, and a TIFF or an unrecognised file the guest can hold: the
     /// `raw-decoder` guest, whose own identification decides what is camera RAW (a file it does
     /// not recognise either is refused as "not a recognised format"). A TIFF it does not claim
-    /// (a scan, a TIFF export) is then decoded by the `image-decoder` guest.
+    /// (a scan, a TIFF export), or claims by its maker but cannot decode (a camera's RGB TIFF),
+    /// is then decoded by the `image-decoder` guest: see [`Route::image_fallback`].
     Raw,
     /// Everything else, safetensors-shaped files and every other recognised format: the
     /// checkpoint path, which accepts safetensors and refuses pickles, PyTorch files and the rest.
@@ -46,9 +47,28 @@ impl Route {
         }
     }
 
-    /// Whether a file that the RAW guest refuses as not camera RAW is then decoded as an image.
-    pub fn image_fallback(format: Format) -> bool {
-        format == Format::Tiff
+    /// Whether a file that the RAW guest refused with `raw_error` is then decoded by the image
+    /// guest, decided by decoding: a TIFF container (`head` is its first bytes) that rawler does
+    /// not recognise, or that it claims by its camera `Make` tag but cannot decode (an ordinary
+    /// RGB TIFF a camera wrote). The image guest refuses a TIFF holding CFA or linear raw data
+    /// (`image_is_raw`), so a RAW file is never passed off as its thumbnail; see
+    /// [`Route::after_image_fallback`] for whose error stands when both guests refuse.
+    pub fn image_fallback(format: Format, head: &[u8], raw_error: &Error) -> bool {
+        let tiff = match format {
+            Format::Tiff => true,
+            Format::Raw => is_tiff_container(head),
+            _ => false,
+        };
+        let raw_refused = matches!(raw_error.rule(), Some("raw_not_recognised" | "raw_malformed" | "decoder_panic"))
+            || matches!(raw_error, Error::Unsupported { .. });
+        tiff && raw_refused
+    }
+
+    /// The error to report when the image guest also refused a file that the RAW guest refused
+    /// ([`Route::image_fallback`]): the image guest's if rawler did not recognise the file (it
+    /// is a picture, and the picture is broken), otherwise rawler's (it claimed the file).
+    pub fn after_image_fallback(raw_error: Error, image_error: Error) -> Error {
+        if raw_error.rule() == Some("raw_not_recognised") { image_error } else { raw_error }
     }
 }
 

@@ -615,6 +615,14 @@ const CAMERA_MAKERS: [&str; 16] = [
     "mamiya",
 ];
 
+/// Whether `data` starts as a plain TIFF or BigTIFF file (either byte order), the container of
+/// ordinary TIFF pictures and of most maker RAW formats (NEF, ARW, PEF, ...), but not of those
+/// with a signature of their own (CR2, ORF, RW2).
+pub(crate) fn is_tiff_container(data: &[u8]) -> bool {
+    let tiff = [b"II*\0", b"MM\0*", b"II+\0", b"MM\0+"].iter().any(|sig| data.starts_with(*sig));
+    tiff && data.get(8..10) != Some(b"CR")
+}
+
 fn tiff(data: &[u8]) -> Sniffed {
     let big_endian = data.starts_with(b"MM");
     let u16_at = |at: usize| -> Option<u16> {

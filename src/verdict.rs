@@ -3,7 +3,7 @@
 //! writes the [`Receipt`] of a file's calls.
 //!
 //! Every guest's answer is hostile. The format modules re-check the numbers of their own
-//! responses (`validate_table`, `validate_frame`, `to_image`) and report a broken check as a
+//! responses (`validate_table`, `validate_frame`, `to_pixels`) and report a broken check as a
 //! [`Violation`]; this module turns violations and guest-reported rules into errors, the same way
 //! for every guest.
 
@@ -66,7 +66,7 @@ pub(crate) fn region_bytes<'m>(
 /// The error for a host-side check that a guest's output failed.
 pub(crate) fn violation(file: &Path, format: Format, limits: &Limits, v: Violation) -> Error {
     if v.rule == Rule::PixelLimit.name() {
-        // validate_frame and to_image carry the pixel count in `offset`.
+        // validate_frame and to_pixels carry the pixel count in `offset`.
         return limits.exceeded_by_guest(Limit::MaxPixels, v.offset, file);
     }
     Error::malformed(file, format, v.rule, v.offset, v.detail)
@@ -84,6 +84,13 @@ pub(crate) fn guest_rejection(file: &Path, format: Format, limits: &Limits, gues
         // The host's own request was wrong: a bug, not the file's fault.
         Rule::BadRequest => Error::Internal(format!("{} guest: {}", guest.name(), printable(&e.detail))),
         Rule::RawNotRecognised => refusal::refuse_not_raw(file, format, &e.detail),
+        Rule::ImageIsRaw => refusal::refuse_raw_as_image(file, format, &e.detail),
+        Rule::ImageNotRecognised => refusal::refuse_not_image(file, format, &e.detail),
+        Rule::ImageUnsupported => Error::Unsupported {
+            file: file.to_path_buf(),
+            operation: "decode this image",
+            reason: printable(&e.detail),
+        },
         Rule::RawUnsupported => Error::Unsupported {
             file: file.to_path_buf(),
             operation: "decode this camera RAW file",

@@ -44,7 +44,7 @@ fn async_calls_give_the_same_answers() {
         let raw = sandbox.decode_raw_async(Input::from_bytes(dng.to_bytes(), "a.dng")).await.unwrap();
         assert_eq!(raw.samples_u16(), dng.samples);
         let png = sandbox.decode_image_async(Input::from_bytes(samples::png_image(4, 3), "a.png")).await.unwrap();
-        assert_eq!(png.image.width(), 4);
+        assert_eq!(png.pixels.width(), 4);
     });
 }
 

@@ -28,70 +28,208 @@ pub struct Request {
 /// What the guest answers.
 pub type Response = Result<Picture, GuestError>;
 
-/// Memory layout of decoded pixels (channels interleaved, samples native-endian = little-endian
-/// on wasm32).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// Which channels a pixel has, in memory order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
-pub enum Layout {
-    /// 8-bit grey.
-    L8,
-    /// 8-bit grey + alpha.
-    La8,
-    /// 8-bit RGB.
-    Rgb8,
-    /// 8-bit RGBA.
-    Rgba8,
-    /// 16-bit grey.
-    L16,
-    /// 16-bit grey + alpha.
-    La16,
-    /// 16-bit RGB.
-    Rgb16,
-    /// 16-bit RGBA.
-    Rgba16,
-    /// 32-bit float RGB.
-    Rgb32F,
-    /// 32-bit float RGBA.
-    Rgba32F,
+pub enum Colour {
+    /// Grey (luma), one channel.
+    L,
+    /// Grey + alpha.
+    La,
+    /// Red, green, blue.
+    Rgb,
+    /// Red, green, blue, alpha.
+    Rgba,
+    /// Cyan, magenta, yellow, black (as a printer's TIFF stores it; not converted).
+    Cmyk,
+    /// CMYK + alpha.
+    Cmyka,
 }
 
-impl Layout {
-    /// Every layout, in declaration order.
-    pub const ALL: [Layout; 10] = [
-        Layout::L8,
-        Layout::La8,
-        Layout::Rgb8,
-        Layout::Rgba8,
-        Layout::L16,
-        Layout::La16,
-        Layout::Rgb16,
-        Layout::Rgba16,
-        Layout::Rgb32F,
-        Layout::Rgba32F,
-    ];
-
+impl Colour {
     /// Channels per pixel.
     pub fn channels(self) -> u64 {
         match self {
-            Layout::L8 | Layout::L16 => 1,
-            Layout::La8 | Layout::La16 => 2,
-            Layout::Rgb8 | Layout::Rgb16 | Layout::Rgb32F => 3,
-            Layout::Rgba8 | Layout::Rgba16 | Layout::Rgba32F => 4,
+            Colour::L => 1,
+            Colour::La => 2,
+            Colour::Rgb => 3,
+            Colour::Rgba | Colour::Cmyk => 4,
+            Colour::Cmyka => 5,
         }
+    }
+
+    /// A short name: `L`, `La`, `Rgb`, `Rgba`, `Cmyk`, `Cmyka`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Colour::L => "L",
+            Colour::La => "La",
+            Colour::Rgb => "Rgb",
+            Colour::Rgba => "Rgba",
+            Colour::Cmyk => "Cmyk",
+            Colour::Cmyka => "Cmyka",
+        }
+    }
+}
+
+/// The type of one channel sample, stored little-endian (wasm32's byte order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+pub enum Sample {
+    /// Unsigned 8-bit (also 1-, 2- and 4-bit samples, one per byte: see [`Layout::bits`]).
+    U8,
+    /// Unsigned 16-bit.
+    U16,
+    /// Unsigned 32-bit.
+    U32,
+    /// Unsigned 64-bit.
+    U64,
+    /// Signed 8-bit.
+    I8,
+    /// Signed 16-bit.
+    I16,
+    /// Signed 32-bit.
+    I32,
+    /// Signed 64-bit.
+    I64,
+    /// IEEE 754 half precision.
+    F16,
+    /// IEEE 754 single precision.
+    F32,
+    /// IEEE 754 double precision.
+    F64,
+}
+
+impl Sample {
+    /// Every sample type, in declaration order.
+    pub const ALL: [Sample; 11] = [
+        Sample::U8,
+        Sample::U16,
+        Sample::U32,
+        Sample::U64,
+        Sample::I8,
+        Sample::I16,
+        Sample::I32,
+        Sample::I64,
+        Sample::F16,
+        Sample::F32,
+        Sample::F64,
+    ];
+
+    /// Bytes per sample.
+    pub fn bytes(self) -> u64 {
+        match self {
+            Sample::U8 | Sample::I8 => 1,
+            Sample::U16 | Sample::I16 | Sample::F16 => 2,
+            Sample::U32 | Sample::I32 | Sample::F32 => 4,
+            Sample::U64 | Sample::I64 | Sample::F64 => 8,
+        }
+    }
+
+    /// Whether the sample is a floating-point number.
+    pub fn is_float(self) -> bool {
+        matches!(self, Sample::F16 | Sample::F32 | Sample::F64)
+    }
+
+    /// Whether the sample is a signed integer.
+    pub fn is_signed_int(self) -> bool {
+        matches!(self, Sample::I8 | Sample::I16 | Sample::I32 | Sample::I64)
+    }
+}
+
+/// Memory layout of decoded pixels: channels interleaved, row-major, no row padding, samples
+/// little-endian (wasm32's byte order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+pub struct Layout {
+    /// The channels.
+    pub colour: Colour,
+    /// The type of each channel's sample.
+    pub sample: Sample,
+    /// Significant bits per sample: 1, 2 or 4 for a bilevel or low-depth grey image stored one
+    /// sample per byte (values `0..2^bits`, as the file stores them); otherwise the sample's full
+    /// width (`8 x bytes`).
+    pub bits: u8,
+}
+
+impl Layout {
+    /// A layout whose samples use their full width.
+    pub const fn new(colour: Colour, sample: Sample) -> Layout {
+        let bits = match sample {
+            Sample::U8 | Sample::I8 => 8,
+            Sample::U16 | Sample::I16 | Sample::F16 => 16,
+            Sample::U32 | Sample::I32 | Sample::F32 => 32,
+            Sample::U64 | Sample::I64 | Sample::F64 => 64,
+        };
+        Layout { colour, sample, bits }
+    }
+
+    // The names of the layouts the `image` crate also has, spelled as its `ColorType` spells them.
+    /// 8-bit grey.
+    #[allow(non_upper_case_globals)]
+    pub const L8: Layout = Layout::new(Colour::L, Sample::U8);
+    /// 8-bit grey + alpha.
+    #[allow(non_upper_case_globals)]
+    pub const La8: Layout = Layout::new(Colour::La, Sample::U8);
+    /// 8-bit RGB.
+    #[allow(non_upper_case_globals)]
+    pub const Rgb8: Layout = Layout::new(Colour::Rgb, Sample::U8);
+    /// 8-bit RGBA.
+    #[allow(non_upper_case_globals)]
+    pub const Rgba8: Layout = Layout::new(Colour::Rgba, Sample::U8);
+    /// 16-bit grey.
+    #[allow(non_upper_case_globals)]
+    pub const L16: Layout = Layout::new(Colour::L, Sample::U16);
+    /// 16-bit grey + alpha.
+    #[allow(non_upper_case_globals)]
+    pub const La16: Layout = Layout::new(Colour::La, Sample::U16);
+    /// 16-bit RGB.
+    #[allow(non_upper_case_globals)]
+    pub const Rgb16: Layout = Layout::new(Colour::Rgb, Sample::U16);
+    /// 16-bit RGBA.
+    #[allow(non_upper_case_globals)]
+    pub const Rgba16: Layout = Layout::new(Colour::Rgba, Sample::U16);
+    /// 32-bit float RGB.
+    #[allow(non_upper_case_globals)]
+    pub const Rgb32F: Layout = Layout::new(Colour::Rgb, Sample::F32);
+    /// 32-bit float RGBA.
+    #[allow(non_upper_case_globals)]
+    pub const Rgba32F: Layout = Layout::new(Colour::Rgba, Sample::F32);
+
+    /// Channels per pixel.
+    pub fn channels(self) -> u64 {
+        self.colour.channels()
     }
 
     /// Bytes per channel sample.
     pub fn bytes_per_sample(self) -> u64 {
-        match self {
-            Layout::L8 | Layout::La8 | Layout::Rgb8 | Layout::Rgba8 => 1,
-            Layout::L16 | Layout::La16 | Layout::Rgb16 | Layout::Rgba16 => 2,
-            Layout::Rgb32F | Layout::Rgba32F => 4,
-        }
+        self.sample.bytes()
     }
 
     /// Bytes per pixel.
     pub fn bytes_per_pixel(self) -> u64 {
         self.channels() * self.bytes_per_sample()
+    }
+
+    /// Whether `bits` is possible for `sample` (1, 2, 4 or 8 for `U8`; the full width otherwise).
+    pub fn is_valid(self) -> bool {
+        match self.sample {
+            Sample::U8 => matches!(self.bits, 1 | 2 | 4 | 8),
+            s => u64::from(self.bits) == s.bytes() * 8,
+        }
+    }
+
+    /// A name such as `Rgb8`, `L16`, `Rgba32F`, `LI16` (signed), `L1` (bilevel), `Cmyk8`.
+    pub fn name(self) -> String {
+        let kind = match self.sample {
+            s if s.is_float() => "F",
+            s if s.is_signed_int() => "I",
+            _ => "",
+        };
+        match kind {
+            "F" => alloc::format!("{}{}F", self.colour.name(), self.bits),
+            "I" => alloc::format!("{}I{}", self.colour.name(), self.bits),
+            _ => alloc::format!("{}{}", self.colour.name(), self.bits),
+        }
     }
 }
 

@@ -29,8 +29,10 @@
 //!    it. The guest is never trusted: a guest that returns garbage yields an error, not a crash.
 //!
 //! A guest panic or an allocation failure traps (guests are built with `panic = "abort"`); the
-//! panic message, truncated to [`PANIC_MESSAGE_MAX`] bytes, is written to the guest's stderr, which
-//! the host captures in a bounded buffer. Guests get no environment, no arguments, no stdin, no
+//! panic message, truncated to [`PANIC_MESSAGE_MAX`] bytes and preceded by [`PANIC_PREFIX`], is
+//! written to the guest's stderr, which the host captures in a bounded buffer: a panic is a
+//! decoder bug that the file found, and the host refuses the file as malformed
+//! ([`Rule::DecoderPanic`]) with that message. Guests get no environment, no arguments, no stdin, no
 //! sockets and no preopened directories: the only input is what the host writes into memory.
 //!
 //! postcard was chosen over a hand-rolled encoding because it is a small, `no_std`, well-fuzzed
@@ -58,10 +60,14 @@ pub mod safetensors;
 pub mod shard_index;
 
 /// Version of this interface. Bump it whenever an encoding or an export changes.
-pub const ABI_VERSION: u32 = 6;
+pub const ABI_VERSION: u32 = 7;
 
 /// The most bytes of a panic message a guest writes to its stderr.
 pub const PANIC_MESSAGE_MAX: usize = 4096;
+
+/// What a guest writes to its stderr before a panic message, so that the host can tell a decoder
+/// panic (the file is malformed: rule [`Rule::DecoderPanic`]) from other traps.
+pub const PANIC_PREFIX: &str = "sandload guest panic: ";
 
 /// Names of the functions every guest exports.
 pub mod exports {
@@ -134,7 +140,7 @@ pub enum Rule {
     RawMalformed,
     /// The image declares more pixels than the host's `max_pixels` (value: width x height).
     PixelLimit,
-    /// The image decoder does not recognise the format, or it uses a feature it lacks.
+    /// The image uses a feature the decoder lacks (a TIFF sample layout or compression, say).
     ImageUnsupported,
     /// The image decoder found the file inconsistent (truncated, bad chunk, bad marker).
     ImageMalformed,
@@ -165,6 +171,15 @@ pub enum Rule {
     IndexDuplicateTensor,
     /// The index names more shard files than the limit (value: the count).
     ShardCountOverLimit,
+    /// The decoder panicked on the file: a bug in the decoder that the file found (host-side: a
+    /// guest trap whose captured panic message says so; the detail is that message).
+    DecoderPanic,
+    /// A TIFF handed to the image decoder holds camera raw data (CFA or linear raw samples in
+    /// one of its directories): it is a RAW file, whose first image is at best a thumbnail.
+    ImageIsRaw,
+    /// The image decoder recognises no image format it decodes in the file (as opposed to
+    /// [`ImageUnsupported`](Rule::ImageUnsupported): an image using a feature it lacks).
+    ImageNotRecognised,
 }
 
 impl Rule {
@@ -200,6 +215,9 @@ impl Rule {
             Rule::IndexJson => "index_json",
             Rule::IndexDuplicateTensor => "index_duplicate_tensor",
             Rule::ShardCountOverLimit => "shard_count_over_limit",
+            Rule::DecoderPanic => "decoder_panic",
+            Rule::ImageIsRaw => "image_is_raw",
+            Rule::ImageNotRecognised => "image_not_recognised",
         }
     }
 }
@@ -283,7 +301,9 @@ macro_rules! guest_main {
                         }
                         msg.truncate(cut);
                     }
-                    let _ = ::std::io::stderr().write_all(msg.as_bytes());
+                    let mut err = ::std::io::stderr();
+                    let _ = err.write_all($crate::PANIC_PREFIX.as_bytes());
+                    let _ = err.write_all(msg.as_bytes());
                 }));
             });
             // SAFETY: the host passes back exactly the regions `sandload_alloc` returned, which were

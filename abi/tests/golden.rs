@@ -3,7 +3,7 @@
 //! blessing a new golden file with `SANDLOAD_BLESS=1 cargo test -p sandload-abi`) fails here, so a
 //! host and a guest built from different interfaces cannot silently disagree.
 
-use sandload_abi::image::{self, Layout, Picture};
+use sandload_abi::image::{self, Colour, Layout, Picture, Sample};
 use sandload_abi::pickle::{End, Walk};
 use sandload_abi::pickle_scan;
 use sandload_abi::raw::{self, Rect, Region};
@@ -47,8 +47,12 @@ fn canonical() -> String {
     out += &raw_messages();
     out += &pickle_messages();
     out += &shard_index_messages();
-    for layout in Layout::ALL {
-        out += &format!("layout {layout:?} {} {}\n", layout.bytes_per_pixel(), hex(&encode(&layout).unwrap()));
+    let colours = [Colour::L, Colour::La, Colour::Rgb, Colour::Rgba, Colour::Cmyk, Colour::Cmyka];
+    let bilevel = [1, 2, 4].map(|bits| Layout { bits, ..Layout::L8 });
+    let layouts = colours.iter().flat_map(|&c| Sample::ALL.map(|s| Layout::new(c, s)));
+    for layout in bilevel.into_iter().chain(layouts) {
+        assert!(layout.is_valid());
+        out += &format!("layout {} {} {}\n", layout.name(), layout.bytes_per_pixel(), hex(&encode(&layout).unwrap()));
     }
     for dtype in Dtype::ALL {
         out += &format!("dtype {} {} {}\n", dtype.name(), dtype.bits(), hex(&encode(&dtype).unwrap()));
@@ -83,6 +87,9 @@ fn canonical() -> String {
         Rule::IndexJson,
         Rule::IndexDuplicateTensor,
         Rule::ShardCountOverLimit,
+        Rule::DecoderPanic,
+        Rule::ImageIsRaw,
+        Rule::ImageNotRecognised,
     ] {
         out += &format!("rule {} {}\n", rule.name(), hex(&encode(&rule).unwrap()));
     }

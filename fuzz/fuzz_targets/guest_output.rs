@@ -12,7 +12,7 @@ use libfuzzer_sys::fuzz_target;
 use sandload::fuzzing::abi::image::Picture;
 use sandload::fuzzing::abi::raw::{Frame, Output, Region};
 use sandload::fuzzing::abi::safetensors::{Dtype, Table, TensorEntry};
-use sandload::fuzzing::{accept_frame, to_image, validate_table};
+use sandload::fuzzing::{accept_frame, to_pixels, validate_table};
 use sandload::{Format, Limits};
 
 #[derive(Debug, Arbitrary)]
@@ -195,8 +195,10 @@ fn check_frame(frame: Frame, memory: &[u8], output: Output, max_pixels: u32) {
 
 fn check_picture(picture: Picture, memory: &[u8], max_pixels: u32) {
     let limits = Limits::default().with_max_pixels(u64::from(max_pixels));
-    if let Ok(image) = to_image(&picture, memory, &limits) {
+    if let Ok(image) = to_pixels(&picture, memory, &limits) {
         assert_eq!((u64::from(image.width()), u64::from(image.height())), (picture.width, picture.height));
+        assert_eq!(image.layout(), picture.layout);
+        assert!(image.layout().bits >= 8 || image.as_bytes().iter().all(|&v| v >> image.layout().bits == 0));
         assert!(picture.width * picture.height <= limits.max_pixels);
         let bytes = image.as_bytes();
         let Region { ptr, len } = picture.pixels;

@@ -24,11 +24,17 @@ fuzz_target!(
     |data: &[u8]| {
     match sandbox().decode_image(Input::from_bytes(data.to_vec(), FILE_NAME)) {
         Ok(decoded) => {
-            let (w, h) = (decoded.image.width() as u64, decoded.image.height() as u64);
+            let (w, h) = (decoded.pixels.width() as u64, decoded.pixels.height() as u64);
             assert!(w * h > 0 && w * h <= limits().max_pixels, "{w}x{h} accepted");
             if let Some(native) = native(data) {
-                assert_eq!(decoded.image.color(), native.color(), "pixel layout differs from native decode");
-                assert!(decoded.image == native, "pixels differ from native decode");
+                let native = sandload::Pixels::from(&native);
+                // TIFF is decoded with the tiff crate in the file's own layout, which `image`
+                // converts (CMYK to RGB, for one); where the layouts agree, so must the pixels.
+                let tiff = decoded.format.ends_with("tiff");
+                if !tiff || native.layout() == decoded.pixels.layout() {
+                    assert_eq!(decoded.pixels.layout(), native.layout(), "pixel layout differs from native decode");
+                    assert!(decoded.pixels == native, "pixels differ from native decode");
+                }
             }
         }
         Err(e) => check_rejection(&e, true),

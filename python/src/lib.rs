@@ -22,9 +22,8 @@ use pyo3::exceptions::{PyKeyError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyByteArray, PyBytes, PyDict, PyString};
-use sandload::image::DynamicImage;
 use sandload::report::FileReport;
-use sandload::{Bytes, Checkpoint, DataAccess, Input, Limits, Opened, RawImage, ShardedCheckpoint};
+use sandload::{Bytes, Checkpoint, DataAccess, Input, Limits, Opened, Pixels, RawImage, Sample, ShardedCheckpoint};
 
 /// `sandload.errors._from_record`, looked up once.
 static FROM_RECORD: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
@@ -376,7 +375,7 @@ impl PySandbox {
         let sandbox = self.inner.clone();
         let decoded = py.detach(move || sandbox.decode_image(source.open()?)).py(py)?;
         let receipt = record(py, &decoded.receipt)?;
-        let pixels = image_array(py, decoded.image)?;
+        let pixels = image_array(py, decoded.pixels)?;
         let icc = decoded.icc_profile.as_deref().map(|p| PyBytes::new(py, p));
         Ok((pixels, decoded.format, decoded.orientation, icc, receipt))
     }
@@ -453,7 +452,7 @@ fn opened_object(py: Python<'_>, opened: Opened) -> PyResult<(&'static str, Boun
         Opened::Image(d) => {
             let receipt = record(py, &d.receipt)?;
             let icc = d.icc_profile.as_deref().map(|p| PyBytes::new(py, p));
-            let pixels = image_array(py, d.image)?;
+            let pixels = image_array(py, d.pixels)?;
             ("image", (pixels, d.format, d.orientation, icc, receipt).into_pyobject(py)?.into_any())
         }
         _ => return Err(PyValueError::new_err("sandload opened a kind of file this package does not know")),
@@ -461,30 +460,51 @@ fn opened_object(py: Python<'_>, opened: Opened) -> PyResult<(&'static str, Boun
 }
 
 /// An image's pixels as an owned numpy array (moved, not copied), H x W or H x W x C.
-fn image_array(py: Python<'_>, image: DynamicImage) -> PyResult<Bound<'_, PyAny>> {
-    fn shaped<'py, T: numpy::Element>(
-        py: Python<'py>,
-        data: Vec<T>,
-        (w, h): (u32, u32),
-        channels: usize,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let flat = data.into_pyarray(py);
-        let (h, w) = (h as usize, w as usize);
-        Ok(if channels == 1 { flat.reshape([h, w])?.into_any() } else { flat.reshape([h, w, channels])?.into_any() })
+/// `data` as an `(h, w)` array for one channel, `(h, w, channels)` otherwise.
+fn shaped<'py, T: numpy::Element>(
+    py: Python<'py>,
+    data: Vec<T>,
+    (h, w, channels): (usize, usize, usize),
+) -> PyResult<Bound<'py, PyAny>> {
+    let flat = data.into_pyarray(py);
+    Ok(if channels == 1 { flat.reshape([h, w])?.into_any() } else { flat.reshape([h, w, channels])?.into_any() })
+}
+
+/// Decoded pixels as a numpy array shaped as Pillow's `np.asarray(Image.open(path))`: `(h, w)`
+/// for grey, `(h, w, channels)` otherwise. The dtype is Pillow's where Pillow keeps every value
+/// (bool for bilevel, 2/4-bit grey scaled to uint8, uint8, uint16 grey, int32 for signed 16 and
+/// 32-bit grey, float32) and the file's own type where Pillow would lose some (16-bit RGB(A)
+/// stays uint16, Pillow keeps the top byte; uint32 stays uint32, Pillow wraps it into int32;
+/// int8 stays int8; 64-bit and half floats, 64-bit integers, which Pillow does not open).
+fn image_array(py: Python<'_>, pixels: Pixels) -> PyResult<Bound<'_, PyAny>> {
+    fn le<const N: usize, T>(bytes: &[u8], from: fn([u8; N]) -> T) -> Vec<T> {
+        bytes.chunks_exact(N).map(|b| from(b.try_into().expect("N bytes"))).collect()
     }
-    let dims = (image.width(), image.height());
-    match image {
-        DynamicImage::ImageLuma8(i) => shaped(py, i.into_raw(), dims, 1),
-        DynamicImage::ImageLumaA8(i) => shaped(py, i.into_raw(), dims, 2),
-        DynamicImage::ImageRgb8(i) => shaped(py, i.into_raw(), dims, 3),
-        DynamicImage::ImageRgba8(i) => shaped(py, i.into_raw(), dims, 4),
-        DynamicImage::ImageLuma16(i) => shaped(py, i.into_raw(), dims, 1),
-        DynamicImage::ImageLumaA16(i) => shaped(py, i.into_raw(), dims, 2),
-        DynamicImage::ImageRgb16(i) => shaped(py, i.into_raw(), dims, 3),
-        DynamicImage::ImageRgba16(i) => shaped(py, i.into_raw(), dims, 4),
-        DynamicImage::ImageRgb32F(i) => shaped(py, i.into_raw(), dims, 3),
-        DynamicImage::ImageRgba32F(i) => shaped(py, i.into_raw(), dims, 4),
-        other => shaped(py, other.into_rgba32f().into_raw(), dims, 4),
+    let layout = pixels.layout();
+    let dims = (pixels.height() as usize, pixels.width() as usize, layout.channels() as usize);
+    let bits = layout.bits;
+    let bytes = pixels.into_bytes();
+    match layout.sample {
+        Sample::U8 if bits == 1 => shaped(py, bytes.into_iter().map(|v| v != 0).collect::<Vec<bool>>(), dims),
+        Sample::U8 if bits < 8 => {
+            let scale = 255 / ((1u8 << bits) - 1);
+            shaped(py, bytes.into_iter().map(|v| v * scale).collect(), dims)
+        }
+        Sample::U8 => shaped(py, bytes, dims),
+        Sample::I8 => shaped(py, bytes.into_iter().map(|v| v as i8).collect::<Vec<i8>>(), dims),
+        Sample::U16 => shaped(py, le(&bytes, u16::from_le_bytes), dims),
+        Sample::I16 => shaped(py, le(&bytes, |b| i32::from(i16::from_le_bytes(b))), dims),
+        Sample::U32 => shaped(py, le(&bytes, u32::from_le_bytes), dims),
+        Sample::I32 => shaped(py, le(&bytes, i32::from_le_bytes), dims),
+        Sample::U64 => shaped(py, le(&bytes, u64::from_le_bytes), dims),
+        Sample::I64 => shaped(py, le(&bytes, i64::from_le_bytes), dims),
+        // numpy's float16 through its bits (rust-numpy's `half` feature is not worth a build).
+        Sample::F16 => shaped(py, le(&bytes, u16::from_le_bytes), dims)?.call_method1("view", ("float16",)),
+        Sample::F32 => shaped(py, le(&bytes, f32::from_le_bytes), dims),
+        Sample::F64 => shaped(py, le(&bytes, f64::from_le_bytes), dims),
+        _ => {
+            Err(PyValueError::new_err(format!("sandload returned {} pixels this package does not know", layout.name())))
+        }
     }
 }
 
@@ -632,12 +652,19 @@ impl PyRawFrame {
     /// Developed sRGB pixels of the image area, `h x w x 3`, `uint8` (`bits=8`) or `uint16`.
     fn _develop<'py>(&self, py: Python<'py>, bits: u8) -> PyResult<Bound<'py, PyAny>> {
         let raw = &self.inner;
-        let image = match bits {
-            8 => DynamicImage::ImageRgb8(py.detach(|| raw.develop()).py(py)?),
-            16 => DynamicImage::ImageRgb16(py.detach(|| raw.develop16()).py(py)?),
-            other => return Err(PyValueError::new_err(format!("output_bps must be 8 or 16, got {other}"))),
-        };
-        image_array(py, image)
+        match bits {
+            8 => {
+                let image = py.detach(|| raw.develop()).py(py)?;
+                let dims = (image.height() as usize, image.width() as usize, 3);
+                shaped(py, image.into_raw(), dims)
+            }
+            16 => {
+                let image = py.detach(|| raw.develop16()).py(py)?;
+                let dims = (image.height() as usize, image.width() as usize, 3);
+                shaped(py, image.into_raw(), dims)
+            }
+            other => Err(PyValueError::new_err(format!("output_bps must be 8 or 16, got {other}"))),
+        }
     }
 }
 

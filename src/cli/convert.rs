@@ -105,8 +105,8 @@ pub fn convert_inner(sandbox: &Sandbox, input: &Path, output: &Path) -> Result<S
                     decoded.format
                 )));
             };
-            let summary = format!("{} {}x{}", decoded.format, decoded.image.width(), decoded.image.height());
-            (encode(&decoded.image, format)?, summary)
+            let summary = format!("{} {}x{}", decoded.format, decoded.pixels.width(), decoded.pixels.height());
+            (encode(&decoded.pixels.to_dynamic_image(), format)?, summary)
         }
         Opened::Checkpoint(_) => {
             return Err(ConvertError::Usage(format!(

@@ -52,7 +52,8 @@ impl Sandbox {
         let request = Request {
             streams: streams.iter().map(|(name, r)| Stream { name: name.clone(), len: r.len() as u64 }).collect(),
         };
-        let walks: Response = self.call(Guest::PickleScan, file, &request, &payload, stats, |r, _| Ok(r))?;
+        let walks: Response =
+            self.call(Guest::PickleScan, file, Format::Pickle, &request, &payload, stats, |r, _| Ok(r))?;
         let walks = walks.map_err(|e| Error::Internal(format!("pickle-scan guest: {}", printable(&e.detail))))?;
         validate_walks(&walks, streams).map_err(|why| Error::GuestTrap {
             file: file.to_path_buf(),

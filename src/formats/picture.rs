@@ -2,29 +2,31 @@
 
 use std::path::{Path, PathBuf};
 
-use image::{DynamicImage, ImageBuffer};
 use sandload_abi::Rule;
-use sandload_abi::image::{Layout, Picture, Request, Response};
+use sandload_abi::image::{Picture, Request, Response};
 
 use crate::error::Result;
 use crate::input::Input;
 use crate::limits::Limits;
+use crate::outputs::pixels::Pixels;
 use crate::receipt::Receipt;
 use crate::refusal::refuse_as_image;
 use crate::sandbox::{Guest, GuestStats, Sandbox};
 use crate::sniff::{Format, Sniffed};
 use crate::verdict::{Violation, guest_rejection, region_bytes, violation};
 
-/// A decoded image: pixels copied once out of the guest into an `image` crate buffer.
+/// A decoded image: pixels copied once out of the guest, in the file's own sample type.
 #[derive(Debug, Clone)]
 pub struct DecodedImage {
     /// The file.
     pub file: PathBuf,
-    /// The format the decoder recognised (e.g. `"png"`; `"preview"` for a RAW file's preview).
+    /// The format the decoder recognised (`"png"`, `"jpeg"`, `"tiff"`, `"bigtiff"`, `"webp"`;
+    /// `"preview"` for a RAW file's preview).
     pub format: String,
-    /// The pixels, in the file's own layout (8/16-bit grey or RGB(A), or 32-bit float), as
-    /// stored: not rotated by `orientation`.
-    pub image: DynamicImage,
+    /// The pixels, in the file's own layout (grey, RGB(A) or CMYK(A); 1 to 64-bit integer or
+    /// 16 to 64-bit float samples), as stored: not rotated by `orientation`.
+    /// [`Pixels::to_dynamic_image`] gives them as an `image` crate buffer.
+    pub pixels: Pixels,
     /// The EXIF orientation, 1-8 (1: stored upright, also when the file does not say; 6: rotate
     /// 90° clockwise to display, ...). A RAW file's preview has the RAW file's orientation.
     pub orientation: u16,
@@ -36,16 +38,20 @@ pub struct DecodedImage {
 }
 
 impl Sandbox {
-    /// Decodes an untrusted PNG, JPEG, TIFF or WebP image in the `image-decoder` guest.
+    /// Decodes an untrusted PNG, JPEG, TIFF (or BigTIFF) or WebP image in the `image-decoder`
+    /// guest. TIFF's sample layouts are kept as the file has them ([`Pixels`]).
     ///
     /// The header's dimensions are checked against [`Limits::max_pixels`] before any pixel buffer
     /// is allocated, and the decoder runs under `image::Limits` with an allocation cap of half
     /// the guest's memory: a decompression bomb is refused, not decoded.
     ///
     /// # Errors
-    /// [`Error::Refused`] (a checkpoint, a RAW file), [`Error::LimitExceeded`] (`max_pixels`),
-    /// [`Error::Malformed`] (rules `image_unsupported`, `image_malformed`, `decode_limit`),
-    /// [`Error::GuestTrap`], [`Error::GuestTimeout`], [`Error::GuestOutOfMemory`], [`Error::Io`].
+    /// [`Error::Refused`] (a checkpoint; a RAW file, rule `image_is_raw` when only the decoder
+    /// found its raw data; no image at all, `image_not_recognised`), [`Error::LimitExceeded`]
+    /// (`max_pixels`), [`Error::Unsupported`] (a valid image using a feature no bundled decoder
+    /// has, named in the reason), [`Error::Malformed`] (rules `image_malformed`, `decode_limit`,
+    /// `decoder_panic`), [`Error::GuestTrap`], [`Error::GuestTimeout`],
+    /// [`Error::GuestOutOfMemory`], [`Error::Io`].
     ///
     /// # Examples
     /// ```
@@ -53,7 +59,7 @@ impl Sandbox {
     /// let png = sandload_samples::png_image(3, 2);
     /// let sandbox = sandload::Sandbox::new()?;
     /// let decoded = sandbox.decode_image(sandload::Input::from_bytes(png, "photo.jpg"))?;
-    /// assert_eq!((decoded.format.as_str(), decoded.image.width(), decoded.image.height()), ("png", 3, 2));
+    /// assert_eq!((decoded.format.as_str(), decoded.pixels.width(), decoded.pixels.height()), ("png", 3, 2));
     /// # Ok(()) }
     /// ```
     pub fn decode_image(&self, input: Input) -> Result<DecodedImage> {
@@ -79,7 +85,7 @@ impl Sandbox {
         format: &mut Format,
     ) -> Result<Decoded> {
         *format = sniffed.format;
-        if let Some(refusal) = refuse_as_image(file, sniffed) {
+        if let Some(refusal) = refuse_as_image(file, sniffed, data) {
             return Err(refusal);
         }
         let limits = self.limits();
@@ -90,13 +96,13 @@ impl Sandbox {
             max_alloc_bytes: limits.guest_memory_bytes / 2,
         };
         let format = *format;
-        self.call(Guest::ImageDecoder, file, &request, data, stats, |response: Response, memory| {
+        self.call(Guest::ImageDecoder, file, format, &request, data, stats, |response: Response, memory| {
             let picture = response.map_err(|e| guest_rejection(file, format, limits, Guest::ImageDecoder, e))?;
-            let image = to_image(&picture, memory, limits).map_err(|v| violation(file, format, limits, v))?;
+            let pixels = to_pixels(&picture, memory, limits).map_err(|v| violation(file, format, limits, v))?;
             Ok(Decoded {
                 file: file.to_path_buf(),
                 format: picture.format,
-                image,
+                pixels,
                 orientation: picture.orientation.into(),
                 icc_profile: picture.icc_profile,
             })
@@ -108,22 +114,22 @@ impl Sandbox {
 pub(crate) struct Decoded {
     file: PathBuf,
     format: String,
-    image: DynamicImage,
+    pixels: Pixels,
     orientation: u16,
     icc_profile: Option<Vec<u8>>,
 }
 
 impl Decoded {
     pub(crate) fn with_receipt(self, receipt: Receipt) -> DecodedImage {
-        let Decoded { file, format, image, orientation, icc_profile } = self;
-        DecodedImage { file, format, image, orientation, icc_profile, receipt }
+        let Decoded { file, format, pixels, orientation, icc_profile } = self;
+        DecodedImage { file, format, pixels, orientation, icc_profile, receipt }
     }
 }
 
-/// Checks a guest's picture against its memory and the limits, and copies the pixels once into an
-/// image buffer. Public (hidden) for the fuzz targets.
+/// Checks a guest's picture against its memory and the limits, and copies the pixels out once.
+/// Public (hidden) for the fuzz targets.
 #[doc(hidden)]
-pub fn to_image(picture: &Picture, memory: &[u8], limits: &Limits) -> std::result::Result<DynamicImage, Violation> {
+pub fn to_pixels(picture: &Picture, memory: &[u8], limits: &Limits) -> std::result::Result<Pixels, Violation> {
     let bad = |detail: String| Violation { rule: Rule::ImageMalformed.name(), offset: None, detail };
     let (w, h) = (picture.width, picture.height);
     if w == 0 || h == 0 || w > u64::from(u32::MAX) || h > u64::from(u32::MAX) {
@@ -153,23 +159,11 @@ pub fn to_image(picture: &Picture, memory: &[u8], limits: &Limits) -> std::resul
         }
     }
     let layout = picture.layout;
+    if !layout.is_valid() {
+        return Err(bad(format!("{:?} samples of {} bits", layout.sample, layout.bits)));
+    }
     let expected = pixels.checked_mul(layout.bytes_per_pixel()).ok_or_else(|| bad(format!("{w}x{h} overflows")))?;
     let bytes = region_bytes(memory, picture.pixels, expected, "pixels").map_err(|v| bad(v.detail))?;
-    let (w, h) = (w as u32, h as u32);
-    let u16s = || bytes.chunks_exact(2).map(|b| u16::from_le_bytes([b[0], b[1]])).collect::<Vec<_>>();
-    let f32s = || bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect::<Vec<_>>();
-    // Lengths were checked above, so from_raw cannot fail.
-    let image = match layout {
-        Layout::L8 => ImageBuffer::from_raw(w, h, bytes.to_vec()).map(DynamicImage::ImageLuma8),
-        Layout::La8 => ImageBuffer::from_raw(w, h, bytes.to_vec()).map(DynamicImage::ImageLumaA8),
-        Layout::Rgb8 => ImageBuffer::from_raw(w, h, bytes.to_vec()).map(DynamicImage::ImageRgb8),
-        Layout::Rgba8 => ImageBuffer::from_raw(w, h, bytes.to_vec()).map(DynamicImage::ImageRgba8),
-        Layout::L16 => ImageBuffer::from_raw(w, h, u16s()).map(DynamicImage::ImageLuma16),
-        Layout::La16 => ImageBuffer::from_raw(w, h, u16s()).map(DynamicImage::ImageLumaA16),
-        Layout::Rgb16 => ImageBuffer::from_raw(w, h, u16s()).map(DynamicImage::ImageRgb16),
-        Layout::Rgba16 => ImageBuffer::from_raw(w, h, u16s()).map(DynamicImage::ImageRgba16),
-        Layout::Rgb32F => ImageBuffer::from_raw(w, h, f32s()).map(DynamicImage::ImageRgb32F),
-        Layout::Rgba32F => ImageBuffer::from_raw(w, h, f32s()).map(DynamicImage::ImageRgba32F),
-    };
-    image.ok_or_else(|| bad(format!("{w}x{h} {layout:?} buffer of {} bytes", bytes.len())))
+    Pixels::new(w as u32, h as u32, layout, bytes.to_vec())
+        .ok_or_else(|| bad(format!("{w}x{h} {} pixels hold a sample over {} bits", layout.name(), layout.bits)))
 }

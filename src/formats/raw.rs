@@ -6,7 +6,7 @@ use bytes::Bytes;
 use sandload_abi::Rule;
 use sandload_abi::raw::{Frame, Output, Request, Response};
 
-use super::picture::{DecodedImage, to_image};
+use super::picture::{DecodedImage, to_pixels};
 use crate::error::{Result, printable};
 use crate::input::Input;
 use crate::limits::Limits;
@@ -281,17 +281,17 @@ impl Sandbox {
             let limits = sandbox.limits();
             let request = sandbox.raw_request(file, data, sniffed, Output::Preview, format)?;
             let format = *format;
-            sandbox.call(Guest::RawDecoder, file, &request, data, stats, |response, memory| {
+            sandbox.call(Guest::RawDecoder, file, format, &request, data, stats, |response, memory| {
                 let (info, frame) = checked_frame(response, limits, file, format)?;
                 let Some(preview) = frame.preview else { return Ok(None) };
-                let image = to_image(&preview, memory, limits).map_err(|v| violation(file, format, limits, v))?;
-                Ok(Some((info, image)))
+                let pixels = to_pixels(&preview, memory, limits).map_err(|v| violation(file, format, limits, v))?;
+                Ok(Some((info, pixels)))
             })
         });
         result.map(|found| {
-            found.map(|(info, image)| {
+            found.map(|(info, pixels)| {
                 let (file, orientation) = (info.file.clone(), info.orientation);
-                (info, DecodedImage { file, format: "preview".into(), orientation, image, icc_profile: None, receipt })
+                (info, DecodedImage { file, format: "preview".into(), orientation, pixels, icc_profile: None, receipt })
             })
         })
     }
@@ -339,7 +339,7 @@ impl Sandbox {
         let limits = self.limits();
         let request = self.raw_request(file, data, sniffed, output, format)?;
         let format = *format;
-        self.call(Guest::RawDecoder, file, &request, data, stats, |response, memory| {
+        self.call(Guest::RawDecoder, file, format, &request, data, stats, |response, memory| {
             accept_frame(response, memory, output, limits, file, format)
         })
     }

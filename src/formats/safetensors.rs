@@ -272,7 +272,9 @@ impl Sandbox {
         let request =
             Request { file_len: len, max_header_bytes: limits.max_header_bytes, max_tensors: limits.max_tensors };
         let call = |payload: &[u8], stats: &mut GuestStats| -> Result<Response> {
-            self.call(Guest::SafetensorsHeader, &file, &request, payload, stats, |response, _| Ok(response))
+            self.call(Guest::SafetensorsHeader, &file, Format::Safetensors, &request, payload, stats, |response, _| {
+                Ok(response)
+            })
         };
         let head = data.get(..payload_len).ok_or_else(|| Error::Internal("head shorter than the payload".into()))?;
         let mut response = call(head, stats)?;

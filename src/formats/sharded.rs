@@ -178,7 +178,8 @@ impl Sandbox {
         let limits = self.limits();
         let request = Request { max_shards: limits.max_shards, max_tensors: limits.max_tensors };
         let mut stats = GuestStats::default();
-        let response: Response = self.call(Guest::ShardIndex, file, &request, bytes, &mut stats, |r, _| Ok(r))?;
+        let response: Response =
+            self.call(Guest::ShardIndex, file, Format::SafetensorsIndex, &request, bytes, &mut stats, |r, _| Ok(r))?;
         response.map_err(|e| guest_rejection(file, Format::SafetensorsIndex, limits, Guest::ShardIndex, e))
     }
 }

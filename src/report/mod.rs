@@ -182,13 +182,14 @@ pub struct RawRecord {
 #[derive(Debug, Clone, Serialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ImageRecord {
-    /// The decoder's name for the format (`png`, `jpeg`, `tiff`, `webp`).
+    /// The decoder's name for the format (`png`, `jpeg`, `tiff`, `bigtiff`, `webp`; `preview`).
     pub decoder: String,
     /// Width in pixels.
     pub width: u32,
     /// Height in pixels.
     pub height: u32,
-    /// The pixel layout, as the `image` crate names it (`Rgb8`, `L16`, `Rgba32F`, ...).
+    /// The pixel layout: colour and bits per sample (`Rgb8`, `L16`, `Rgba32F`, `L32`, `LI16` for
+    /// signed, `L64F`, `L1` for bilevel, `Cmyk8`, ...), as `image` names the layouts it has.
     pub color_type: String,
     /// EXIF orientation 1-8 ([`DecodedImage::orientation`]).
     pub orientation: u16,
@@ -419,12 +420,12 @@ fn raw_record(raw: &RawImage, digest: bool) -> RawRecord {
 fn image_record(image: &DecodedImage, digest: bool) -> ImageRecord {
     ImageRecord {
         decoder: image.format.clone(),
-        width: image.image.width(),
-        height: image.image.height(),
-        color_type: format!("{:?}", image.image.color()),
+        width: image.pixels.width(),
+        height: image.pixels.height(),
+        color_type: image.pixels.layout().name(),
         orientation: image.orientation,
         icc_profile_bytes: image.icc_profile.as_ref().map(|p| p.len() as u64),
-        pixels_sha256: digest.then(|| sha256_hex(image.image.as_bytes())),
+        pixels_sha256: digest.then(|| sha256_hex(image.pixels.as_bytes())),
     }
 }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use sandload_abi::exports;
+use sandload_abi::{Rule, exports};
 use wasmtime::{InstancePre, ResourceLimiter, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::p1::WasiP1Ctx;
@@ -19,6 +19,7 @@ use super::guest::Guest;
 use super::pool::{MAX_DEADLINE_TICKS, ticks_for};
 use crate::error::{Error, Result, printable};
 use crate::limits::Limits;
+use crate::sniff::Format;
 
 /// Bytes of guest stderr kept (guests only write panic messages there).
 const STDERR_CAPACITY: usize = 16 * 1024;
@@ -47,11 +48,13 @@ impl Sandbox {
     /// `accept` with the whole guest memory, before the instance is dropped, so that bulk output
     /// (decoded pixels) is copied out once, straight from where the guest left it. The response
     /// type is the guest's ABI type; `accept` must treat it and the memory as hostile (see
-    /// `crate::verdict`). Records what happened in `stats`.
+    /// `crate::verdict`). Records what happened in `stats`. `format` is what the file is taken
+    /// for, named in the error if the guest's decoder panics on it.
     pub(crate) fn call<Req: serde::Serialize, Resp: serde::de::DeserializeOwned, T>(
         &self,
         kind: Guest,
         file: &Path,
+        format: Format,
         request: &Req,
         payload: &[u8],
         stats: &mut GuestStats,
@@ -59,7 +62,7 @@ impl Sandbox {
     ) -> Result<T> {
         let request = sandload_abi::encode(request)
             .map_err(|e| Error::Internal(format!("{} guest: encoding the request: {e}", kind.name())))?;
-        self.call_with(kind, file, &request, payload, stats, |response, memory| {
+        self.call_with(kind, file, format, &request, payload, stats, |response, memory| {
             accept(kind.decode_response(response, file)?, memory)
         })
     }
@@ -73,6 +76,7 @@ impl Sandbox {
         &self,
         kind: Guest,
         file: &Path,
+        format: Format,
         request: &[u8],
         payload: &[u8],
         stats: &mut GuestStats,
@@ -135,7 +139,7 @@ impl Sandbox {
             return Err(cancelled(file));
         }
         let (memory, response) =
-            result.map_err(|failure| self.classify(failure, kind, file, &store.data().limiter, &stderr))?;
+            result.map_err(|failure| self.classify(failure, kind, file, format, &store.data().limiter, &stderr))?;
         let data = memory.data(&store);
         // run_call checked the range against this same memory, which has not changed since.
         extract(&data[response], data)
@@ -146,6 +150,7 @@ impl Sandbox {
         failure: CallFailure,
         kind: Guest,
         file: &Path,
+        format: Format,
         limiter: &GuestLimiter,
         stderr: &MemoryOutputPipe,
     ) -> Error {
@@ -164,8 +169,18 @@ impl Sandbox {
                 if let Some(Trap::Interrupt) = e.downcast_ref::<Trap>() {
                     return Error::GuestTimeout { file, guest, limit: self.inner.limits.guest_time };
                 }
-                let panic = printable(String::from_utf8_lossy(&stderr.contents()).trim());
-                let message = if panic.is_empty() { format!("{e:#}") } else { format!("{e}; guest said: {panic}") };
+                let said = stderr.contents();
+                let said = String::from_utf8_lossy(&said);
+                // A panic is a decoder bug the file found: the file is refused as malformed, with
+                // the decoder's message. (The text is the guest's, so it is escaped; a guest that
+                // writes the marker itself only changes the kind of refusal.)
+                if let Some(at) = said.rfind(sandload_abi::PANIC_PREFIX) {
+                    let message = said[at + sandload_abi::PANIC_PREFIX.len()..].trim();
+                    let detail = format!("the {guest} guest's decoder panicked on this file: {message}");
+                    return Error::malformed(file, format, Rule::DecoderPanic.name(), None, detail);
+                }
+                let said = printable(said.trim());
+                let message = if said.is_empty() { format!("{e:#}") } else { format!("{e}; guest said: {said}") };
                 Error::GuestTrap { file, guest, message }
             }
             CallFailure::Protocol(message) => Error::GuestTrap { file, guest, message: printable(&message) },

@@ -58,7 +58,7 @@ pub fn verdict(sandbox: &Sandbox, name: &str, bytes: &[u8]) -> String {
     let input = Input::from_bytes(bytes.to_vec(), name);
     // Images go to the image guest; everything else to `open`, which dispatches on content.
     let result = if name.ends_with(".png") || name.ends_with(".jpg") {
-        sandbox.decode_image(input).map(|i| format!("image {}x{}", i.image.width(), i.image.height()))
+        sandbox.decode_image(input).map(|i| format!("image {}x{}", i.pixels.width(), i.pixels.height()))
     } else {
         sandbox.open(input).map(|opened| match opened {
             Opened::Checkpoint(c) => format!("checkpoint {} tensors", c.len()),

@@ -1131,3 +1131,43 @@ pub fn mixed_corpus(dir: &std::path::Path) -> std::io::Result<Vec<std::path::Pat
     paths.extend([dir.join("sharded"), dir.join("sharded/model.safetensors.index.json"), dir.join("pickle-index")]);
     Ok(paths)
 }
+
+/// Small TIFFs in layouts beyond `image`'s ten, written by the `tiff` crate's encoder (seeds for
+/// the `image` fuzz target): 64-bit float grey as BigTIFF, signed 16-bit grey, 32-bit unsigned
+/// RGB with LZW and a predictor, CMYK with PackBits, and CMYK + alpha.
+pub fn tiff_layouts() -> Vec<(&'static str, Vec<u8>)> {
+    use tiff::encoder::{Compression, Predictor, TiffEncoder, colortype};
+    let (w, h) = (5u32, 3u32);
+    let n = (w * h) as usize;
+    let mut cases = Vec::new();
+    let mut out = std::io::Cursor::new(Vec::new());
+    let grey: Vec<f64> = (0..n).map(|i| i as f64 / 7.0 - 1.0).collect();
+    TiffEncoder::new_big(&mut out).unwrap().write_image::<colortype::Gray64Float>(w, h, &grey).unwrap();
+    cases.push(("bigtiff-gray-f64", std::mem::take(out.get_mut())));
+    let mut out = std::io::Cursor::new(Vec::new());
+    let signed: Vec<i16> = (0..n).map(|i| (i as i16 - 7) * 3000).collect();
+    TiffEncoder::new(&mut out).unwrap().write_image::<colortype::GrayI16>(w, h, &signed).unwrap();
+    cases.push(("tiff-gray-i16", out.into_inner()));
+    let mut out = std::io::Cursor::new(Vec::new());
+    let rgb: Vec<u32> = (0..3 * n).map(|i| (i as u32).wrapping_mul(0x9E37_79B9)).collect();
+    TiffEncoder::new(&mut out)
+        .unwrap()
+        .with_compression(Compression::Lzw)
+        .with_predictor(Predictor::Horizontal)
+        .write_image::<colortype::RGB32>(w, h, &rgb)
+        .unwrap();
+    cases.push(("tiff-rgb-u32-lzw", out.into_inner()));
+    let mut out = std::io::Cursor::new(Vec::new());
+    let cmyk: Vec<u8> = (0..4 * n).map(|i| (i * 37) as u8).collect();
+    TiffEncoder::new(&mut out)
+        .unwrap()
+        .with_compression(Compression::Packbits)
+        .write_image::<colortype::CMYK8>(w, h, &cmyk)
+        .unwrap();
+    cases.push(("tiff-cmyk-packbits", out.into_inner()));
+    let mut out = std::io::Cursor::new(Vec::new());
+    let cmyka: Vec<u8> = (0..5 * n).map(|i| (i * 53) as u8).collect();
+    TiffEncoder::new(&mut out).unwrap().write_image::<colortype::CMYKA8>(w, h, &cmyka).unwrap();
+    cases.push(("tiff-cmyka", out.into_inner()));
+    cases
+}

@@ -1,4 +1,5 @@
-//! sandload guest: decode a PNG, JPEG, TIFF or WebP file with the `image` crate.
+//! sandload guest: decode a PNG, JPEG, TIFF or WebP file with the `image` crate (TIFF and
+//! BigTIFF with the `tiff` crate directly: see [`tiff_picture`]).
 //!
 //! The format is guessed from the content (never a file name; the guest has none). The header's
 //! dimensions are checked against the host's pixel limit before any pixel buffer exists, and the
@@ -12,9 +13,11 @@ use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader};
 use sandload_abi::image::{Request, Response};
 use sandload_abi::{GuestError, Rule};
 
+mod tiff_picture;
+
 sandload_abi::guest_main!(Request, decode);
 
-fn fail(rule: Rule, value: Option<u64>, detail: impl Into<String>) -> GuestError {
+pub(crate) fn fail(rule: Rule, value: Option<u64>, detail: impl Into<String>) -> GuestError {
     GuestError { rule, offset: None, value, detail: detail.into() }
 }
 
@@ -28,11 +31,14 @@ fn image_error(e: ImageError, req: &Request) -> GuestError {
 
 /// Decodes `payload` (a whole image file).
 pub fn decode(req: Request, payload: &[u8]) -> Response {
+    if tiff_picture::is_tiff(payload) {
+        return tiff_picture::decode(&req, payload);
+    }
     let mut reader = ImageReader::new(Cursor::new(payload))
         .with_guessed_format()
         .map_err(|e| fail(Rule::ImageMalformed, None, format!("reading the signature: {e}")))?;
     let format =
-        reader.format().ok_or_else(|| fail(Rule::ImageUnsupported, None, "not a PNG, JPEG, TIFF or WebP file"))?;
+        reader.format().ok_or_else(|| fail(Rule::ImageNotRecognised, None, "not a PNG, JPEG, TIFF or WebP file"))?;
     let name = format.extensions_str().first().copied().unwrap_or("image");
 
     // Read the header alone first, without limits, so that a dimension bomb is reported as the

@@ -135,9 +135,16 @@ def default_sandbox() -> Sandbox:
 def decode_image(source: PathOrBytes, *, with_info: bool = False, sandbox: Optional[Sandbox] = None):
     """Decodes a PNG, JPEG, TIFF or WebP image in the sandbox.
 
-    Returns the pixels as a numpy array, ``H x W`` for grey and ``H x W x C`` otherwise, in the
-    file's own sample type (``uint8``, ``uint16`` or ``float32``), not rotated by the EXIF
-    orientation. With ``with_info=True``, returns ``(pixels, info)`` where info holds
+    Returns the pixels as a numpy array shaped as Pillow's ``np.asarray(Image.open(path))``:
+    ``H x W`` for grey and ``H x W x C`` otherwise (C = 2, 3, 4 for grey+alpha, RGB, RGBA and
+    CMYK, 5 for CMYK+alpha), not rotated by the EXIF orientation. The dtype is Pillow's wherever
+    Pillow keeps every value: ``bool`` for bilevel images, ``uint8`` (2- and 4-bit grey scaled to
+    0-255 as Pillow scales them), ``uint16`` grey, ``int32`` for signed 16- and 32-bit grey,
+    ``float32``. Where Pillow would lose values, the file's own type is kept instead: 16-bit RGB(A)
+    stays ``uint16`` (Pillow keeps the top byte), unsigned 32-bit stays ``uint32`` (Pillow wraps it
+    into ``int32``), signed 8-bit stays ``int8``, and ``float16``, ``float64`` and 64-bit integers,
+    which Pillow does not open, are returned as such. A palette PNG comes back as RGB(A) (Pillow
+    gives the palette indices). With ``with_info=True``, returns ``(pixels, info)`` where info holds
     ``format``, ``orientation`` (1-8), ``icc_profile`` (bytes or None) and ``receipt``.
     """
     return (sandbox or default_sandbox()).decode_image(source, with_info=with_info)

@@ -1,0 +1,265 @@
+//! TIFF and BigTIFF, decoded with the `tiff` crate directly rather than through `image`.
+//!
+//! `image`'s `DynamicImage` holds ten layouts (8/16-bit integer and 32-bit float grey/RGB(A)),
+//! so `image` refuses TIFFs that Pillow opens every day: 32-bit integer and 64-bit float grey,
+//! signed samples, CMYK, bilevel and 2/4-bit grey, BigTIFF. The `tiff` crate decodes those; this
+//! module hands its samples over as they are, in an ABI [`Layout`] that says their type.
+//!
+//! What still is refused is refused as `image_unsupported` naming the feature (e.g. "TIFF:
+//! compression method OJPEG is unsupported"), never as a broken file.
+
+use std::io::Cursor;
+
+use sandload_abi::image::{Colour, Layout, Picture, Request, Response, Sample};
+use sandload_abi::raw::Region;
+use sandload_abi::{GuestError, Rule};
+use tiff::decoder::{Decoder, DecodingResult, Limits};
+use tiff::tags::{CompressionMethod, IfdPointer, Tag};
+use tiff::{ColorType, TiffError};
+
+use crate::fail;
+
+/// Whether `payload` starts with a TIFF or BigTIFF signature (either byte order).
+pub fn is_tiff(payload: &[u8]) -> bool {
+    [b"II*\0", b"MM\0*", b"II+\0", b"MM\0+"].iter().any(|sig| payload.starts_with(*sig))
+}
+
+fn tiff_error(e: TiffError, req: &Request) -> GuestError {
+    match e {
+        TiffError::UnsupportedError(e) => fail(Rule::ImageUnsupported, None, format!("TIFF: {e}")),
+        TiffError::LimitsExceeded => fail(
+            Rule::DecodeLimit,
+            Some(req.max_alloc_bytes),
+            format!("TIFF: decoding needs more than the decoder's max_alloc {}", req.max_alloc_bytes),
+        ),
+        other => fail(Rule::ImageMalformed, None, format!("TIFF: {other}")),
+    }
+}
+
+fn unsupported(what: String) -> GuestError {
+    fail(Rule::ImageUnsupported, None, format!("TIFF: {what}"))
+}
+
+/// Decodes the first image of a TIFF or BigTIFF file.
+pub fn decode(req: &Request, payload: &[u8]) -> Response {
+    let err = |e: TiffError| tiff_error(e, req);
+    let budget = usize::try_from(req.max_alloc_bytes).unwrap_or(usize::MAX);
+    let mut limits = Limits::default();
+    limits.decoding_buffer_size = budget;
+    limits.intermediate_buffer_size = budget;
+    let mut decoder = Decoder::new(Cursor::new(payload)).map_err(err)?.with_limits(limits);
+
+    let (width, height) = decoder.dimensions().map_err(err)?;
+    let pixels = u64::from(width) * u64::from(height);
+    if pixels > req.max_pixels {
+        return Err(fail(
+            Rule::PixelLimit,
+            Some(pixels),
+            format!("tiff header declares {width}x{height} = {pixels} pixels, over max_pixels {}", req.max_pixels),
+        ));
+    }
+    if pixels == 0 {
+        return Err(fail(Rule::ImageMalformed, None, format!("TIFF: the image is {width}x{height}")));
+    }
+
+    // A camera's RAW file is a TIFF too, whose first image is often a thumbnail: decoding that
+    // would pass a thumbnail off as the picture. Refuse it as RAW data instead.
+    if let Some(ifd) = raw_data_ifd(&mut decoder) {
+        return Err(fail(
+            Rule::ImageIsRaw,
+            None,
+            format!("the TIFF holds camera raw data (CFA or linear raw samples in IFD {ifd})"),
+        ));
+    }
+    let compression = decoder.find_tag_unsigned::<u16>(Tag::Compression).ok().flatten();
+    if compression == Some(CompressionMethod::JPEG.to_u16()) {
+        // The tiff crate reports it as an unknown method; say which feature it is.
+        return Err(unsupported("JPEG-in-TIFF with old-style JPEG compression (6)".into()));
+    }
+    let colour_type = decoder.colortype().map_err(err)?;
+    let (colour, ycbcr) = match colour_type {
+        ColorType::Gray(_) => (Colour::L, false),
+        ColorType::GrayA(_) | ColorType::Multiband { num_samples: 2, .. } => (Colour::La, false),
+        ColorType::RGB(_) => (Colour::Rgb, false),
+        ColorType::RGBA(_) => (Colour::Rgba, false),
+        ColorType::CMYK(_) => (Colour::Cmyk, false),
+        ColorType::CMYKA(_) => (Colour::Cmyka, false),
+        ColorType::YCbCr(8) => (Colour::Rgb, true),
+        ColorType::Multiband { num_samples, .. } => return Err(unsupported(format!("{num_samples} bands per pixel"))),
+        other => return Err(unsupported(format!("{other:?} pixels"))),
+    };
+    let bits = colour_type.bit_depth();
+    // Metadata is read before the pixels, and a broken tag loses the metadata, not the image.
+    let orientation = match decoder.find_tag_unsigned::<u16>(Tag::Orientation) {
+        Ok(Some(o @ 1..=8)) => o as u8,
+        _ => 1,
+    };
+    let icc_profile = decoder
+        .find_tag(Tag::IccProfile)
+        .ok()
+        .flatten()
+        .and_then(|v| v.into_u8_vec().ok())
+        .filter(|p| p.len() as u64 <= sandload_abi::image::MAX_ICC_BYTES);
+
+    let mut result = DecodingResult::U8(Vec::new());
+    let buffer = decoder.read_image_to_buffer(&mut result).map_err(err)?;
+    if result.as_buffer(0).byte_len() < buffer.complete_len {
+        // The decoder read one plane only, because all of them would not fit its buffer limit.
+        return Err(fail(
+            Rule::DecodeLimit,
+            Some(req.max_alloc_bytes),
+            format!(
+                "TIFF: {width}x{height} {colour_type:?} needs {} bytes, over the decoder's max_alloc {}",
+                buffer.complete_len, req.max_alloc_bytes
+            ),
+        ));
+    }
+
+    let channels = colour.channels() as usize;
+    let (w, h) = (width as usize, height as usize);
+    let planes = buffer.planes;
+    // Generic over the sample type, so a function rather than a closure.
+    fn leak_interleaved<T: Copy + Default>(
+        v: Vec<T>,
+        planes: usize,
+        pixels: usize,
+        channels: usize,
+    ) -> Result<Region, GuestError> {
+        Ok(picture::leak(interleave(v, planes, pixels, channels)?))
+    }
+    macro_rules! interleaved {
+        ($v:expr) => {
+            leak_interleaved($v, planes, w * h, channels)
+        };
+    }
+    let (sample, region) = match result {
+        DecodingResult::U8(v) if bits < 8 => {
+            if !matches!(bits, 1 | 2 | 4) || buffer.planes > 1 {
+                return Err(unsupported(format!("{bits}-bit samples in {} planes", buffer.planes)));
+            }
+            (Sample::U8, unpack_low_bits(&v, w, h, channels, bits)?)
+        }
+        DecodingResult::U8(v) if ycbcr => {
+            let mut rgb = interleave(v, buffer.planes, w * h, channels)?;
+            ycbcr_to_rgb(&mut rgb);
+            (Sample::U8, picture::leak(rgb))
+        }
+        DecodingResult::U8(v) => (Sample::U8, interleaved!(v)?),
+        DecodingResult::U16(v) => (Sample::U16, interleaved!(v)?),
+        DecodingResult::U32(v) => (Sample::U32, interleaved!(v)?),
+        DecodingResult::U64(v) => (Sample::U64, interleaved!(v)?),
+        DecodingResult::I8(v) => (Sample::I8, interleaved!(v)?),
+        DecodingResult::I16(v) => (Sample::I16, interleaved!(v)?),
+        DecodingResult::I32(v) => (Sample::I32, interleaved!(v)?),
+        DecodingResult::I64(v) => (Sample::I64, interleaved!(v)?),
+        DecodingResult::F16(v) => (Sample::F16, interleaved!(v.into_iter().map(|x| x.to_bits()).collect())?),
+        DecodingResult::F32(v) => (Sample::F32, interleaved!(v)?),
+        DecodingResult::F64(v) => (Sample::F64, interleaved!(v)?),
+    };
+    let layout = Layout { colour, sample, bits: if bits < 8 { bits } else { Layout::new(colour, sample).bits } };
+    if ycbcr && sample != Sample::U8 {
+        return Err(unsupported(format!("{bits}-bit YCbCr")));
+    }
+    let name = if payload[2] == b'+' || payload[3] == b'+' { "bigtiff" } else { "tiff" };
+    Ok(Picture {
+        format: name.into(),
+        width: u64::from(width),
+        height: u64::from(height),
+        layout,
+        pixels: region,
+        orientation,
+        icc_profile,
+    })
+}
+
+/// The most directories [`raw_data_ifd`] looks at (IFD chain and SubIFDs together).
+const MAX_DIRECTORIES: usize = 32;
+
+/// The number (in walk order) of the first directory that holds CFA (32803) or linear raw
+/// (34892) samples, looking through the IFD chain and SubIFDs (where DNG and most maker formats
+/// put them). Unreadable directories are skipped: this only decides whether to refuse.
+fn raw_data_ifd(decoder: &mut Decoder<Cursor<&[u8]>>) -> Option<usize> {
+    let mut queue: Vec<IfdPointer> = decoder.ifd_pointer().into_iter().collect();
+    let mut seen = Vec::new();
+    while let Some(ptr) = queue.pop() {
+        if seen.contains(&ptr.0) || seen.len() >= MAX_DIRECTORIES {
+            continue;
+        }
+        seen.push(ptr.0);
+        let Ok(dir) = decoder.read_directory(ptr) else { continue };
+        let mut tags = decoder.read_directory_tags(&dir);
+        if let Ok(Some(32803 | 34892)) = tags.find_tag_unsigned::<u16>(Tag::PhotometricInterpretation) {
+            return Some(seen.len() - 1);
+        }
+        if let Ok(Some(sub)) = tags.find_tag(Tag::SubIfd) {
+            queue.extend(sub.into_ifd_vec().unwrap_or_default().into_iter().take(MAX_DIRECTORIES));
+        }
+        queue.extend(dir.next());
+    }
+    None
+}
+
+/// `samples` with channels interleaved (the decoder gives one plane per channel when
+/// `planes > 1`), cut to `pixels x channels`.
+fn interleave<T: Copy + Default>(
+    samples: Vec<T>,
+    planes: usize,
+    pixels: usize,
+    channels: usize,
+) -> Result<Vec<T>, GuestError> {
+    let need = pixels.checked_mul(channels).ok_or_else(|| unsupported("an image this large".into()))?;
+    if samples.len() < need {
+        return Err(fail(
+            Rule::ImageMalformed,
+            None,
+            format!("TIFF: the decoder returned {} samples for {need}", samples.len()),
+        ));
+    }
+    if planes <= 1 {
+        let mut samples = samples;
+        samples.truncate(need);
+        return Ok(samples);
+    }
+    if planes != channels {
+        return Err(unsupported(format!("{planes} planes for {channels} channels")));
+    }
+    let mut out = vec![T::default(); need];
+    for (c, plane) in samples.chunks_exact(pixels).take(planes).enumerate() {
+        for (i, &s) in plane.iter().enumerate() {
+            out[i * channels + c] = s;
+        }
+    }
+    Ok(out)
+}
+
+/// Unpacks 1-, 2- or 4-bit samples (rows padded to whole bytes, most significant bits first, as
+/// TIFF stores them) into one byte each, keeping their values.
+fn unpack_low_bits(packed: &[u8], w: usize, h: usize, channels: usize, bits: u8) -> Result<Region, GuestError> {
+    let per_row = w * channels;
+    let row_bytes = (per_row * usize::from(bits)).div_ceil(8);
+    if packed.len() < row_bytes * h {
+        return Err(fail(Rule::ImageMalformed, None, "TIFF: the decoder returned a short image".to_string()));
+    }
+    let per_byte = 8 / usize::from(bits);
+    let mask = (1u8 << bits) - 1;
+    let mut out = Vec::with_capacity(per_row * h);
+    for row in packed.chunks_exact(row_bytes).take(h) {
+        out.extend((0..per_row).map(|i| {
+            let shift = 8 - usize::from(bits) * (i % per_byte + 1);
+            (row[i / per_byte] >> shift) & mask
+        }));
+    }
+    Ok(picture::leak(out))
+}
+
+/// Converts JPEG's YCbCr (JFIF, full range) to RGB in place, as libjpeg does for Pillow and
+/// libtiff: the `tiff` crate hands JPEG-in-TIFF pixels over in the file's colour space.
+fn ycbcr_to_rgb(pixels: &mut [u8]) {
+    for px in pixels.chunks_exact_mut(3) {
+        let (y, cb, cr) = (f32::from(px[0]), f32::from(px[1]) - 128.0, f32::from(px[2]) - 128.0);
+        let clamp = |v: f32| v.round().clamp(0.0, 255.0) as u8;
+        px[0] = clamp(y + 1.402 * cr);
+        px[1] = clamp(y - 0.344_136 * cb - 0.714_136 * cr);
+        px[2] = clamp(y + 1.772 * cb);
+    }
+}

@@ -1,0 +1,160 @@
+//! TIFF layouts beyond `image`'s ten (32/64-bit integer and 64-bit float grey, signed samples,
+//! CMYK, BigTIFF, every compression the tiff crate writes), written by the `tiff` crate's
+//! encoder and decoded in the sandbox: the same dimensions, layout and samples as written.
+//! (The differential against Pillow, on files written by Pillow and tifffile, is
+//! `python/tests/test_pillow_differential.py`.)
+
+use std::io::Cursor;
+
+use sandload::{Colour, Error, Format, Input, PixelLayout, Sample, Sandbox};
+use tiff::encoder::colortype::{self, ColorType};
+use tiff::encoder::{Compression, DeflateLevel, Predictor, TiffEncoder, TiffValue};
+
+const W: u32 = 19;
+const H: u32 = 7;
+
+fn sandbox() -> &'static Sandbox {
+    static SANDBOX: std::sync::OnceLock<Sandbox> = std::sync::OnceLock::new();
+    SANDBOX.get_or_init(|| Sandbox::new().expect("sandbox"))
+}
+
+/// Writes one `C` image of `data` with `compression`, as classic TIFF or BigTIFF.
+fn write<C: ColorType>(data: &[C::Inner], compression: Compression, big: bool) -> Vec<u8>
+where
+    [C::Inner]: TiffValue,
+{
+    let mut out = Cursor::new(Vec::new());
+    if big {
+        let mut encoder = TiffEncoder::new_big(&mut out).unwrap().with_compression(compression);
+        encoder.write_image::<C>(W, H, data).unwrap();
+    } else {
+        let mut encoder = TiffEncoder::new(&mut out).unwrap().with_compression(compression);
+        // The encoder has horizontal differencing for integers only.
+        let integer = !C::SAMPLE_FORMAT.contains(&tiff::tags::SampleFormat::IEEEFP);
+        if integer && !matches!(compression, Compression::Uncompressed | Compression::Packbits) {
+            encoder = encoder.with_predictor(Predictor::Horizontal);
+        }
+        encoder.write_image::<C>(W, H, data).unwrap();
+    }
+    out.into_inner()
+}
+
+/// Samples that use every byte of their type and differ between neighbours.
+fn samples<T>(channels: u32, from: impl Fn(u64) -> T) -> Vec<T> {
+    (0..u64::from(W * H * channels)).map(|i| from(i.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (i << 3))).collect()
+}
+
+fn compressions() -> [(&'static str, Compression); 4] {
+    [
+        ("none", Compression::Uncompressed),
+        ("lzw", Compression::Lzw),
+        ("deflate", Compression::Deflate(DeflateLevel::Fast)),
+        ("packbits", Compression::Packbits),
+    ]
+}
+
+/// Decodes `file` and checks its layout and little-endian sample bytes.
+fn check(name: &str, file: Vec<u8>, layout: PixelLayout, expected: Vec<u8>) {
+    let big = file[2] == 43;
+    let decoded = sandbox().decode_image(Input::from_bytes(file, name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+    assert_eq!(decoded.format, if big { "bigtiff" } else { "tiff" }, "{name}");
+    assert_eq!((decoded.pixels.width(), decoded.pixels.height()), (W, H), "{name}");
+    assert_eq!(decoded.pixels.layout(), layout, "{name}");
+    assert!(decoded.pixels.as_bytes() == expected, "{name}: samples differ from those written");
+}
+
+macro_rules! layout_case {
+    ($name:literal, $ct:ty, $colour:expr, $sample:expr, $channels:expr, $from:expr, $bytes:expr) => {
+        for (method, compression) in compressions() {
+            for big in [false, true] {
+                let data = samples($channels, $from);
+                let expected: Vec<u8> = data.iter().flat_map($bytes).collect();
+                let file = write::<$ct>(&data, compression, big);
+                let name = format!("{}-{method}-{}.tif", $name, if big { "big" } else { "classic" });
+                check(&name, file, PixelLayout::new($colour, $sample), expected);
+            }
+        }
+    };
+}
+
+#[test]
+fn every_sample_type_the_encoder_writes_decodes_exactly() {
+    layout_case!("gray8", colortype::Gray8, Colour::L, Sample::U8, 1, |v| v as u8, |v: &u8| [*v]);
+    layout_case!("grayi8", colortype::GrayI8, Colour::L, Sample::I8, 1, |v| v as i8, |v: &i8| v.to_le_bytes());
+    layout_case!("gray16", colortype::Gray16, Colour::L, Sample::U16, 1, |v| v as u16, |v: &u16| v.to_le_bytes());
+    layout_case!("grayi16", colortype::GrayI16, Colour::L, Sample::I16, 1, |v| v as i16, |v: &i16| v.to_le_bytes());
+    layout_case!("gray32", colortype::Gray32, Colour::L, Sample::U32, 1, |v| v as u32, |v: &u32| v.to_le_bytes());
+    layout_case!("grayi32", colortype::GrayI32, Colour::L, Sample::I32, 1, |v| v as i32, |v: &i32| v.to_le_bytes());
+    layout_case!("gray64", colortype::Gray64, Colour::L, Sample::U64, 1, |v| v, |v: &u64| v.to_le_bytes());
+    layout_case!("grayi64", colortype::GrayI64, Colour::L, Sample::I64, 1, |v| v as i64, |v: &i64| v.to_le_bytes());
+    let float = |v: u64| (v % 100_003) as f32 / 1000.0 - 7.5;
+    layout_case!("gray32f", colortype::Gray32Float, Colour::L, Sample::F32, 1, float, |v: &f32| v.to_le_bytes());
+    let double = |v: u64| (v % 1_000_003) as f64 / 1e4 - 3.25;
+    layout_case!("gray64f", colortype::Gray64Float, Colour::L, Sample::F64, 1, double, |v: &f64| v.to_le_bytes());
+    layout_case!("rgb8", colortype::RGB8, Colour::Rgb, Sample::U8, 3, |v| v as u8, |v: &u8| [*v]);
+    layout_case!("rgb16", colortype::RGB16, Colour::Rgb, Sample::U16, 3, |v| v as u16, |v: &u16| v.to_le_bytes());
+    layout_case!("rgb32", colortype::RGB32, Colour::Rgb, Sample::U32, 3, |v| v as u32, |v: &u32| v.to_le_bytes());
+    layout_case!("rgb64f", colortype::RGB64Float, Colour::Rgb, Sample::F64, 3, double, |v: &f64| v.to_le_bytes());
+    layout_case!("rgba16", colortype::RGBA16, Colour::Rgba, Sample::U16, 4, |v| v as u16, |v: &u16| v.to_le_bytes());
+    layout_case!("rgba32f", colortype::RGBA32Float, Colour::Rgba, Sample::F32, 4, float, |v: &f32| v.to_le_bytes());
+    layout_case!("cmyk8", colortype::CMYK8, Colour::Cmyk, Sample::U8, 4, |v| v as u8, |v: &u8| [*v]);
+    layout_case!("cmyk16", colortype::CMYK16, Colour::Cmyk, Sample::U16, 4, |v| v as u16, |v: &u16| v.to_le_bytes());
+    layout_case!("cmyka8", colortype::CMYKA8, Colour::Cmyka, Sample::U8, 5, |v| v as u8, |v: &u8| [*v]);
+}
+
+#[test]
+fn a_cameras_rgb_tiff_is_a_picture_and_its_raw_files_are_not() {
+    // An ordinary RGB TIFF with a camera maker's Make tag: sniffed as that maker's RAW, sent to
+    // the RAW guest, which cannot decode it; the image guest then finds no raw data in it and
+    // decodes it as the picture it is, through `open` (what inspect and convert run) and
+    // `decode_image` alike.
+    let rgb = samples(3, |v| v as u8);
+    let mut out = Cursor::new(Vec::new());
+    let mut encoder = TiffEncoder::new(&mut out).unwrap();
+    let mut image = encoder.new_image::<colortype::RGB8>(W, H).unwrap();
+    image.encoder().write_tag(tiff::tags::Tag::Make, "NIKON CORPORATION").unwrap();
+    image.encoder().write_tag(tiff::tags::Tag::Model, "NIKON D1").unwrap();
+    image.write_data(&rgb).unwrap();
+    let file = out.into_inner();
+    assert_eq!(sandload::sniff(&file).format, Format::Raw, "the Make tag makes it look like a NEF");
+    let opened = sandbox().open(Input::from_bytes(file.clone(), "DSC_0001.TIF")).unwrap();
+    let sandload::Opened::Image(decoded) = opened else { panic!("not decoded as an image: {opened:?}") };
+    assert_eq!(decoded.pixels.layout(), PixelLayout::Rgb8);
+    assert_eq!(decoded.pixels.as_bytes(), &rgb[..]);
+    assert_eq!(decoded.receipt.guest, Some("image-decoder"));
+    let decoded = sandbox().decode_image(Input::from_bytes(file, "DSC_0001.TIF")).unwrap();
+    assert_eq!(decoded.pixels.as_bytes(), &rgb[..]);
+
+    // A DNG keeps its raw data in a SubIFD behind an RGB thumbnail: the image guest refuses it
+    // as RAW instead of handing out the thumbnail.
+    let dng = sandload_samples::Dng { preview: Some((4, 3, vec![7; 36])), ..sandload_samples::Dng::patterned(32, 24) };
+    let mut bytes = dng.to_bytes();
+    // Drop the DNGVersion tag's number (50706 -> 50707, an unknown private tag), so that the
+    // host's sniffer calls it a plain TIFF and only the image guest's own walk finds the CFA.
+    let at = bytes.windows(4).position(|w| w == [0x12, 0xc6, 0x01, 0x00]).expect("DNGVersion entry");
+    bytes[at] = 0x13;
+    assert_eq!(sandload::sniff(&bytes).format, Format::Tiff);
+    match sandbox().decode_image(Input::from_bytes(bytes, "thumb.tif")).unwrap_err() {
+        err @ Error::Refused { .. } => {
+            assert_eq!(err.rule(), Some("image_is_raw"), "{err}");
+            assert!(err.to_string().contains("decode_raw"), "{err}");
+        }
+        other => panic!("expected an image_is_raw refusal, got {other}"),
+    }
+}
+
+#[test]
+fn layouts_no_decoder_has_are_unsupported_and_say_which() {
+    // A palette TIFF (PhotometricInterpretation 3): the tiff crate has no palette expansion.
+    let mut out = Cursor::new(Vec::new());
+    let mut encoder = TiffEncoder::new(&mut out).unwrap();
+    let mut image = encoder.new_image::<colortype::Gray8>(W, H).unwrap();
+    image.encoder().write_tag(tiff::tags::Tag::PhotometricInterpretation, 3u16).unwrap();
+    let colormap: Vec<u16> = (0..768u32).map(|i| (i * 85) as u16).collect();
+    image.encoder().write_tag(tiff::tags::Tag::ColorMap, &colormap[..]).unwrap();
+    image.write_data(&samples(1, |v| v as u8)).unwrap();
+    match sandbox().decode_image(Input::from_bytes(out.into_inner(), "palette.tif")).unwrap_err() {
+        Error::Unsupported { reason, .. } => assert!(reason.contains("TIFF") && reason.contains("Palette"), "{reason}"),
+        other => panic!("expected Unsupported, got {other}"),
+    }
+}
