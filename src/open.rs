@@ -12,7 +12,7 @@ use crate::input::{DataAccess, Input};
 use crate::limits::Limit;
 use crate::receipt::Receipt;
 use crate::route::Route;
-use crate::sandbox::{GuestStats, Sandbox};
+use crate::sandbox::{Guest, GuestStats, Sandbox};
 use crate::sniff::{Format, sniff};
 
 /// What [`Sandbox::open`] found and accepted.
@@ -74,7 +74,11 @@ impl Sandbox {
                 Err(raw) if Route::image_fallback(sniffed.format, &data, &raw) => {
                     match self.decode_image_bytes(&name, &data, &sniffed, &mut stats, &mut format) {
                         Ok(image) => Ok(Ok(image)),
-                        Err(image) => Err(Route::after_image_fallback(raw, image)),
+                        Err(_) if Route::raw_error_stands(&raw) => {
+                            stats.guest = Some(Guest::RawDecoder.name());
+                            Err(raw)
+                        }
+                        Err(image) => Err(image),
                     }
                 }
                 result => result.map(Err),

@@ -52,7 +52,7 @@ impl Route {
     /// not recognise, or that it claims by its camera `Make` tag but cannot decode (an ordinary
     /// RGB TIFF a camera wrote). The image guest refuses a TIFF holding CFA or linear raw data
     /// (`image_is_raw`), so a RAW file is never passed off as its thumbnail; see
-    /// [`Route::after_image_fallback`] for whose error stands when both guests refuse.
+    /// [`Route::raw_error_stands`] for whose error stands when both guests refuse.
     pub fn image_fallback(format: Format, head: &[u8], raw_error: &Error) -> bool {
         let tiff = match format {
             Format::Tiff => true,
@@ -64,11 +64,12 @@ impl Route {
         tiff && raw_refused
     }
 
-    /// The error to report when the image guest also refused a file that the RAW guest refused
-    /// ([`Route::image_fallback`]): the image guest's if rawler did not recognise the file (it
-    /// is a picture, and the picture is broken), otherwise rawler's (it claimed the file).
-    pub fn after_image_fallback(raw_error: Error, image_error: Error) -> Error {
-        if raw_error.rule() == Some("raw_not_recognised") { image_error } else { raw_error }
+    /// Whose error stands when the image guest also refused a file that the RAW guest refused
+    /// ([`Route::image_fallback`]): rawler's when it claimed the file (the receipt then names the
+    /// RAW guest), the image guest's when rawler did not recognise it (it is a picture, and the
+    /// picture is broken).
+    pub fn raw_error_stands(raw_error: &Error) -> bool {
+        raw_error.rule() != Some("raw_not_recognised")
     }
 }
 

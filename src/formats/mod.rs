@@ -10,6 +10,7 @@
 
 pub(crate) mod pickle_report;
 pub(crate) mod picture;
+pub(crate) mod pixels;
 pub(crate) mod polyglot;
 pub(crate) mod raw;
 pub(crate) mod safetensors;

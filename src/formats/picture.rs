@@ -5,10 +5,10 @@ use std::path::{Path, PathBuf};
 use sandload_abi::Rule;
 use sandload_abi::image::{Picture, Request, Response};
 
+use super::pixels::Pixels;
 use crate::error::Result;
 use crate::input::Input;
 use crate::limits::Limits;
-use crate::outputs::pixels::Pixels;
 use crate::receipt::Receipt;
 use crate::refusal::refuse_as_image;
 use crate::sandbox::{Guest, GuestStats, Sandbox};

@@ -7,5 +7,4 @@ pub(crate) mod candle;
 pub(crate) mod develop;
 #[cfg(feature = "ndarray")]
 pub(crate) mod ndarray_view;
-pub(crate) mod pixels;
 pub(crate) mod tensor_data;

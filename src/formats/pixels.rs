@@ -204,13 +204,14 @@ mod tests {
 
     #[test]
     fn the_ten_image_layouts_convert_exactly() {
-        for (layout, image) in [
-            (Layout::L8, DynamicImage::new_luma8(3, 2)),
-            (Layout::La16, DynamicImage::new_luma_a16(3, 2)),
-            (Layout::Rgb32F, DynamicImage::new_rgb32f(3, 2)),
-        ] {
-            let mut image = image;
-            image.as_mut_bytes().iter_mut().enumerate().for_each(|(i, b)| *b = (i * 7) as u8);
+        let l8 = DynamicImage::ImageLuma8(ImageBuffer::from_fn(3, 2, |x, y| image::Luma([(x * 70 + y) as u8])));
+        let la16 = DynamicImage::ImageLumaA16(ImageBuffer::from_fn(3, 2, |x, y| {
+            image::LumaA([(x * 20000 + y) as u16, 65535 - x as u16])
+        }));
+        let rgb32f = DynamicImage::ImageRgb32F(ImageBuffer::from_fn(3, 2, |x, y| {
+            image::Rgb([x as f32 / 3.0, y as f32 - 0.5, 1e-7])
+        }));
+        for (layout, image) in [(Layout::L8, l8), (Layout::La16, la16), (Layout::Rgb32F, rgb32f)] {
             let pixels = Pixels::from(&image);
             assert_eq!(pixels.layout(), layout);
             assert_eq!(pixels.to_dynamic_image(), image);
