@@ -13,7 +13,7 @@ use std::io::Cursor;
 use sandload_abi::image::{Colour, Layout, Picture, Request, Response, Sample};
 use sandload_abi::raw::Region;
 use sandload_abi::{GuestError, Rule};
-use tiff::decoder::{Decoder, DecodingResult, Limits};
+use tiff::decoder::{ChunkType, Decoder, DecodingResult, Limits};
 use tiff::tags::{CompressionMethod, IfdPointer, Tag};
 use tiff::{ColorType, TiffError};
 
@@ -101,6 +101,23 @@ pub fn decode(req: &Request, payload: &[u8]) -> Response {
         .and_then(|v| v.into_u8_vec().ok())
         .filter(|p| p.len() as u64 <= sandload_abi::image::MAX_ICC_BYTES);
 
+    let picture = |layout: Layout, pixels: Region| Picture {
+        format: if payload[2] == b'+' || payload[3] == b'+' { "bigtiff" } else { "tiff" }.into(),
+        width: u64::from(width),
+        height: u64::from(height),
+        layout,
+        pixels,
+        orientation,
+        icc_profile: icc_profile.clone(),
+    };
+    let planar = decoder.find_tag_unsigned::<u16>(Tag::PlanarConfiguration).ok().flatten() == Some(2);
+    if planar && decoder.get_chunk_type() == ChunkType::Tile && colour.channels() > 1 && bits >= 8 && !ycbcr {
+        // tiff 0.11 asserts (panics) in `read_image_to_buffer` on tiled planar images: its
+        // whole-image readout slices each plane's buffer past its end. Read tile by tile.
+        let (sample, bytes) = planar_tiles(&mut decoder, req, (width, height), colour.channels() as usize)?;
+        return Ok(picture(Layout::new(colour, sample), picture::leak(bytes)));
+    }
+
     let mut result = DecodingResult::U8(Vec::new());
     let buffer = decoder.read_image_to_buffer(&mut result).map_err(err)?;
     if result.as_buffer(0).byte_len() < buffer.complete_len {
@@ -160,16 +177,92 @@ pub fn decode(req: &Request, payload: &[u8]) -> Response {
     if ycbcr && sample != Sample::U8 {
         return Err(unsupported(format!("{bits}-bit YCbCr")));
     }
-    let name = if payload[2] == b'+' || payload[3] == b'+' { "bigtiff" } else { "tiff" };
-    Ok(Picture {
-        format: name.into(),
-        width: u64::from(width),
-        height: u64::from(height),
-        layout,
-        pixels: region,
-        orientation,
-        icc_profile,
-    })
+    Ok(picture(layout, region))
+}
+
+/// The sample type of a decoded chunk.
+fn sample_of(result: &DecodingResult) -> Sample {
+    match result {
+        DecodingResult::U8(_) => Sample::U8,
+        DecodingResult::U16(_) => Sample::U16,
+        DecodingResult::U32(_) => Sample::U32,
+        DecodingResult::U64(_) => Sample::U64,
+        DecodingResult::I8(_) => Sample::I8,
+        DecodingResult::I16(_) => Sample::I16,
+        DecodingResult::I32(_) => Sample::I32,
+        DecodingResult::I64(_) => Sample::I64,
+        DecodingResult::F16(_) => Sample::F16,
+        DecodingResult::F32(_) => Sample::F32,
+        DecodingResult::F64(_) => Sample::F64,
+    }
+}
+
+/// A tiled planar image, read one tile of one plane at a time and interleaved into
+/// `width x height x channels` samples (as little-endian bytes).
+fn planar_tiles(
+    decoder: &mut Decoder<Cursor<&[u8]>>,
+    req: &Request,
+    (width, height): (u32, u32),
+    channels: usize,
+) -> Result<(Sample, Vec<u8>), GuestError> {
+    let err = |e: TiffError| tiff_error(e, req);
+    let (tw, th) = decoder.chunk_dimensions();
+    if tw == 0 || th == 0 {
+        return Err(fail(Rule::ImageMalformed, None, format!("TIFF: tiles of {tw}x{th}")));
+    }
+    let across = width.div_ceil(tw);
+    let per_plane = across * height.div_ceil(th);
+    let tiles = decoder.tile_count().map_err(err)?;
+    if u64::from(tiles) < u64::from(per_plane) * channels as u64 {
+        return Err(fail(
+            Rule::ImageMalformed,
+            None,
+            format!("TIFF: {tiles} tiles for {channels} planes of {per_plane}"),
+        ));
+    }
+    let (w, h) = (width as usize, height as usize);
+    let mut out: Vec<u8> = Vec::new();
+    let mut sample = None;
+    for plane in 0..channels {
+        for tile in 0..per_plane {
+            let index = plane as u32 * per_plane + tile;
+            let (dw, dh) = decoder.chunk_data_dimensions(index);
+            let mut chunk = decoder.read_chunk(index).map_err(err)?;
+            let kind = sample_of(&chunk);
+            let bps = kind.bytes() as usize;
+            if out.is_empty() {
+                let need = (w * h).checked_mul(channels * bps).filter(|&n| n as u64 <= req.max_alloc_bytes);
+                let need = need.ok_or_else(|| {
+                    fail(
+                        Rule::DecodeLimit,
+                        Some(req.max_alloc_bytes),
+                        format!("TIFF: {width}x{height}x{channels} samples over the decoder's max_alloc"),
+                    )
+                })?;
+                out = vec![0; need];
+                sample = Some(kind);
+            }
+            if sample != Some(kind) {
+                return Err(fail(Rule::ImageMalformed, None, "TIFF: tiles of different sample types".to_string()));
+            }
+            let bytes = chunk.as_buffer(0);
+            let bytes = bytes.as_bytes();
+            let (dw, dh) = (dw as usize, dh as usize);
+            if bytes.len() < dw * dh * bps {
+                return Err(fail(Rule::ImageMalformed, None, format!("TIFF: tile {index} is short")));
+            }
+            let (x0, y0) = ((tile % across * tw) as usize, (tile / across * th) as usize);
+            for row in 0..dh.min(h.saturating_sub(y0)) {
+                for col in 0..dw.min(w.saturating_sub(x0)) {
+                    let from = (row * dw + col) * bps;
+                    let to = (((y0 + row) * w + x0 + col) * channels + plane) * bps;
+                    out[to..to + bps].copy_from_slice(&bytes[from..from + bps]);
+                }
+            }
+        }
+    }
+    let sample = sample.ok_or_else(|| fail(Rule::ImageMalformed, None, "TIFF: no tiles".to_string()))?;
+    Ok((sample, out))
 }
 
 /// The most directories [`raw_data_ifd`] looks at (IFD chain and SubIFDs together).
