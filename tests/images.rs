@@ -213,3 +213,17 @@ fn lying_picture_metadata_is_refused() {
     let bad = Picture { icc_profile: Some(vec![0; MAX_ICC_BYTES as usize + 1]), ..good };
     assert!(sandload::fuzzing::to_pixels(&bad, &memory, &limits).unwrap_err().detail.contains("ICC"));
 }
+
+#[test]
+fn lossless_jpeg_decodes_exactly() {
+    // zune-jpeg (image's JPEG decoder) has no lossless mode; the guest hands SOF3 files to
+    // jpeg-decoder. 16-bit samples over the whole range, as DNG's LJPEG tiles hold them.
+    let (w, h) = (13u32, 5u32);
+    let samples: Vec<u16> = (0..w * h).map(|i| (i.wrapping_mul(40_503) % 65_536) as u16).collect();
+    let file = samples::lossless_jpeg(w, h, &samples);
+    let decoded = decode(file, "scan.jpg").unwrap();
+    assert_eq!(decoded.format, "jpeg");
+    assert_eq!(decoded.pixels.layout(), sandload::PixelLayout::L16);
+    let expected: Vec<u8> = samples.iter().flat_map(|s| s.to_le_bytes()).collect();
+    assert_eq!(decoded.pixels.as_bytes(), &expected[..]);
+}

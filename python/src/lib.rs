@@ -738,6 +738,20 @@ mod samples {
         samples::Dng::patterned(width, height).samples.into_pyarray(py)
     }
 
+    /// A 16-bit grey lossless JPEG (SOF3) of `samples` (`width x height` of them, row-major).
+    #[pyfunction]
+    fn lossless_jpeg<'py>(
+        py: Python<'py>,
+        width: u32,
+        height: u32,
+        samples: Vec<u16>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        if samples.len() != width as usize * height as usize {
+            return Err(PyValueError::new_err("samples must hold width x height values"));
+        }
+        Ok(PyBytes::new(py, &samples::lossless_jpeg(width, height, &samples)))
+    }
+
     /// A `width x height` RGB PNG.
     #[pyfunction]
     fn png<'py>(py: Python<'py>, width: u32, height: u32) -> Bound<'py, PyBytes> {

@@ -208,6 +208,11 @@ def other_cases() -> List[Case]:
             cases.append(Case(f"jpeg-{mode}-sub{subsampling}.jpg", data, array, lossy=True))
         data = pillow_file(to_pil(array, mode), "JPEG", quality=95, progressive=True)
         cases.append(Case(f"jpeg-{mode}-progressive.jpg", data, array, lossy=True))
+    from sandload._sandload import samples  # the Rust suite's writers (test-samples feature)
+
+    grey16 = pattern((H, W), np.uint16)
+    lossless = samples.lossless_jpeg(W, H, [int(v) for v in grey16.ravel()])
+    cases.append(Case("jpeg-lossless-L16.jpg", lossless, grey16))
     rgb = smooth((H, W, 3))
     cases.append(Case("webp-lossy-RGB.webp", pillow_file(to_pil(rgb, "RGB"), "WEBP", quality=90), rgb, lossy=True))
     return cases

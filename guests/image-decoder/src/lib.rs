@@ -13,6 +13,7 @@ use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader};
 use sandload_abi::image::{Request, Response};
 use sandload_abi::{GuestError, Rule};
 
+mod lossless_jpeg;
 mod tiff_picture;
 
 sandload_abi::guest_main!(Request, decode);
@@ -33,6 +34,9 @@ fn image_error(e: ImageError, req: &Request) -> GuestError {
 pub fn decode(req: Request, payload: &[u8]) -> Response {
     if tiff_picture::is_tiff(payload) {
         return tiff_picture::decode(&req, payload);
+    }
+    if lossless_jpeg::is_lossless_jpeg(payload) {
+        return lossless_jpeg::decode(&req, payload);
     }
     let mut reader = ImageReader::new(Cursor::new(payload))
         .with_guessed_format()
