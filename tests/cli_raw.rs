@@ -125,6 +125,18 @@ fn convert_reencodes_images_and_refuses_what_it_must() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(sandload::image::open(&output).unwrap().width(), 5);
 
+    // TIFF layouts `image` has no buffer for convert too: 64-bit float grey (BigTIFF) becomes
+    // 16-bit RGB, CMYK becomes RGB as Pillow converts it.
+    for (name, tiff) in samples::tiff_layouts() {
+        let input = write(&dir, &format!("{name}.tif"), &tiff);
+        let output = dir.join(format!("{name}.png"));
+        let out = sandload(&["convert", &input, "-o", output.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(0), "{name}: {}", stderr(&out));
+        assert_eq!(sandload::image::open(&output).unwrap().width(), 5, "{name}");
+        std::fs::remove_file(&output).unwrap();
+        std::fs::remove_file(&input).unwrap();
+    }
+
     // A pickle is refused (exit 1) and leaves no output behind.
     let pickle = write(&dir, "photo.dng", &samples::malicious_pickle());
     let output = dir.join("never.png");

@@ -106,7 +106,15 @@ pub fn convert_inner(sandbox: &Sandbox, input: &Path, output: &Path) -> Result<S
                 )));
             };
             let summary = format!("{} {}x{}", decoded.format, decoded.pixels.width(), decoded.pixels.height());
-            (encode(&decoded.pixels.to_dynamic_image(), format)?, summary)
+            let mut image = decoded.pixels.to_dynamic_image();
+            // PNG holds no float samples: 16-bit, clamped to [0, 1] as `image` converts.
+            if format == sandload::image::ImageFormat::Png && decoded.pixels.layout().sample.is_float() {
+                image = match image.color().has_alpha() {
+                    true => sandload::image::DynamicImage::ImageRgba16(image.to_rgba16()),
+                    false => sandload::image::DynamicImage::ImageRgb16(image.to_rgb16()),
+                };
+            }
+            (encode(&image, format)?, summary)
         }
         Opened::Checkpoint(_) => {
             return Err(ConvertError::Usage(format!(
