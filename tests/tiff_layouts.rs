@@ -7,6 +7,7 @@
 use std::io::Cursor;
 
 use sandload::{Colour, Error, Format, Input, PixelLayout, Sample, Sandbox};
+use sandload_samples::{TiffEntry, TiffValue as Entry};
 use tiff::encoder::colortype::{self, ColorType};
 use tiff::encoder::{Compression, DeflateLevel, Predictor, TiffEncoder, TiffValue};
 
@@ -143,18 +144,57 @@ fn a_cameras_rgb_tiff_is_a_picture_and_its_raw_files_are_not() {
     }
 }
 
+/// A one-strip, uncompressed grey-like TIFF of `bits`-bit samples (`rows` already packed), with
+/// `extra` entries (e.g. a palette), written entry by entry.
+fn hand_written(bits: u16, photometric: u16, rows: Vec<u8>, extra: Vec<TiffEntry>) -> Vec<u8> {
+    let short = |v: u16| Entry::Bytes(v.to_le_bytes().to_vec());
+    let long = |v: u32| Entry::Bytes(v.to_le_bytes().to_vec());
+    let mut entries: Vec<TiffEntry> = vec![
+        (256, 4, 1, long(W)),
+        (257, 4, 1, long(H)),
+        (258, 3, 1, short(bits)),
+        (259, 3, 1, short(1)),
+        (262, 3, 1, short(photometric)),
+        (273, 4, 1, Entry::BlobOffset(0)),
+        (277, 3, 1, short(1)),
+        (278, 4, 1, long(H)),
+        (279, 4, 1, long(rows.len() as u32)),
+    ];
+    entries.extend(extra);
+    sandload_samples::tiff_file(&[entries], &[None], &[rows])
+}
+
+#[test]
+fn palette_images_are_expanded_to_rgb() {
+    // PhotometricInterpretation 3: 4-bit indices into a 16-bit colour map. The tiff crate has no
+    // palette images; the guest decodes the indices and expands them (top byte of each entry,
+    // as Pillow reads the map).
+    let colormap: Vec<u16> = (0..48u32).map(|i| (i * 1361 % 65536) as u16).collect();
+    let indices: Vec<u8> = samples(1, |v| (v % 16) as u8);
+    let packed: Vec<u8> = indices
+        .chunks(W as usize)
+        .flat_map(|row| row.chunks(2).map(|p| p[0] << 4 | p.get(1).copied().unwrap_or(0)).collect::<Vec<_>>())
+        .collect();
+    let map = Entry::Bytes(colormap.iter().flat_map(|v| v.to_le_bytes()).collect());
+    let file = hand_written(4, 3, packed, vec![(320, 3, 48, map)]);
+    let decoded = sandbox().decode_image(Input::from_bytes(file, "palette.tif")).unwrap();
+    assert_eq!(decoded.pixels.layout(), PixelLayout::Rgb8);
+    let expected: Vec<u8> =
+        indices.iter().flat_map(|&i| [0, 16, 32].map(|c| (colormap[c + usize::from(i)] >> 8) as u8)).collect();
+    assert_eq!(decoded.pixels.as_bytes(), &expected[..]);
+    // A colour map of the wrong size is a broken file, not a guess.
+    let short = Entry::Bytes(vec![0; 2 * 30]);
+    let file = hand_written(4, 3, vec![0; (W as usize).div_ceil(2) * H as usize], vec![(320, 3, 30, short)]);
+    let err = sandbox().decode_image(Input::from_bytes(file, "short-map.tif")).unwrap_err();
+    assert_eq!(err.rule(), Some("image_malformed"), "{err}");
+}
+
 #[test]
 fn layouts_no_decoder_has_are_unsupported_and_say_which() {
-    // A palette TIFF (PhotometricInterpretation 3): the tiff crate has no palette expansion.
-    let mut out = Cursor::new(Vec::new());
-    let mut encoder = TiffEncoder::new(&mut out).unwrap();
-    let mut image = encoder.new_image::<colortype::Gray8>(W, H).unwrap();
-    image.encoder().write_tag(tiff::tags::Tag::PhotometricInterpretation, 3u16).unwrap();
-    let colormap: Vec<u16> = (0..768u32).map(|i| (i * 85) as u16).collect();
-    image.encoder().write_tag(tiff::tags::Tag::ColorMap, &colormap[..]).unwrap();
-    image.write_data(&samples(1, |v| v as u8)).unwrap();
-    match sandbox().decode_image(Input::from_bytes(out.into_inner(), "palette.tif")).unwrap_err() {
-        Error::Unsupported { reason, .. } => assert!(reason.contains("TIFF") && reason.contains("Palette"), "{reason}"),
+    // 12-bit grey: the tiff crate decodes 1/2/4/8/16/32/64-bit samples only.
+    let file = hand_written(12, 1, vec![0; (W as usize * 12).div_ceil(8) * H as usize], vec![]);
+    match sandbox().decode_image(Input::from_bytes(file, "twelve.tif")).unwrap_err() {
+        Error::Unsupported { reason, .. } => assert!(reason.contains("TIFF") && reason.contains("12"), "{reason}"),
         other => panic!("expected Unsupported, got {other}"),
     }
 }

@@ -16,7 +16,8 @@ use sandload_abi::{GuestError, Rule};
 mod lossless_jpeg;
 mod tiff_picture;
 
-sandload_abi::guest_main!(Request, decode);
+// Owned: a palette TIFF is patched in place before the tiff crate reads it (see tiff_picture).
+sandload_abi::guest_main!(Request, decode, owned);
 
 pub(crate) fn fail(rule: Rule, value: Option<u64>, detail: impl Into<String>) -> GuestError {
     GuestError { rule, offset: None, value, detail: detail.into() }
@@ -31,10 +32,11 @@ fn image_error(e: ImageError, req: &Request) -> GuestError {
 }
 
 /// Decodes `payload` (a whole image file).
-pub fn decode(req: Request, payload: &[u8]) -> Response {
-    if tiff_picture::is_tiff(payload) {
+pub fn decode(req: Request, payload: Vec<u8>) -> Response {
+    if tiff_picture::is_tiff(&payload) {
         return tiff_picture::decode(&req, payload);
     }
+    let payload = &payload[..];
     if lossless_jpeg::is_lossless_jpeg(payload) {
         return lossless_jpeg::decode(&req, payload);
     }

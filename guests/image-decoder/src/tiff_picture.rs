@@ -41,7 +41,14 @@ fn unsupported(what: String) -> GuestError {
 }
 
 /// Decodes the first image of a TIFF or BigTIFF file.
-pub fn decode(req: &Request, payload: &[u8]) -> Response {
+pub fn decode(req: &Request, mut payload: Vec<u8>) -> Response {
+    // The tiff crate has no palette images. A palette image's samples are grey-like indices:
+    // read the colour map, mark IFD0 as grey in place, decode the indices, and expand them.
+    let palette = palette_of(&payload, req)?;
+    if palette.is_some() {
+        mark_as_grey(&mut payload)?;
+    }
+    let payload = &payload[..];
     let err = |e: TiffError| tiff_error(e, req);
     let budget = usize::try_from(req.max_alloc_bytes).unwrap_or(usize::MAX);
     let mut limits = Limits::default();
@@ -150,11 +157,19 @@ pub fn decode(req: &Request, payload: &[u8]) -> Response {
         };
     }
     let (sample, region) = match result {
-        DecodingResult::U8(v) if bits < 8 => {
-            if !matches!(bits, 1 | 2 | 4) || buffer.planes > 1 {
+        DecodingResult::U8(v) if palette.is_some() || bits < 8 => {
+            if !matches!(bits, 1 | 2 | 4 | 8) || buffer.planes > 1 {
                 return Err(unsupported(format!("{bits}-bit samples in {} planes", buffer.planes)));
             }
-            (Sample::U8, unpack_low_bits(&v, w, h, channels, bits)?)
+            let samples =
+                if bits < 8 { unpack_low_bits(&v, w, h, channels, bits)? } else { interleave(v, 1, w * h, 1)? };
+            match &palette {
+                Some(colormap) => {
+                    let rgb = samples.iter().flat_map(|&i| colormap.rgb(i)).collect();
+                    return Ok(picture(Layout::Rgb8, picture::leak::<u8>(rgb)));
+                }
+                None => (Sample::U8, picture::leak(samples)),
+            }
         }
         DecodingResult::U8(v) if ycbcr => {
             let mut rgb = interleave(v, buffer.planes, w * h, channels)?;
@@ -265,6 +280,77 @@ fn planar_tiles(
     Ok((sample, out))
 }
 
+/// A palette image's colour map: `3 x 2^bits` 16-bit entries, reds then greens then blues.
+struct Palette {
+    map: Vec<u16>,
+    entries: usize,
+}
+
+impl Palette {
+    /// The 8-bit RGB of index `i` (the top byte of each 16-bit entry, as Pillow reads it).
+    fn rgb(&self, i: u8) -> [u8; 3] {
+        let i = usize::from(i);
+        [0, 1, 2].map(|c| (self.map[c * self.entries + i] >> 8) as u8)
+    }
+}
+
+/// The colour map of IFD0, if it is a palette image (PhotometricInterpretation 3).
+fn palette_of(payload: &[u8], req: &Request) -> Result<Option<Palette>, GuestError> {
+    let Ok(mut decoder) = Decoder::new(Cursor::new(payload)) else { return Ok(None) };
+    if decoder.find_tag_unsigned::<u16>(Tag::PhotometricInterpretation).ok().flatten() != Some(3) {
+        return Ok(None);
+    }
+    let bits = decoder.find_tag_unsigned::<u16>(Tag::BitsPerSample).ok().flatten().unwrap_or(1);
+    if !matches!(bits, 1 | 2 | 4 | 8) {
+        return Err(unsupported(format!("{bits}-bit palette images")));
+    }
+    let entries = 1usize << bits;
+    let map = decoder.find_tag_unsigned_vec::<u16>(Tag::ColorMap).map_err(|e| tiff_error(e, req))?;
+    match map {
+        Some(map) if map.len() == 3 * entries => Ok(Some(Palette { map, entries })),
+        Some(map) => Err(fail(
+            Rule::ImageMalformed,
+            None,
+            format!("TIFF: a {bits}-bit palette image's ColorMap has {} entries, not {}", map.len(), 3 * entries),
+        )),
+        None => Err(fail(Rule::ImageMalformed, None, "TIFF: a palette image without a ColorMap".to_string())),
+    }
+}
+
+/// Rewrites IFD0's PhotometricInterpretation to 1 (BlackIsZero), in place, so that the tiff
+/// crate decodes a palette image's indices as grey samples.
+fn mark_as_grey(payload: &mut [u8]) -> Result<(), GuestError> {
+    let broken = || fail(Rule::ImageMalformed, None, "TIFF: IFD0 could not be read".to_string());
+    let big_endian = payload.starts_with(b"MM");
+    let bigtiff = payload.get(2..4) == Some(if big_endian { &[0, 43] } else { &[43, 0] });
+    let read = |bytes: &[u8]| -> u64 {
+        let mut v = 0u64;
+        for (i, &b) in bytes.iter().enumerate() {
+            v |= u64::from(b) << (8 * if big_endian { bytes.len() - 1 - i } else { i });
+        }
+        v
+    };
+    let field = |at: usize, len: usize| payload.get(at..at.checked_add(len)?).map(read);
+    let (ifd, count_len, entry_len, value_at) = if bigtiff {
+        (field(8, 8).ok_or_else(broken)?, 8, 20, 12)
+    } else {
+        (field(4, 4).ok_or_else(broken)?, 2, 12, 8)
+    };
+    let ifd = usize::try_from(ifd).map_err(|_| broken())?;
+    let count = field(ifd, count_len).ok_or_else(broken)?;
+    for i in 0..count.min(4096) as usize {
+        let entry = ifd + count_len + i * entry_len;
+        if field(entry, 2).ok_or_else(broken)? == 262 {
+            // A SHORT, stored in the first two bytes of the value field.
+            let at = entry + value_at;
+            let one: [u8; 2] = if big_endian { [0, 1] } else { [1, 0] };
+            payload.get_mut(at..at + 2).ok_or_else(broken)?.copy_from_slice(&one);
+            return Ok(());
+        }
+    }
+    Err(broken())
+}
+
 /// The most directories [`raw_data_ifd`] looks at (IFD chain and SubIFDs together).
 const MAX_DIRECTORIES: usize = 32;
 
@@ -327,7 +413,7 @@ fn interleave<T: Copy + Default>(
 
 /// Unpacks 1-, 2- or 4-bit samples (rows padded to whole bytes, most significant bits first, as
 /// TIFF stores them) into one byte each, keeping their values.
-fn unpack_low_bits(packed: &[u8], w: usize, h: usize, channels: usize, bits: u8) -> Result<Region, GuestError> {
+fn unpack_low_bits(packed: &[u8], w: usize, h: usize, channels: usize, bits: u8) -> Result<Vec<u8>, GuestError> {
     let per_row = w * channels;
     let row_bytes = (per_row * usize::from(bits)).div_ceil(8);
     if packed.len() < row_bytes * h {
@@ -342,7 +428,7 @@ fn unpack_low_bits(packed: &[u8], w: usize, h: usize, channels: usize, bits: u8)
             (row[i / per_byte] >> shift) & mask
         }));
     }
-    Ok(picture::leak(out))
+    Ok(out)
 }
 
 /// Converts JPEG's YCbCr (JFIF, full range) to RGB in place, as libjpeg does for Pillow and
