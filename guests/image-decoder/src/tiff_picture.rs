@@ -46,7 +46,15 @@ pub fn decode(req: &Request, mut payload: Vec<u8>) -> Response {
     // read the colour map, mark IFD0 as grey in place, decode the indices, and expand them.
     let palette = palette_of(&payload, req)?;
     if palette.is_some() {
-        mark_as_grey(&mut payload)?;
+        set_ifd0_tag(&mut payload, Tag::PhotometricInterpretation, 1)?;
+    }
+    // Nor has it 9- to 15-bit samples (12-bit grey is common from scientific cameras and
+    // scanners). An uncompressed or LZW/Deflate strip of them, without a predictor, is the same
+    // bytes as 8-bit grey `row_bytes` wide: relabel IFD0 so, decode, and unpack the bits here.
+    let odd = odd_depth_of(&payload);
+    if let Some(odd) = &odd {
+        set_ifd0_tag(&mut payload, Tag::BitsPerSample, 8)?;
+        set_ifd0_tag(&mut payload, Tag::ImageWidth, odd.row_bytes as u32)?;
     }
     let payload = &payload[..];
     let err = |e: TiffError| tiff_error(e, req);
@@ -56,7 +64,10 @@ pub fn decode(req: &Request, mut payload: Vec<u8>) -> Response {
     limits.intermediate_buffer_size = budget;
     let mut decoder = Decoder::new(Cursor::new(payload)).map_err(err)?.with_limits(limits);
 
-    let (width, height) = decoder.dimensions().map_err(err)?;
+    let (mut width, height) = decoder.dimensions().map_err(err)?;
+    if let Some(odd) = &odd {
+        width = odd.width;
+    }
     let pixels = u64::from(width) * u64::from(height);
     if pixels > req.max_pixels {
         return Err(fail(
@@ -157,6 +168,13 @@ pub fn decode(req: &Request, mut payload: Vec<u8>) -> Response {
         };
     }
     let (sample, region) = match result {
+        DecodingResult::U8(v) if odd.is_some() => {
+            let odd = odd.as_ref().expect("just matched");
+            let samples = odd.unpack(&v, h).ok_or_else(|| {
+                fail(Rule::ImageMalformed, None, "TIFF: the decoder returned a short image".to_string())
+            })?;
+            return Ok(picture(Layout::L16, picture::leak(samples)));
+        }
         DecodingResult::U8(v) if palette.is_some() || bits < 8 => {
             if !matches!(bits, 1 | 2 | 4 | 8) || buffer.planes > 1 {
                 return Err(unsupported(format!("{bits}-bit samples in {} planes", buffer.planes)));
@@ -317,10 +335,60 @@ fn palette_of(payload: &[u8], req: &Request) -> Result<Option<Palette>, GuestErr
     }
 }
 
-/// Rewrites IFD0's PhotometricInterpretation to 1 (BlackIsZero), in place, so that the tiff
-/// crate decodes a palette image's indices as grey samples.
-fn mark_as_grey(payload: &mut [u8]) -> Result<(), GuestError> {
-    let broken = || fail(Rule::ImageMalformed, None, "TIFF: IFD0 could not be read".to_string());
+/// 9- to 15-bit grey samples in strips, read as 8-bit rows of `row_bytes` (see `decode`).
+struct OddDepth {
+    width: u32,
+    bits: u8,
+    row_bytes: usize,
+}
+
+impl OddDepth {
+    /// The samples of `height` rows of packed `bits`-bit values (most significant first, rows
+    /// padded to whole bytes), as u16s.
+    fn unpack(&self, packed: &[u8], height: usize) -> Option<Vec<u16>> {
+        let rows = packed.get(..self.row_bytes.checked_mul(height)?)?;
+        let bits = u32::from(self.bits);
+        let mut out = Vec::with_capacity(self.width as usize * height);
+        for row in rows.chunks_exact(self.row_bytes) {
+            let (mut acc, mut have) = (0u32, 0u32);
+            let mut bytes = row.iter();
+            for _ in 0..self.width {
+                while have < bits {
+                    acc = (acc << 8) | u32::from(*bytes.next()?);
+                    have += 8;
+                }
+                have -= bits;
+                out.push(((acc >> have) & ((1 << bits) - 1)) as u16);
+                acc &= (1 << have) - 1;
+            }
+        }
+        Some(out)
+    }
+}
+
+/// IFD0 as 9- to 15-bit grey in uncompressed, LZW or Deflate strips without a predictor, the
+/// layout [`OddDepth`] reads; `None` for anything else (which the tiff crate then judges).
+fn odd_depth_of(payload: &[u8]) -> Option<OddDepth> {
+    let mut decoder = Decoder::new(Cursor::new(payload)).ok()?;
+    let mut tag = |t: Tag| decoder.find_tag_unsigned::<u32>(t).ok().flatten();
+    let bits = tag(Tag::BitsPerSample)?;
+    let grey = matches!(tag(Tag::PhotometricInterpretation), Some(0 | 1));
+    let one_sample = tag(Tag::SamplesPerPixel).unwrap_or(1) == 1;
+    let plain = matches!(tag(Tag::Compression).unwrap_or(1), 1 | 5 | 8 | 0x80B2);
+    let no_predictor = tag(Tag::Predictor).unwrap_or(1) == 1;
+    let strips = tag(Tag::TileWidth).is_none();
+    let width = tag(Tag::ImageWidth)?;
+    if !(9..=15).contains(&bits) || !(grey && one_sample && plain && no_predictor && strips) {
+        return None;
+    }
+    let row_bytes = (width as usize).checked_mul(bits as usize)?.div_ceil(8);
+    Some(OddDepth { width, bits: bits as u8, row_bytes })
+}
+
+/// Rewrites the value of `tag` (a SHORT or LONG, stored inline) in IFD0, in place: how a palette
+/// image's indices and odd-depth rows are handed to the tiff crate as grey.
+fn set_ifd0_tag(payload: &mut [u8], tag: Tag, value: u32) -> Result<(), GuestError> {
+    let broken = || fail(Rule::ImageMalformed, None, format!("TIFF: IFD0's {tag:?} could not be rewritten"));
     let big_endian = payload.starts_with(b"MM");
     let bigtiff = payload.get(2..4) == Some(if big_endian { &[0, 43] } else { &[43, 0] });
     let read = |bytes: &[u8]| -> u64 {
@@ -340,13 +408,26 @@ fn mark_as_grey(payload: &mut [u8]) -> Result<(), GuestError> {
     let count = field(ifd, count_len).ok_or_else(broken)?;
     for i in 0..count.min(4096) as usize {
         let entry = ifd + count_len + i * entry_len;
-        if field(entry, 2).ok_or_else(broken)? == 262 {
-            // A SHORT, stored in the first two bytes of the value field.
-            let at = entry + value_at;
-            let one: [u8; 2] = if big_endian { [0, 1] } else { [1, 0] };
-            payload.get_mut(at..at + 2).ok_or_else(broken)?.copy_from_slice(&one);
-            return Ok(());
+        if field(entry, 2).ok_or_else(broken)? != u64::from(tag.to_u16()) {
+            continue;
         }
+        let at = entry + value_at;
+        let bytes: Vec<u8> = match field(entry + 2, 2).ok_or_else(broken)? {
+            3 => {
+                let v = u16::try_from(value).map_err(|_| broken())?;
+                if big_endian { v.to_be_bytes().to_vec() } else { v.to_le_bytes().to_vec() }
+            }
+            4 => {
+                if big_endian {
+                    value.to_be_bytes().to_vec()
+                } else {
+                    value.to_le_bytes().to_vec()
+                }
+            }
+            _ => return Err(broken()),
+        };
+        payload.get_mut(at..at + bytes.len()).ok_or_else(broken)?.copy_from_slice(&bytes);
+        return Ok(());
     }
     Err(broken())
 }
