@@ -144,7 +144,8 @@ def decode_image(source: PathOrBytes, *, with_info: bool = False, sandbox: Optio
     stays ``uint16`` (Pillow keeps the top byte), unsigned 32-bit stays ``uint32`` (Pillow wraps it
     into ``int32``), signed 8-bit stays ``int8``, and ``float16``, ``float64`` and 64-bit integers,
     which Pillow does not open, are returned as such. 10- to 14-bit grey comes back as ``uint16``
-    values as stored. A palette PNG or TIFF comes back as RGB(A) (Pillow gives the indices). With ``with_info=True``, returns ``(pixels, info)`` where info holds
+    values as stored. A palette PNG or TIFF comes back as RGB(A) (Pillow gives the indices).
+    With ``with_info=True``, returns ``(pixels, info)`` where info holds
     ``format``, ``orientation`` (1-8), ``icc_profile`` (bytes or None) and ``receipt``.
     """
     return (sandbox or default_sandbox()).decode_image(source, with_info=with_info)
