@@ -91,14 +91,7 @@ impl Pixels {
                 v.iter_mut().for_each(|s| *s = (u16::from(*s) * 255 / top) as u8);
             }
             let v = match colour {
-                Colour::Cmyk | Colour::Cmyka => v
-                    .chunks_exact(channels)
-                    .flat_map(|p| {
-                        let p: Vec<f32> = p.iter().map(|&s| f32::from(s)).collect();
-                        cmyk_to_rgb(&p, 255.0, colour == Colour::Cmyka)
-                    })
-                    .map(|s| s.round() as u8)
-                    .collect(),
+                Colour::Cmyk | Colour::Cmyka => cmyk_to_rgb_samples(&v, colour, 255.0, |s| s.round() as u8),
                 _ => v,
             };
             return match colour {
@@ -110,14 +103,7 @@ impl Pixels {
         }
         let v = self.unsigned16();
         let v = match colour {
-            Colour::Cmyk | Colour::Cmyka => v
-                .chunks_exact(channels)
-                .flat_map(|p| {
-                    let p: Vec<f32> = p.iter().map(|&s| f32::from(s)).collect();
-                    cmyk_to_rgb(&p, 65535.0, colour == Colour::Cmyka)
-                })
-                .map(|s| s.round() as u16)
-                .collect(),
+            Colour::Cmyk | Colour::Cmyka => cmyk_to_rgb_samples(&v, colour, 65535.0, |s| s.round() as u16),
             _ => v,
         };
         match colour {
@@ -165,6 +151,18 @@ impl Pixels {
 /// preserved by every conversion above).
 fn buffer<P: image::Pixel>(w: u32, h: u32, samples: Vec<P::Subpixel>) -> ImageBuffer<P, Vec<P::Subpixel>> {
     ImageBuffer::from_raw(w, h, samples).expect("length checked in Pixels::new")
+}
+
+/// RGB(A) samples of CMYK(A) ones running from 0 to `max`.
+fn cmyk_to_rgb_samples<T: Copy + Into<f32>>(v: &[T], colour: Colour, max: f32, back: fn(f32) -> T) -> Vec<T> {
+    let alpha = colour == Colour::Cmyka;
+    v.chunks_exact(colour.channels() as usize)
+        .flat_map(|p| {
+            let p: Vec<f32> = p.iter().map(|&s| s.into()).collect();
+            cmyk_to_rgb(&p, max, alpha)
+        })
+        .map(back)
+        .collect()
 }
 
 /// RGB(A) of one CMYK(A) pixel whose samples run from 0 to `max`.

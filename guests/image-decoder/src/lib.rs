@@ -31,6 +31,20 @@ fn image_error(e: ImageError, req: &Request) -> GuestError {
     }
 }
 
+/// Refuses, as the pixel limit it breaks, an image whose header declares more than
+/// `max_pixels`: checked before any decoder allocates for it.
+pub(crate) fn check_pixels(name: &str, width: u64, height: u64, req: &Request) -> Result<(), GuestError> {
+    let pixels = width.saturating_mul(height);
+    if pixels > req.max_pixels {
+        return Err(fail(
+            Rule::PixelLimit,
+            Some(pixels),
+            format!("{name} header declares {width}x{height} = {pixels} pixels, over max_pixels {}", req.max_pixels),
+        ));
+    }
+    Ok(())
+}
+
 /// Decodes `payload` (a whole image file).
 pub fn decode(req: Request, payload: Vec<u8>) -> Response {
     if tiff_picture::is_tiff(&payload) {
@@ -51,14 +65,7 @@ pub fn decode(req: Request, payload: Vec<u8>) -> Response {
     // pixel limit it breaks rather than as whichever allocation the decoder would try first.
     // Header parsing itself is bounded by the guest's memory cap.
     let (width, height) = dimensions(payload, format).map_err(|e| image_error(e, &req))?;
-    let pixels = u64::from(width) * u64::from(height);
-    if pixels > req.max_pixels {
-        return Err(fail(
-            Rule::PixelLimit,
-            Some(pixels),
-            format!("{name} header declares {width}x{height} = {pixels} pixels, over max_pixels {}", req.max_pixels),
-        ));
-    }
+    check_pixels(name, width.into(), height.into(), &req)?;
 
     let mut limits = image::Limits::default();
     limits.max_alloc = Some(req.max_alloc_bytes);

@@ -5,7 +5,7 @@
 use sandload_abi::Rule;
 use sandload_abi::image::{Colour, Layout, Picture, Request, Response, Sample};
 
-use crate::fail;
+use crate::{check_pixels, fail};
 
 /// The most marker segments looked at before the frame header.
 const MAX_SEGMENTS: usize = 64;
@@ -46,14 +46,8 @@ pub fn decode(req: &Request, payload: &[u8]) -> Response {
     decoder.read_info().map_err(malformed)?;
     let info = decoder.info().ok_or_else(|| fail(Rule::ImageMalformed, None, "lossless JPEG: no frame header"))?;
     let (width, height) = (u64::from(info.width), u64::from(info.height));
+    check_pixels("jpeg", width, height, req)?;
     let pixels = width * height;
-    if pixels > req.max_pixels {
-        return Err(fail(
-            Rule::PixelLimit,
-            Some(pixels),
-            format!("jpeg header declares {width}x{height} = {pixels} pixels, over max_pixels {}", req.max_pixels),
-        ));
-    }
     let layout = match info.pixel_format {
         jpeg_decoder::PixelFormat::L8 => Layout::L8,
         jpeg_decoder::PixelFormat::L16 => Layout::L16,

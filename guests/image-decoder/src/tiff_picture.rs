@@ -17,7 +17,7 @@ use tiff::decoder::{ChunkType, Decoder, DecodingResult, Limits};
 use tiff::tags::{CompressionMethod, IfdPointer, Tag};
 use tiff::{ColorType, TiffError};
 
-use crate::fail;
+use crate::{check_pixels, fail};
 
 /// Whether `payload` starts with a TIFF or BigTIFF signature (either byte order).
 pub fn is_tiff(payload: &[u8]) -> bool {
@@ -68,15 +68,8 @@ pub fn decode(req: &Request, mut payload: Vec<u8>) -> Response {
     if let Some(odd) = &odd {
         width = odd.width;
     }
-    let pixels = u64::from(width) * u64::from(height);
-    if pixels > req.max_pixels {
-        return Err(fail(
-            Rule::PixelLimit,
-            Some(pixels),
-            format!("tiff header declares {width}x{height} = {pixels} pixels, over max_pixels {}", req.max_pixels),
-        ));
-    }
-    if pixels == 0 {
+    check_pixels("tiff", width.into(), height.into(), req)?;
+    if width == 0 || height == 0 {
         return Err(fail(Rule::ImageMalformed, None, format!("TIFF: the image is {width}x{height}")));
     }
 
