@@ -95,9 +95,11 @@ enum Source {
 }
 
 impl Source {
-    /// `str`/`os.PathLike` (a path), or `bytes`/`bytearray`/`memoryview` (the contents, named
-    /// `name` in errors, `"<bytes>"` by default).
-    fn extract(source: &Bound<'_, PyAny>, name: Option<PathBuf>) -> PyResult<Source> {
+    /// `str`/`os.PathLike` (a path), `bytes`/`bytearray`/`memoryview` (the contents, named
+    /// `name` in errors, `"<bytes>"` by default), or a binary file object (anything with
+    /// `read`, as `open(p, "rb")` and `io.BytesIO`: read to its end, at most `max_file_bytes`,
+    /// and named by `name`, else its own `name` attribute, else `"<file>"`).
+    fn extract(source: &Bound<'_, PyAny>, name: Option<PathBuf>, limits: &Limits) -> PyResult<Source> {
         let name = || name.clone().unwrap_or_else(|| PathBuf::from("<bytes>"));
         if let Ok(b) = source.cast::<PyBytes>() {
             return Ok(Source::Bytes(Bytes::copy_from_slice(b.as_bytes()), name()));
@@ -110,10 +112,50 @@ impl Source {
             let b = source.call_method0("tobytes")?;
             return Ok(Source::Bytes(Bytes::copy_from_slice(b.cast::<PyBytes>()?.as_bytes()), name()));
         }
+        let is_path =
+            source.is_instance_of::<PyString>() || source.is_instance(&py.import("os")?.getattr("PathLike")?)?;
+        if !is_path && source.hasattr("read")? {
+            let file_name = source.getattr("name").ok().and_then(|n| n.extract::<String>().ok());
+            let shown = match (&name(), file_name) {
+                (n, _) if n != Path::new("<bytes>") => n.clone(),
+                (_, Some(own)) => PathBuf::from(own),
+                _ => PathBuf::from("<file>"),
+            };
+            // In chunks: `read(n)` on a Python file allocates n bytes up front. One byte past the
+            // limit tells a file that is too large from one that fits.
+            const CHUNK: u64 = 1 << 20;
+            let cap = limits.max_file_bytes.saturating_add(1);
+            let mut buf: Vec<u8> = Vec::new();
+            while (buf.len() as u64) < cap {
+                let want = CHUNK.min(cap - buf.len() as u64);
+                let chunk = source.call_method1("read", (want,))?;
+                let before = buf.len();
+                if let Ok(b) = chunk.cast::<PyBytes>() {
+                    buf.extend_from_slice(b.as_bytes());
+                } else if let Ok(b) = chunk.cast::<PyByteArray>() {
+                    buf.extend_from_slice(&b.to_vec());
+                } else if chunk.is_none() {
+                    // A non-blocking stream with nothing ready: not something to wait on here.
+                    return Err(PyTypeError::new_err(format!("{}: read() returned None", shown.display())));
+                } else {
+                    return Err(PyTypeError::new_err(format!(
+                        "{}: the file object's read() returned {}, not bytes: open the file in binary mode (\"rb\")",
+                        shown.display(),
+                        chunk.get_type().name().map(|n| n.to_string()).unwrap_or_default()
+                    )));
+                }
+                if buf.len() == before {
+                    break; // end of file
+                }
+            }
+            let data = Bytes::from(buf);
+            // Over the limit, the sandbox refuses it (`max_file_bytes`, value: the bytes read).
+            return Ok(Source::Bytes(data, shown));
+        }
         let fspath = py.import("os")?.getattr("fspath")?;
         let path = fspath.call1((source,)).map_err(|_| {
             PyTypeError::new_err(format!(
-                "expected a path (str or os.PathLike) or bytes-like contents, got {}",
+                "expected a path (str or os.PathLike), bytes-like contents or a binary file object, got {}",
                 source.get_type().name().map(|n| n.to_string()).unwrap_or_default()
             ))
         })?;
@@ -347,7 +389,7 @@ impl PySandbox {
         source: &Bound<'_, PyAny>,
         name: Option<PathBuf>,
     ) -> PyResult<PyCheckpoint> {
-        let source = Source::extract(source, name)?;
+        let source = Source::extract(source, name, self.inner.limits())?;
         let sandbox = self.inner.clone();
         let model = py.detach(move || open_model(&sandbox, source)).py(py)?;
         Ok(PyCheckpoint { inner: model })
@@ -356,7 +398,7 @@ impl PySandbox {
     /// Decodes a camera RAW file.
     #[pyo3(signature = (source, name=None))]
     fn _decode_raw(&self, py: Python<'_>, source: &Bound<'_, PyAny>, name: Option<PathBuf>) -> PyResult<PyRawFrame> {
-        let source = Source::extract(source, name)?;
+        let source = Source::extract(source, name, self.inner.limits())?;
         let sandbox = self.inner.clone();
         let raw = py.detach(move || sandbox.decode_raw(source.open()?)).py(py)?;
         Ok(PyRawFrame { inner: raw })
@@ -371,7 +413,7 @@ impl PySandbox {
         source: &Bound<'_, PyAny>,
         name: Option<PathBuf>,
     ) -> PyResult<(Bound<'py, PyAny>, String, u16, Option<Bound<'py, PyBytes>>, Bound<'py, PyAny>)> {
-        let source = Source::extract(source, name)?;
+        let source = Source::extract(source, name, self.inner.limits())?;
         let sandbox = self.inner.clone();
         let decoded = py.detach(move || sandbox.decode_image(source.open()?)).py(py)?;
         let receipt = record(py, &decoded.receipt)?;
@@ -391,7 +433,7 @@ impl PySandbox {
         digest: bool,
         name: Option<PathBuf>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let source = Source::extract(source, name)?;
+        let source = Source::extract(source, name, self.inner.limits())?;
         let sandbox = self.inner.clone();
         let (report, _) = py.detach(move || report_and_open(&sandbox, source, digest));
         record(py, &report)
@@ -408,7 +450,7 @@ impl PySandbox {
         digest: bool,
         name: Option<PathBuf>,
     ) -> PyResult<(Bound<'py, PyAny>, Option<&'static str>, Option<Bound<'py, PyAny>>)> {
-        let source = Source::extract(source, name)?;
+        let source = Source::extract(source, name, self.inner.limits())?;
         let sandbox = self.inner.clone();
         let (report, opened) = py.detach(move || report_and_open(&sandbox, source, digest));
         let record = record(py, &report)?;
@@ -431,7 +473,7 @@ impl PySandbox {
         source: &Bound<'_, PyAny>,
         name: Option<PathBuf>,
     ) -> PyResult<(&'static str, Bound<'py, PyAny>)> {
-        let source = Source::extract(source, name)?;
+        let source = Source::extract(source, name, self.inner.limits())?;
         let sandbox = self.inner.clone();
         let opened = py.detach(move || sandbox.open(source.open()?)).py(py)?;
         opened_object(py, opened)

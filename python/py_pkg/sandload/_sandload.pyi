@@ -1,12 +1,12 @@
 # Types of the extension module (python/src/lib.rs). The public API is in the .py modules.
 from os import PathLike
 from types import ModuleType
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, BinaryIO, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import numpy.typing as npt
 
-_Source = Union[str, PathLike[str], bytes, bytearray, memoryview]
+_Source = Union[str, PathLike[str], bytes, bytearray, memoryview, BinaryIO]
 
 ABI_VERSION: int
 

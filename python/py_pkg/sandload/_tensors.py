@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, BinaryIO, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
@@ -60,7 +60,8 @@ _TORCH = {
     "F8_E5M2FNUZ": "float8_e5m2fnuz",
 }
 
-PathOrBytes = Union[str, "os.PathLike[str]", bytes, bytearray, memoryview]
+# A path, the contents, or a binary file object (anything with `read`, as `open(p, "rb")`).
+PathOrBytes = Union[str, "os.PathLike[str]", bytes, bytearray, memoryview, BinaryIO]
 
 
 def _unsupported(path: str, name: str, message: str, rule: str) -> Unsupported:

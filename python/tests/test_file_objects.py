@@ -1,0 +1,61 @@
+"""File objects as inputs, as rawpy, safetensors' `load` and Pillow accept them: `open(p, "rb")`,
+`io.BytesIO`, anything with `read`; text-mode files and over-limit streams are refused."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+
+import sandload
+from sandload._sandload import samples  # test file generators (built with the test-samples feature)
+
+
+class Reader:
+    """The least a file object has: `read(n)`."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = io.BytesIO(data)
+
+    def read(self, n: int = -1) -> bytes:
+        return self._data.read(n)
+
+
+def test_binary_files_bytesio_and_readers_decode_as_paths_do(write):
+    png = samples.png(11, 7)
+    path = write("photo.png", png)
+    expected = sandload.decode_image(path)
+    with open(path, "rb") as f:
+        np.testing.assert_array_equal(sandload.decode_image(f), expected)
+    np.testing.assert_array_equal(sandload.decode_image(io.BytesIO(png)), expected)
+    np.testing.assert_array_equal(sandload.decode_image(Reader(png)), expected)
+    dng = write("a.dng", samples.dng(32, 24))
+    with open(dng, "rb") as f:
+        np.testing.assert_array_equal(sandload.imread(f).raw_image, sandload.imread(dng).raw_image)
+
+
+def test_a_file_object_is_named_by_its_own_name_in_errors(write):
+    path = write("evil.png", b"\x89PNG\r\n\x1a\n" + b"\0" * 10)
+    with open(path, "rb") as f, pytest.raises(sandload.Error) as e:
+        sandload.decode_image(f)
+    assert str(path) in str(e.value)
+    with pytest.raises(sandload.Error) as e:
+        sandload.decode_image(Reader(b"\x89PNG\r\n\x1a\n"))
+    assert "<file>" in str(e.value)
+
+
+def test_text_mode_files_are_refused_with_the_fix(write):
+    path = write("photo.png", samples.png(4, 4))
+    with open(path, "r", encoding="latin-1") as f, pytest.raises(TypeError) as e:
+        sandload.decode_image(f)
+    assert '"rb"' in str(e.value)
+
+
+def test_a_stream_over_max_file_bytes_is_refused_without_reading_it_all():
+    sandbox = sandload.Sandbox(max_file_bytes=1000)
+    stream = io.BytesIO(samples.png(64, 64) + b"\0" * 5000)
+    with pytest.raises(sandload.LimitExceeded) as e:
+        sandbox.decode_image(stream)
+    assert e.value.limit == "max_file_bytes" and e.value.value == 1001
+    assert stream.tell() == 1001, "read one byte past the limit, not to the end"
