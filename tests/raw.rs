@@ -374,3 +374,21 @@ fn lens_aperture_focal_length_and_orientation() {
     let bare = decode(Dng::patterned(32, 24).to_bytes(), "bare.dng").unwrap();
     assert_eq!((bare.info().lens_make.as_deref(), bare.info().lens_model.as_deref()), (None, None));
 }
+
+#[test]
+fn an_unsupported_dng_compression_is_unsupported_naming_camera_and_compression() {
+    // Compression 5 (LZW) in the raw IFD: an intact DNG that rawler cannot decode ("TODO:
+    // Unsupported DNG compression"): `unsupported`, naming make, model and the compression,
+    // not `malformed`.
+    let mut bytes = Dng::patterned(8, 8).to_bytes();
+    let entry = [0x03, 0x01, 0x03, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x00];
+    let at = bytes.windows(entry.len()).position(|w| w == entry).expect("Compression = 1 entry");
+    bytes[at + 8..at + 10].copy_from_slice(&5u16.to_le_bytes());
+    match decode(bytes, "lzw.dng").unwrap_err() {
+        Error::Unsupported { reason, .. } => {
+            assert!(reason.contains("compression 5"), "{reason}");
+            assert!(reason.contains("make \"") && reason.contains("model \""), "{reason}");
+        }
+        other => panic!("expected Unsupported, got {other}"),
+    }
+}

@@ -70,6 +70,46 @@ fn decode_error(e: &rawler::RawlerError) -> GuestError {
     }
 }
 
+/// Whether rawler's failure message says the file uses something it does not implement.
+fn says_unsupported(detail: &str) -> bool {
+    let d = detail.to_ascii_lowercase();
+    d.contains("unsupported") || d.contains("not supported") || d.contains("todo")
+}
+
+/// The Compression values of `root` and every IFD below it (at most 16), without repeats.
+fn compressions_in(root: &IFD) -> Vec<u32> {
+    let mut found = Vec::new();
+    let mut stack = vec![root];
+    let mut seen = 0;
+    while let Some(ifd) = stack.pop() {
+        seen += 1;
+        if seen > 16 {
+            break;
+        }
+        if let Some(c) = ifd.get_entry(TiffCommonTag::Compression).map(|e| e.force_u32(0)) {
+            if !found.contains(&c) {
+                found.push(c);
+            }
+        }
+        stack.extend(ifd.sub_ifds().values().flatten());
+    }
+    found
+}
+
+/// A TIFF/DNG compression number with its name, where it has a well-known one.
+fn compression_name(c: u32) -> String {
+    let name = match c {
+        1 => "uncompressed",
+        7 => "JPEG / lossless JPEG",
+        8 => "Deflate",
+        34892 => "lossy JPEG (DNG)",
+        34713 => "Nikon NEF",
+        52546 => "JPEG XL (DNG 1.7)",
+        _ => return c.to_string(),
+    };
+    format!("{c} ({name})")
+}
+
 /// Declared pixels of an IFD (width x height).
 fn declared_pixels(ifd: &IFD) -> Option<(u64, u64)> {
     let w = ifd.get_entry(TiffCommonTag::ImageWidth)?.force_u32(0) as u64;
@@ -102,7 +142,25 @@ pub fn decode(req: Request, payload: Vec<u8>) -> Response {
     // touching the pixel data. rawler 0.8's DNG reader decodes it anyway (`plain_image_from_ifd`
     // ignores the flag), so for DNGs this saves only the copy out.
     let dummy = req.output != Output::Samples;
-    let mut image = decoder.raw_image(&source, &params, dummy).map_err(|e| decode_error(&e))?;
+    let mut image = decoder.raw_image(&source, &params, dummy).map_err(|e| match decode_error(&e) {
+        // rawler reports some intact files it cannot decode as failures ("TODO: Unsupported DNG
+        // compression", "NEF compression .. is not supported"): say so, naming the camera and the
+        // compression the file uses.
+        err if err.rule == Rule::RawMalformed && says_unsupported(&err.detail) => {
+            let camera = decoder.raw_metadata(&source, &params).ok();
+            let (make, model) = camera.as_ref().map_or(("?", "?"), |m| (m.make.as_str(), m.model.as_str()));
+            let compressions = decoder.ifd(WellKnownIFD::Root).ok().flatten().map(|root| compressions_in(&root));
+            let compressions = compressions.filter(|c| !c.is_empty()).map_or("unknown".to_string(), |c| {
+                c.iter().map(|c| compression_name(*c)).collect::<Vec<_>>().join(", ")
+            });
+            fail(
+                Rule::RawUnsupported,
+                None,
+                format!("{} (make {make:?}, model {model:?}, compression {compressions})", err.detail),
+            )
+        }
+        err => err,
+    })?;
 
     let pixels = (image.width as u64).saturating_mul(image.height as u64);
     if pixels > req.max_pixels {
