@@ -147,9 +147,14 @@ pub fn decode(req: Request, payload: Vec<u8>) -> Response {
         // compression", "NEF compression .. is not supported"): say so, naming the camera and the
         // compression the file uses.
         err if err.rule == Rule::RawMalformed && says_unsupported(&err.detail) => {
-            let camera = decoder.raw_metadata(&source, &params).ok();
-            let (make, model) = camera.as_ref().map_or(("?", "?"), |m| (m.make.as_str(), m.model.as_str()));
-            let compressions = decoder.ifd(WellKnownIFD::Root).ok().flatten().map(|root| compressions_in(&root));
+            // The root IFD's own tags: rawler's camera metadata needs the raw IFD it could not use.
+            let root = decoder.ifd(WellKnownIFD::Root).ok().flatten();
+            let text = |tag| {
+                let entry = root.as_ref().and_then(|r| r.get_entry(tag)).and_then(|e| e.as_string().cloned());
+                entry.map_or("?".to_string(), |t| t.trim_end_matches('\0').to_string())
+            };
+            let (make, model) = (text(TiffCommonTag::Make), text(TiffCommonTag::Model));
+            let compressions = root.as_ref().map(|root| compressions_in(root));
             let compressions = compressions.filter(|c| !c.is_empty()).map_or("unknown".to_string(), |c| {
                 c.iter().map(|c| compression_name(*c)).collect::<Vec<_>>().join(", ")
             });
