@@ -77,11 +77,19 @@ def test_postprocess_and_bayer_planes(write):
         black, white = raw.black_level_per_channel[0], raw.white_level
         r = (raw.raw_image_visible[0::2, 0::2].astype(np.float32) - black) / (white - black)
         np.testing.assert_allclose(planes[0], np.clip(r, 0, 1), rtol=1e-6, atol=1e-7)
-        # rawpy's LibRaw-only options are refused, not silently ignored.
-        with pytest.raises(TypeError, match="no_auto_bright"):
-            raw.postprocess(no_auto_bright=True)
+        # Options that say what sandload does are honoured; LibRaw-only ones raise, keyword or
+        # rawpy.Params alike, never silently ignored.
+        np.testing.assert_array_equal(raw.postprocess(no_auto_bright=True, use_camera_wb=True), rgb8)
+        with pytest.raises(NotImplementedError, match="use_auto_wb"):
+            raw.postprocess(use_auto_wb=True)
         with pytest.raises(ValueError, match="output_bps"):
             raw.postprocess(output_bps=12)
+        rawpy = pytest.importorskip("rawpy")
+        with pytest.raises(NotImplementedError, match="gamma.*half_size|half_size.*gamma"):
+            raw.postprocess(rawpy.Params(half_size=True, gamma=(1, 1)))
+        same = rawpy.Params(use_camera_wb=True, no_auto_bright=True, output_bps=16)
+        np.testing.assert_array_equal(raw.postprocess(same), rgb16)
+        np.testing.assert_array_equal(raw.postprocess(rawpy.Params()), rgb8)
         assert raw.info["make"] == "Sandload"
         assert raw.receipt["guest"]
 

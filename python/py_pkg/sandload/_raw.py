@@ -27,6 +27,44 @@ _XYZ_RGB = np.array(
 )
 
 
+# rawpy.Params' defaults (rawpy 0.28), by the attribute names a Params object stores: a field that
+# still has its default was not asked for.
+_PARAMS_DEFAULTS: Dict[str, Any] = {
+    "user_qual": -1, "half_size": False, "four_color_rgb": False, "dcb_iterations": 0,
+    "dcb_enhance_fl": False, "fbdd_noiserd": 0, "threshold": 0.0, "med_passes": 0,
+    "use_camera_wb": False, "use_auto_wb": False, "user_mul": [0, 0, 0, 0], "output_color": 1,
+    "output_bps": 8, "user_flip": -1, "user_black": -1, "user_cblack": None, "user_sat": -1,
+    "no_auto_bright": False, "no_auto_scale": False, "auto_bright_thr": 0.01,
+    "adjust_maximum_thr": 0.75, "bright": 1.0, "highlight": 0, "exp_correc": -1, "exp_shift": 1.0,
+    "exp_preser": 0.0, "gamm": (0.45004500450045004, 4.5), "aber": (1, 1), "bad_pixels": None,
+}
+
+
+def _params_set(params) -> Dict[str, Any]:
+    """The fields of a ``rawpy.Params`` (or any object with the same attributes) that differ from
+    rawpy's defaults, under their keyword names (``gamm`` is the ``gamma`` keyword)."""
+    fields = vars(params) if hasattr(params, "__dict__") else {}
+    unknown = sorted(set(fields) - set(_PARAMS_DEFAULTS))
+    if unknown:
+        raise NotImplementedError(f"rawpy.Params fields sandload does not know: {', '.join(unknown)}")
+    changed = {}
+    for name, value in fields.items():
+        default = _PARAMS_DEFAULTS[name]
+        same = np.allclose(value, default) if isinstance(default, (float, tuple)) else value == default
+        if not same:
+            changed["gamma" if name == "gamm" else name] = value
+    return changed
+
+
+def _is_sandloads_own(name: str, value: Any) -> bool:
+    """Whether option `name=value` asks for what sandload's development does anyway."""
+    if name in ("use_camera_wb", "no_auto_bright"):
+        return value is True
+    if name == "output_color":
+        return int(value) == 1  # rawpy.ColorSpace.sRGB
+    return False
+
+
 class RawPy:
     """A decoded RAW frame with rawpy's attribute names. Arrays are read-only and share the
     decoded buffer; ``postprocess`` and ``bayer_planes`` compute new arrays.
@@ -199,18 +237,27 @@ class RawPy:
 
     def postprocess(self, params=None, *, output_bps: int = 8, **options) -> np.ndarray:
         """The developed image area, ``h x w x 3`` sRGB, ``uint8`` (``output_bps=8``) or
-        ``uint16``: bilinear demosaic, the camera's white balance, the file's colour matrix.
+        ``uint16``: bilinear demosaic, the camera's white balance, the file's colour matrix, no
+        automatic brightening.
 
-        Pixels stay in sensor orientation (``sizes.flip`` says how to rotate). rawpy's other
-        options (``use_camera_wb``, ``no_auto_bright``, ...) select LibRaw processing that
-        sandload does not reimplement; passing one raises TypeError rather than ignoring it.
+        Pixels stay in sensor orientation (``sizes.flip`` says how to rotate). Options, as
+        keywords or in a ``rawpy.Params``, are honoured one by one: ``output_bps`` (8 or 16),
+        and ``use_camera_wb=True``, ``no_auto_bright=True`` and ``output_color=sRGB``, which
+        say what sandload does anyway. Any other option a caller sets (a ``Params`` field that
+        differs from rawpy's default, or a keyword) selects LibRaw processing that sandload does
+        not implement, and raises ``NotImplementedError`` naming it rather than being ignored.
         """
+        asked = dict(options)
         if params is not None:
-            output_bps = getattr(params, "output_bps", output_bps)
-        if options:
-            raise TypeError(
-                "sandload's postprocess takes output_bps only (camera white balance, sRGB, no auto "
-                f"brightness); not supported: {', '.join(sorted(options))}"
+            asked.update(_params_set(params))
+            output_bps = asked.pop("output_bps", output_bps)
+        asked.pop("output_bps", None)
+        refused = sorted(name for name, value in asked.items() if not _is_sandloads_own(name, value))
+        if refused:
+            raise NotImplementedError(
+                "sandload's postprocess develops with the camera's white balance, sRGB, a bilinear "
+                "demosaic and no auto brightness, at output_bps 8 or 16; not implemented: "
+                + ", ".join(f"{n}={asked[n]!r}" for n in refused)
             )
         return self._frame._develop(int(output_bps))
 
