@@ -115,12 +115,11 @@ impl Input {
         let file = dir.open_with(path, &options).map_err(|e| Error::io(path, e))?.into_std();
         let meta = file.metadata().map_err(|e| Error::io(path, e))?;
         if !meta.is_file() {
+            // A directory says so in its kind too (EISDIR for the Python package's IsADirectoryError).
+            let kind = if meta.is_dir() { std::io::ErrorKind::IsADirectory } else { std::io::ErrorKind::InvalidInput };
             return Err(Error::io(
                 path,
-                std::io::Error::new(
-                    std::io::ErrorKind::InvalidInput,
-                    format!("not a regular file: {}", describe(&meta.file_type())),
-                ),
+                std::io::Error::new(kind, format!("not a regular file: {}", describe(&meta.file_type()))),
             ));
         }
         Ok(Input { name: path.to_path_buf(), source: Source::File(file) })

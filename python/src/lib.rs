@@ -67,6 +67,15 @@ fn to_py_err(py: Python<'_>, error: sandload::Error) -> PyErr {
         Ok(record) => record,
         Err(e) => return PyValueError::new_err(format!("{error} (and its record failed to convert: {e})")),
     };
+    // An I/O error also carries its errno, so that Python raises the matching builtin
+    // (FileNotFoundError, IsADirectoryError, PermissionError...).
+    if let sandload::Error::Io { source, .. } = &error {
+        if let Some(errno) = errno_of(source) {
+            if let Err(e) = record.set_item("errno", errno) {
+                return e;
+            }
+        }
+    }
     let from_record = FROM_RECORD.get_or_try_init(py, || -> PyResult<Py<PyAny>> {
         Ok(py.import("sandload.errors")?.getattr("_from_record")?.unbind())
     });
@@ -74,6 +83,26 @@ fn to_py_err(py: Python<'_>, error: sandload::Error) -> PyErr {
         Ok(exception) => PyErr::from_value(exception),
         Err(e) => e,
     }
+}
+
+/// The errno of an I/O error: the OS's own, else the one its kind stands for.
+fn errno_of(e: &std::io::Error) -> Option<i32> {
+    use std::io::ErrorKind::*;
+    e.raw_os_error().or(match e.kind() {
+        NotFound => Some(libc_errno::ENOENT),
+        PermissionDenied => Some(libc_errno::EACCES),
+        IsADirectory => Some(libc_errno::EISDIR),
+        NotADirectory => Some(libc_errno::ENOTDIR),
+        _ => None,
+    })
+}
+
+/// The errno values `errno_of` names (Linux and the BSDs agree on these four).
+mod libc_errno {
+    pub const ENOENT: i32 = 2;
+    pub const EACCES: i32 = 13;
+    pub const ENOTDIR: i32 = 20;
+    pub const EISDIR: i32 = 21;
 }
 
 trait IntoPyResult<T> {
@@ -175,7 +204,12 @@ impl Source {
             Source::Bytes(bytes, name) => Ok(Input::from_bytes(bytes, name)),
             Source::Path(path) => {
                 let (dir, name) = parent_dir(&path)?;
-                Ok(Input::open(&dir, name)?.with_name(path))
+                // Errors name the path as the caller gave it, not its last component.
+                let input = Input::open(&dir, name).map_err(|e| match e {
+                    sandload::Error::Io { source, .. } => sandload::Error::Io { file: path.clone(), source },
+                    other => other,
+                })?;
+                Ok(input.with_name(path))
             }
         }
     }

@@ -59,3 +59,21 @@ def test_a_stream_over_max_file_bytes_is_refused_without_reading_it_all():
         sandbox.decode_image(stream)
     assert e.value.limit == "max_file_bytes" and e.value.value == 1001
     assert stream.tell() == 1001, "read one byte past the limit, not to the end"
+
+
+def test_io_errors_are_the_matching_builtins_with_the_whole_path(tmp_path):
+    import errno
+    import pickle
+
+    missing = tmp_path / "deep" / "er" / "missing.png"
+    with pytest.raises(FileNotFoundError) as e:
+        sandload.decode_image(missing)
+    assert isinstance(e.value, sandload.IoError) and isinstance(e.value, sandload.Error)
+    assert e.value.errno == errno.ENOENT and e.value.filename == str(missing) and e.value.path == str(missing)
+    with pytest.raises(IsADirectoryError) as e:
+        sandload.decode_image(tmp_path)
+    assert e.value.errno == errno.EISDIR and e.value.filename == str(tmp_path), e.value.filename
+    assert str(tmp_path) in str(e.value)
+    # They cross process boundaries whole.
+    again = pickle.loads(pickle.dumps(e.value))
+    assert type(again) is type(e.value) and again.errno == errno.EISDIR and again.filename == str(tmp_path)

@@ -15,6 +15,9 @@ Every exception carries the facts of the refusal, the same flat record ``sandloa
 
 from __future__ import annotations
 
+import errno
+import os
+
 from typing import Any, Dict, Optional
 
 __all__ = [
@@ -27,6 +30,10 @@ __all__ = [
     "GuestOutOfMemory",
     "GuestTrap",
     "IoError",
+    "FileNotFound",
+    "IsADirectory",
+    "NotADirectory",
+    "PermissionDenied",
     "InternalError",
 ]
 
@@ -73,6 +80,12 @@ class Error(Exception):
         self.value: Optional[int] = self.record.get("value")
         self.offset: Optional[int] = self.record.get("offset")
         self.guest: Optional[str] = self.record.get("guest")
+        if isinstance(self, OSError):
+            # What OSError(errno, strerror, filename) carries, with the whole path as given.
+            code = self.record.get("errno")
+            self.errno = code
+            self.strerror = os.strerror(code) if code is not None else None
+            self.filename = path
 
     def __str__(self) -> str:
         return self.message
@@ -136,6 +149,32 @@ class IoError(Error, OSError):
     kind = "io"
 
 
+class FileNotFound(IoError, FileNotFoundError):
+    """The file does not exist (also a ``FileNotFoundError``, ``errno`` ENOENT)."""
+
+
+class IsADirectory(IoError, IsADirectoryError):
+    """The path is a directory (also an ``IsADirectoryError``)."""
+
+
+class NotADirectory(IoError, NotADirectoryError):
+    """A component of the path is not a directory (also a ``NotADirectoryError``)."""
+
+
+class PermissionDenied(IoError, PermissionError):
+    """The file may not be read (also a ``PermissionError``)."""
+
+
+# The builtin OSError subclass for an errno, as `OSError(errno, ...)` itself picks one.
+_BY_ERRNO = {
+    errno.ENOENT: FileNotFound,
+    errno.EISDIR: IsADirectory,
+    errno.ENOTDIR: NotADirectory,
+    errno.EACCES: PermissionDenied,
+    errno.EPERM: PermissionDenied,
+}
+
+
 class InternalError(Error):
     """A bug in sandload itself; please report it."""
 
@@ -187,10 +226,14 @@ def _from_record(record: dict) -> Error:
     module's one place where errors cross into Python)."""
     record = _pythonic_record(record)
     cls = _BY_KIND.get(record.get("kind"), Error)
-    return cls(
+    code = record.get("errno")
+    if cls is IoError and code in _BY_ERRNO:
+        cls = _BY_ERRNO[code]
+    exception = cls(
         record.get("message") or "",
         kind=record.get("kind"),
         rule=record.get("rule"),
         path=record.get("file"),
         record=record,
     )
+    return exception
