@@ -292,3 +292,20 @@ def test_a_pickle_under_an_index_name_is_still_a_pickle(tmp_path):
     with pytest.raises(sandload.RefusedFormat) as e:
         sandload.load_file(tmp_path / "model.safetensors.index.json")
     assert e.value.format == "pickle"
+
+
+def test_a_missing_tensor_raises_what_safetensors_raises(tmp_path):
+    safetensors = pytest.importorskip("safetensors")
+    import safetensors.numpy
+
+    path = tmp_path / "m.safetensors"
+    safetensors.numpy.save_file({"a": np.zeros(3, np.float32)}, str(path))
+    with safetensors.safe_open(str(path), "np") as theirs:
+        with pytest.raises(safetensors.SafetensorError) as expected:
+            theirs.get_tensor("b")
+    with sandload.safe_open(path, "np") as ours:
+        for call in (ours.get_tensor, ours.get_slice):
+            with pytest.raises(sandload.SafetensorError) as got:
+                call("b")
+            assert str(got.value) == str(expected.value)
+            assert isinstance(got.value, KeyError)

@@ -8,6 +8,7 @@ from typing import Any, BinaryIO, Dict, List, Optional, Tuple, Union
 import numpy as np
 
 from . import _sandload
+from .errors import TensorNotFound
 from .errors import Unsupported
 
 __all__ = ["safe_open", "load_file", "load"]
@@ -142,7 +143,7 @@ class _Slice:
     def __init__(self, file: "safe_open", name: str) -> None:
         self._file = file
         self._name = name
-        self._dtype, shape = file._checkpoint._info(name)
+        self._dtype, shape = file._info(name)
         self._shape = list(shape)
 
     def get_shape(self) -> List[int]:
@@ -265,9 +266,18 @@ class safe_open:
         """The header's ``__metadata__`` (for a sharded checkpoint, the index's ``metadata``)."""
         return self._checkpoint.metadata()
 
+    def _info(self, name: str):
+        """(dtype, shape) of tensor ``name``; :class:`sandload.TensorNotFound` (a
+        ``SafetensorError`` and a ``KeyError``) with safetensors' message if there is none."""
+        try:
+            return self._checkpoint._info(name)
+        except KeyError:
+            raise TensorNotFound(f"File does not contain tensor {name}") from None
+
     def get_tensor(self, name: str):
-        """The whole tensor ``name``. Raises KeyError if there is none."""
-        dtype, shape = self._checkpoint._info(name)
+        """The whole tensor ``name``. Raises :class:`sandload.TensorNotFound` (a
+        ``SafetensorError``, as safetensors raises, and a ``KeyError``) if there is none."""
+        dtype, shape = self._info(name)
         return self._convert(self._checkpoint._bytes(name), dtype, shape, name)
 
     def get_slice(self, name: str) -> _Slice:

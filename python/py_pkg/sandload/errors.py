@@ -35,6 +35,8 @@ __all__ = [
     "NotADirectory",
     "PermissionDenied",
     "InternalError",
+    "SafetensorError",
+    "TensorNotFound",
 ]
 
 
@@ -173,6 +175,19 @@ _BY_ERRNO = {
     errno.EACCES: PermissionDenied,
     errno.EPERM: PermissionDenied,
 }
+
+
+class SafetensorError(Exception):
+    """What ``safetensors`` raises (``safetensors.SafetensorError``) when a valid checkpoint
+    cannot answer a request, such as a tensor it does not hold: code that catches safetensors'
+    class catches this one after ``from sandload import SafetensorError``."""
+
+
+class TensorNotFound(SafetensorError, KeyError):
+    """No tensor of that name (also a ``KeyError``, which sandload raised before)."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
 
 
 class InternalError(Error):
