@@ -56,7 +56,7 @@ pub enum DataAccess {
     /// [`Checkpoint::has_data`](crate::Checkpoint::has_data) is `false`, every
     /// [`TensorView::data`](crate::TensorView::data) is empty, and
     /// [`Checkpoint::read_tensor`](crate::Checkpoint::read_tensor) and
-    /// [`Checkpoint::tensor_digests`](crate::Checkpoint::tensor_digests) read them from the file
+    /// [`Checkpoint::stream_data`](crate::Checkpoint::stream_data) read them from the file
     /// when asked, a tensor or a chunk at a time. RAW files and images are read whole as with
     /// [`DataAccess::Read`] (their guests decode all of them, within `guest_memory_bytes`); any
     /// other file larger than `guest_memory_bytes` is recognised, and refused, from its first

@@ -46,12 +46,12 @@ impl Sandbox {
     /// the guest's memory: a decompression bomb is refused, not decoded.
     ///
     /// # Errors
-    /// [`Error::Refused`] (a checkpoint; a RAW file, rule `image_is_raw` when only the decoder
-    /// found its raw data; no image at all, `image_not_recognised`), [`Error::LimitExceeded`]
-    /// (`max_pixels`), [`Error::Unsupported`] (a valid image using a feature no bundled decoder
-    /// has, named in the reason), [`Error::Malformed`] (rules `image_malformed`, `decode_limit`,
-    /// `decoder_panic`), [`Error::GuestTrap`], [`Error::GuestTimeout`],
-    /// [`Error::GuestOutOfMemory`], [`Error::Io`].
+    /// [`Error::Refused`](crate::Error::Refused) (a checkpoint; a RAW file, rule `image_is_raw` when only the decoder
+    /// found its raw data; no image at all, `image_not_recognised`), [`Error::LimitExceeded`](crate::Error::LimitExceeded)
+    /// (`max_pixels`), [`Error::Unsupported`](crate::Error::Unsupported) (a valid image using a feature no bundled decoder
+    /// has, named in the reason), [`Error::Malformed`](crate::Error::Malformed) (rules `image_malformed`, `decode_limit`,
+    /// `decoder_panic`), [`Error::GuestTrap`](crate::Error::GuestTrap), [`Error::GuestTimeout`](crate::Error::GuestTimeout),
+    /// [`Error::GuestOutOfMemory`](crate::Error::GuestOutOfMemory), [`Error::Io`](crate::Error::Io).
     ///
     /// # Examples
     /// ```

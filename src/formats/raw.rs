@@ -222,9 +222,9 @@ impl Sandbox {
     /// anything is exposed; the samples are copied out of guest memory once.
     ///
     /// # Errors
-    /// [`Error::Refused`] (not a RAW file: a pickle, a PNG...), [`Error::LimitExceeded`]
-    /// (`max_pixels`, `max_file_bytes`), [`Error::Malformed`], [`Error::GuestTrap`],
-    /// [`Error::GuestTimeout`], [`Error::GuestOutOfMemory`], [`Error::Io`].
+    /// [`Error::Refused`](crate::Error::Refused) (not a RAW file: a pickle, a PNG...), [`Error::LimitExceeded`](crate::Error::LimitExceeded)
+    /// (`max_pixels`, `max_file_bytes`), [`Error::Malformed`](crate::Error::Malformed), [`Error::GuestTrap`](crate::Error::GuestTrap),
+    /// [`Error::GuestTimeout`](crate::Error::GuestTimeout), [`Error::GuestOutOfMemory`](crate::Error::GuestOutOfMemory), [`Error::Io`](crate::Error::Io).
     ///
     /// # Examples
     /// ```

@@ -9,7 +9,7 @@ mod artifacts {
 }
 
 /// The guests sandload ships. Each parses one kind of untrusted input in its own wasm module,
-/// which [`SandboxBuilder::replace_guest`] can swap for another build.
+/// which [`SandboxBuilder::replace_guest`](crate::SandboxBuilder::replace_guest) can swap for another build.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Guest {
@@ -44,7 +44,7 @@ impl Guest {
     }
 
     /// The wasm module built from `guests/` and embedded in this crate: what runs unless
-    /// [`SandboxBuilder::replace_guest`] says otherwise. Distributors can ship it as a file (e.g.
+    /// [`SandboxBuilder::replace_guest`](crate::SandboxBuilder::replace_guest) says otherwise. Distributors can ship it as a file (e.g.
     /// `sandload guest-wasm raw-decoder -o raw-decoder.wasm`), see the README's licensing section.
     pub fn bundled_wasm(self) -> &'static [u8] {
         match self {
