@@ -77,3 +77,22 @@ def test_io_errors_are_the_matching_builtins_with_the_whole_path(tmp_path):
     # They cross process boundaries whole.
     again = pickle.loads(pickle.dumps(e.value))
     assert type(again) is type(e.value) and again.errno == errno.EISDIR and again.filename == str(tmp_path)
+
+
+def test_checkpoints_open_from_file_objects(tmp_path):
+    safetensors = pytest.importorskip("safetensors.numpy")
+    path = tmp_path / "m.safetensors"
+    tensors = {"w": np.arange(6, dtype=np.float32).reshape(2, 3)}
+    safetensors.save_file(tensors, str(path))
+    with open(path, "rb") as f:
+        loaded = sandload.load_file(f)
+    np.testing.assert_array_equal(loaded["w"], tensors["w"])
+    with sandload.safe_open(io.BytesIO(path.read_bytes()), "np") as f:
+        assert f.keys() == ["w"]
+    assert sandload.inspect(io.BytesIO(path.read_bytes()))["verdict"] == "accepted"
+    # A pickle behind a file object is refused as a pickle, as from a path.
+    import pickle
+
+    with pytest.raises(sandload.RefusedFormat) as e:
+        sandload.load_file(io.BytesIO(pickle.dumps({"w": [1, 2, 3]})))
+    assert e.value.format == "pickle"
