@@ -309,3 +309,52 @@ def test_a_missing_tensor_raises_what_safetensors_raises(tmp_path):
                 call("b")
             assert str(got.value) == str(expected.value)
             assert isinstance(got.value, KeyError)
+
+
+@pytest.mark.parametrize(
+    "framework,module,package",
+    [("flax", "jax", "jax"), ("jax", "jax", "jax"), ("tf", "tensorflow", "tensorflow"),
+     ("mlx", "mlx", "mlx"), ("paddle", "paddle", "paddlepaddle")],
+)
+def test_other_frameworks_convert_or_name_the_package(framework, module, package, tmp_path, monkeypatch):
+    import importlib.util
+    import sys
+    import types
+
+    safetensors = pytest.importorskip("safetensors.numpy")
+    path = tmp_path / "m.safetensors"
+    weights = np.arange(12, dtype=np.float32).reshape(3, 4)
+    safetensors.save_file({"w": weights}, str(path))
+    if importlib.util.find_spec(module) is None:
+        # Not installed here: the error names what to install, before anything is read.
+        with pytest.raises(ModuleNotFoundError, match=f"pip install {package}") as e:
+            sandload.safe_open(path, framework)
+        assert e.value.name == module
+    # With the framework importable (a stand-in module that records what it was handed), each
+    # tensor is converted by that framework's own function from the numpy view.
+    converted = []
+
+    class Converted:
+        def __init__(self, array):
+            self.array = np.array(array)  # a copy, as the frameworks make
+
+        def __getitem__(self, key):
+            return Converted(self.array[key])
+
+    def convert(array):
+        converted.append(Converted(array))
+        return converted[-1]
+
+    convert_name = {"flax": "asarray", "jax": "asarray", "tf": "convert_to_tensor", "mlx": "array", "paddle": "to_tensor"}
+    fake = types.ModuleType("fake")
+    setattr(fake, convert_name[framework], convert)
+    names = {"flax": ["jax", "jax.numpy"], "jax": ["jax", "jax.numpy"], "tf": ["tensorflow"],
+             "mlx": ["mlx", "mlx.core"], "paddle": ["paddle"]}[framework]
+    for name in names:
+        monkeypatch.setitem(sys.modules, name, fake)
+    with sandload.safe_open(path, framework) as f:
+        whole = f.get_tensor("w")
+        part = f.get_slice("w")[1:, ::2]
+    assert isinstance(whole, Converted) and isinstance(part, Converted) and len(converted) == 2
+    np.testing.assert_array_equal(whole.array, weights)
+    np.testing.assert_array_equal(part.array, weights[1:, ::2])

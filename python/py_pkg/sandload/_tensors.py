@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 from typing import Any, BinaryIO, Dict, List, Optional, Tuple, Union
 
@@ -133,7 +134,39 @@ def _as_torch(data: np.ndarray, dtype: str, shape, path: str, name: str):
     return torch.frombuffer(bytearray(data), dtype=tdtype).reshape(tuple(shape))
 
 
-_FRAMEWORKS = {"np": "np", "numpy": "np", "pt": "pt", "torch": "pt", "pytorch": "pt"}
+# The frameworks safetensors' `safe_open` accepts beyond numpy and torch: the module that converts,
+# the pip package that provides it, and the function that makes its array from a numpy one (a
+# copy into the framework's own memory, as safetensors' converters make).
+_OTHER_FRAMEWORKS = {
+    "flax": ("jax.numpy", "jax", "asarray"),
+    "tf": ("tensorflow", "tensorflow", "convert_to_tensor"),
+    "mlx": ("mlx.core", "mlx", "array"),
+    "paddle": ("paddle", "paddlepaddle", "to_tensor"),
+}
+
+_FRAMEWORKS = {
+    "np": "np", "numpy": "np", "pt": "pt", "torch": "pt", "pytorch": "pt",
+    "flax": "flax", "jax": "flax", "tf": "tf", "tensorflow": "tf", "mlx": "mlx", "paddle": "paddle",
+}
+
+
+def _framework_module(framework: str):
+    """The module that converts to `framework`, or ModuleNotFoundError naming its pip package."""
+    module, package, _ = _OTHER_FRAMEWORKS[framework]
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise ModuleNotFoundError(
+            f"framework={framework!r} needs {package}, which is not importable here: pip install {package} "
+            "(or use framework='np')",
+            name=module.split(".")[0],
+        ) from None
+
+
+def _as_framework(framework: str, data: np.ndarray, dtype: str, shape, path: str, name: str):
+    """The tensor as `framework`'s array, converted from the numpy view."""
+    array = _as_array(data, dtype, shape, path, name)
+    return getattr(_framework_module(framework), _OTHER_FRAMEWORKS[framework][2])(array)
 
 
 class _Slice:
@@ -211,7 +244,9 @@ class safe_open:
     Arrays share the file's pages (a read-only memory map, with ``Sandbox(data_access="map")``,
     the default) when the tensor's offset is aligned for its dtype, and are an aligned copy
     otherwise. BF16 and float8 tensors need ``ml_dtypes``. ``framework="pt"`` gives torch tensors
-    (one copy each, into writable memory).
+    (one copy each, into writable memory); ``"flax"``/``"jax"``, ``"tf"``, ``"mlx"`` and
+    ``"paddle"`` give that framework's arrays, converted from the numpy view (one copy each), and
+    a ``ModuleNotFoundError`` naming the pip package when it is not installed.
 
     Raises:
         sandload.Error: the subclass for the reason the file was not accepted (a pickle or any
@@ -223,10 +258,13 @@ class safe_open:
             self._framework = _FRAMEWORKS[framework]
         except (KeyError, TypeError):
             raise ValueError(
-                f"framework {framework!r} is not supported: use 'np' (numpy) or 'pt' (PyTorch)"
+                f"framework {framework!r} is not supported: use 'np' (numpy), 'pt' (PyTorch), 'flax'/'jax', "
+                "'tf', 'mlx' or 'paddle'"
             ) from None
         if self._framework == "pt":
             _torch()
+        elif self._framework in _OTHER_FRAMEWORKS:
+            _framework_module(self._framework)
         if device != "cpu":
             raise ValueError(f"device {device!r} is not supported: sandload loads to 'cpu'; move the tensors after loading")
         from ._sandbox import default_sandbox
@@ -252,6 +290,8 @@ class safe_open:
     def _convert(self, data: np.ndarray, dtype: str, shape, name: str):
         if self._framework == "pt":
             return _as_torch(data, dtype, shape, self._path, name)
+        if self._framework in _OTHER_FRAMEWORKS:
+            return _as_framework(self._framework, data, dtype, shape, self._path, name)
         return _as_array(data, dtype, shape, self._path, name)
 
     def keys(self) -> List[str]:
