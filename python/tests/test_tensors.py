@@ -236,7 +236,7 @@ def test_framework_pt(write):
 def test_unknown_framework_and_device(write):
     path = write("m.safetensors", safetensors_bytes({"x": np.zeros(1, np.float32)}))
     with pytest.raises(ValueError, match="framework"):
-        sandload.safe_open(path, framework="tf")
+        sandload.safe_open(path, framework="caffe")
     with pytest.raises(ValueError, match="device"):
         sandload.safe_open(path, device="cuda:0")
 
