@@ -35,6 +35,9 @@ fn main() {
         // The pickle walker the `safetensors-header` and `pickle-scan` guests link (via the ABI).
         "crates/pickle-walk/src".to_string(),
         "crates/pickle-walk/Cargo.toml".to_string(),
+        // The DNG opcode maps the `raw-decoder` guest links.
+        "crates/dng-opcodes/src".to_string(),
+        "crates/dng-opcodes/Cargo.toml".to_string(),
         "guests/picture/src".to_string(),
         "guests/picture/Cargo.toml".to_string(),
     ];

@@ -55,6 +55,7 @@ pub use input::{DataAccess, Input, parent_dir};
 pub use limits::{Limit, Limits};
 pub use open::Opened;
 pub use outputs::develop::BayerPlanes;
+pub use outputs::postprocess::{Demosaic, OutputColor, PostProcess, WhiteBalance};
 pub use outputs::tensor_data::{Element, TensorSlice};
 pub use receipt::{Outcome, Receipt};
 pub use refusal::PickleReport;

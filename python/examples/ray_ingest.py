@@ -170,7 +170,9 @@ class SandloadIngest(_Ingest):
         }
         if self.outputs and isinstance(opened, self.sandload.RawPy):
             key = file_sha256 or hashlib.sha256(path.encode()).hexdigest()
-            self.save_outputs(row, key, opened.bayer_planes(), opened.postprocess())
+            self.save_outputs(
+                row, key, opened.bayer_planes(), opened.postprocess(use_camera_wb=True, no_auto_bright=True, output_bps=8)
+            )
         return row
 
 

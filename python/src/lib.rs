@@ -725,21 +725,76 @@ impl PyRawFrame {
         Ok(planes.data.into_pyarray(py).reshape([4, h, w])?.into_any())
     }
 
-    /// Developed sRGB pixels of the image area, `h x w x 3`, `uint8` (`bits=8`) or `uint16`.
-    fn _develop<'py>(&self, py: Python<'py>, bits: u8) -> PyResult<Bound<'py, PyAny>> {
+    /// The image developed as LibRaw develops it (`sandload::PostProcess`), `h x w x 3` `uint8`
+    /// or `uint16`. The package maps rawpy's options onto these arguments.
+    #[pyo3(signature = (*, demosaic, half_size, white_balance, user_wb, output_color, gamma, auto_bright,
+        bright, output_bps, user_flip, user_black, user_sat, no_auto_scale, adjust_maximum_thr))]
+    #[allow(clippy::too_many_arguments)]
+    fn _postprocess<'py>(
+        &self,
+        py: Python<'py>,
+        demosaic: &str,
+        half_size: bool,
+        white_balance: &str,
+        user_wb: Option<[f32; 4]>,
+        output_color: &str,
+        gamma: (f64, f64),
+        auto_bright: Option<f64>,
+        bright: f64,
+        output_bps: u8,
+        user_flip: Option<u8>,
+        user_black: Option<u32>,
+        user_sat: Option<u32>,
+        no_auto_scale: bool,
+        adjust_maximum_thr: f64,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        use sandload::{Demosaic, OutputColor, PostProcess, WhiteBalance};
+        let bad = |what: &str, value: &str| PyValueError::new_err(format!("unknown {what} {value:?}"));
+        let opts = PostProcess {
+            white_balance: match (white_balance, user_wb) {
+                (_, Some(m)) => WhiteBalance::User(m),
+                ("daylight", None) => WhiteBalance::Daylight,
+                ("camera", None) => WhiteBalance::Camera,
+                ("auto", None) => WhiteBalance::Auto,
+                (other, None) => return Err(bad("white balance", other)),
+            },
+            demosaic: match demosaic {
+                "linear" => Demosaic::Linear,
+                "ahd" => Demosaic::Ahd,
+                other => return Err(bad("demosaic", other)),
+            },
+            half_size,
+            output_color: match output_color {
+                "raw" => OutputColor::Raw,
+                "srgb" => OutputColor::Srgb,
+                "adobe" => OutputColor::Adobe,
+                "wide" => OutputColor::Wide,
+                "prophoto" => OutputColor::ProPhoto,
+                "xyz" => OutputColor::Xyz,
+                "aces" => OutputColor::Aces,
+                "p3d65" => OutputColor::P3D65,
+                "rec2020" => OutputColor::Rec2020,
+                other => return Err(bad("output colour", other)),
+            },
+            gamma,
+            auto_bright,
+            bright,
+            output_bits: output_bps,
+            flip: user_flip,
+            user_black,
+            user_sat,
+            no_auto_scale,
+            adjust_maximum_thr,
+        };
         let raw = &self.inner;
-        match bits {
-            8 => {
-                let image = py.detach(|| raw.develop()).py(py)?;
-                let dims = (image.height() as usize, image.width() as usize, 3);
-                shaped(py, image.into_raw(), dims)
-            }
-            16 => {
-                let image = py.detach(|| raw.develop16()).py(py)?;
-                let dims = (image.height() as usize, image.width() as usize, 3);
-                shaped(py, image.into_raw(), dims)
-            }
-            other => Err(PyValueError::new_err(format!("output_bps must be 8 or 16, got {other}"))),
+        let pixels = py.detach(|| raw.postprocess(&opts)).py(py)?;
+        let dims = (pixels.height() as usize, pixels.width() as usize, 3);
+        if output_bps == 8 {
+            shaped(py, pixels.into_bytes(), dims)
+        } else {
+            let values: Vec<u16> =
+                pixels.as_bytes().chunks_exact(2).map(|b| u16::from_le_bytes([b[0], b[1]])).collect();
+            shaped(py, values, dims)
         }
     }
 }

@@ -143,6 +143,39 @@ fn in_bands<T: Send>(out: &mut [T], row_len: usize, work: impl Fn(usize, &mut [T
     });
 }
 
+/// Runs `work(first_row, band)` on `out` (rows of `row_len` values) cut into bands of `band_rows`
+/// rows, the bands shared out among the available cores as they finish. As with [`in_bands`],
+/// every output row must depend on shared read-only input alone.
+pub(super) fn in_bands_of<T: Send>(
+    out: &mut [T],
+    row_len: usize,
+    band_rows: usize,
+    work: impl Fn(usize, &mut [T]) + Sync,
+) {
+    let chunk = (band_rows * row_len).max(1);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let bands = out.len().div_ceil(chunk);
+    if cores == 1 || bands <= 1 {
+        for (i, band) in out.chunks_mut(chunk).enumerate() {
+            work(i * band_rows, band);
+        }
+        return;
+    }
+    let queue = std::sync::Mutex::new(out.chunks_mut(chunk).enumerate());
+    let next = || queue.lock().unwrap_or_else(|e| e.into_inner()).next();
+    std::thread::scope(|s| {
+        let run = || {
+            while let Some((i, band)) = next() {
+                work(i * band_rows, band);
+            }
+        };
+        for _ in 1..cores.min(bands) {
+            s.spawn(run);
+        }
+        run();
+    });
+}
+
 /// Where the colours of a 2x2 Bayer mosaic sit, in sensor coordinates.
 #[derive(Clone, Copy)]
 struct Bayer {

@@ -7,4 +7,5 @@ pub(crate) mod candle;
 pub(crate) mod develop;
 #[cfg(feature = "ndarray")]
 pub(crate) mod ndarray_view;
+pub(crate) mod postprocess;
 pub(crate) mod tensor_data;

@@ -11,9 +11,11 @@
 
 use rawler::decoders::{RawDecodeParams, WellKnownIFD};
 use rawler::formats::tiff::IFD;
+use rawler::formats::tiff::Value;
+use rawler::rawimage::{BlackLevel, WhiteLevel};
 use rawler::rawimage::{RawImageData, RawPhotometricInterpretation};
 use rawler::rawsource::RawSource;
-use rawler::tags::TiffCommonTag;
+use rawler::tags::{DngTag, TiffCommonTag};
 use sandload_abi::raw::{Frame, Output, Rect, Request, Response};
 use sandload_abi::{GuestError, Rule};
 
@@ -176,6 +178,8 @@ pub fn decode(req: Request, payload: Vec<u8>) -> Response {
         ));
     }
 
+    linearise_lossy_dng(decoder.as_ref(), &mut image)?;
+
     let (cfa, cfa_width, cfa_height) = match &image.photometric {
         RawPhotometricInterpretation::Cfa(config) if image.cpp == 1 => {
             let c = &config.cfa;
@@ -238,6 +242,43 @@ pub fn decode(req: Request, payload: Vec<u8>) -> Response {
         samples,
         preview,
     })
+}
+
+/// A lossy DNG (Compression 34892) holds perceptually encoded 8-bit samples that its
+/// `OpcodeList2` maps back to linear: apply the maps as the DNG SDK and LibRaw do, so that the
+/// frame is 16-bit linear data with white level 65535 (rawler 0.8 returns the 8-bit samples).
+fn linearise_lossy_dng(
+    decoder: &dyn rawler::decoders::Decoder,
+    image: &mut rawler::RawImage,
+) -> Result<(), GuestError> {
+    let Ok(Some(raw_ifd)) = decoder.ifd(WellKnownIFD::Raw) else { return Ok(()) };
+    if raw_ifd.get_entry(TiffCommonTag::Compression).map(|e| e.force_u32(0)) != Some(34892) {
+        return Ok(());
+    }
+    let Some(list) = raw_ifd.get_entry(DngTag::OpcodeList2).and_then(|e| match &e.value {
+        Value::Undefined(bytes) | Value::Byte(bytes) => Some(bytes.clone()),
+        _ => None,
+    }) else {
+        return Ok(());
+    };
+    let cpp = image.cpp;
+    let black: Vec<f64> = image.blacklevel.levels.iter().take(cpp).map(|r| f64::from(r.as_f32())).collect();
+    let white: Vec<f64> = image.whitelevel.0.iter().map(|w| f64::from(*w)).collect();
+    let (width, height) = (image.width, image.height);
+    let data = match &mut image.data {
+        RawImageData::Integer(data) => data.as_mut_slice(),
+        RawImageData::Float(_) => return Ok(()),
+    };
+    match dng_opcodes::apply(&list, data, width, height, cpp, &black, &white) {
+        Ok(true) => {
+            image.whitelevel = WhiteLevel(vec![65535; cpp]);
+            image.blacklevel = BlackLevel::zero(1, 1, cpp);
+            image.bps = 16;
+            Ok(())
+        }
+        Ok(false) => Ok(()),
+        Err(e) => Err(fail(Rule::RawMalformed, None, format!("DNG OpcodeList2: {e}"))),
+    }
 }
 
 /// The largest embedded image rawler can extract (preview, else full-size JPEG, else thumbnail).

@@ -40,29 +40,119 @@ _PARAMS_DEFAULTS: Dict[str, Any] = {
 }
 
 
-def _params_set(params) -> Dict[str, Any]:
-    """The fields of a ``rawpy.Params`` (or any object with the same attributes) that differ from
-    rawpy's defaults, under their keyword names (``gamm`` is the ``gamma`` keyword)."""
-    fields = vars(params) if hasattr(params, "__dict__") else {}
+def _value(v: Any) -> Any:
+    """An enum member's value (rawpy's enums are ``enum.Enum``), anything else as it is."""
+    return getattr(v, "value", v)
+
+
+def _params_from_keywords(kw: Dict[str, Any]) -> Dict[str, Any]:
+    """rawpy.Params' attributes for ``postprocess(**kw)``, converted as ``rawpy.Params(**kw)``
+    converts its keywords (``gamma`` is stored as ``gamm = (1 / power, slope)``, ``user_wb`` as
+    ``user_mul``, ``demosaic_algorithm`` as ``user_qual``, None as LibRaw's -1...)."""
+    out: Dict[str, Any] = {}
+    for name, value in kw.items():
+        if name == "demosaic_algorithm":
+            out["user_qual"] = -1 if value is None else int(_value(value))
+        elif name in ("half_size", "four_color_rgb", "dcb_iterations", "use_camera_wb", "use_auto_wb",
+                      "output_bps", "no_auto_bright", "adjust_maximum_thr", "bright", "no_auto_scale"):
+            out[name] = value
+        elif name == "dcb_enhance":
+            out["dcb_enhance_fl"] = value
+        elif name == "fbdd_noise_reduction":
+            out["fbdd_noiserd"] = int(_value(value))
+        elif name == "noise_thr":
+            out["threshold"] = 0.0 if value is None else value
+        elif name == "median_filter_passes":
+            out["med_passes"] = value
+        elif name == "user_wb":
+            out["user_mul"] = [0, 0, 0, 0] if value is None else list(value)
+        elif name == "output_color":
+            out["output_color"] = int(_value(value))
+        elif name in ("user_flip", "user_black", "user_sat"):
+            out[name] = -1 if value is None else value
+        elif name == "user_cblack":
+            out["user_cblack"] = value
+        elif name == "auto_bright_thr":
+            out["auto_bright_thr"] = 0.01 if value is None else value
+        elif name == "highlight_mode":
+            out["highlight"] = int(_value(value))
+        elif name == "exp_shift":
+            if value is not None:
+                out["exp_correc"], out["exp_shift"] = 1, value
+        elif name == "exp_preserve_highlights":
+            out["exp_preser"] = value
+        elif name == "gamma":
+            out["gamm"] = _PARAMS_DEFAULTS["gamm"] if value is None else (1.0 / value[0], value[1])
+        elif name == "chromatic_aberration":
+            out["aber"] = (1, 1) if value is None else (1.0 / value[0], 1.0 / value[1])
+        elif name == "bad_pixels_path":
+            out["bad_pixels"] = value
+        else:
+            raise TypeError(f"postprocess() got an unexpected keyword argument {name!r}")
+    return out
+
+
+def _params_attributes(params) -> Dict[str, Any]:
+    """The attributes of a ``rawpy.Params`` (or any object with the same attributes)."""
+    fields = dict(vars(params)) if hasattr(params, "__dict__") else {}
     unknown = sorted(set(fields) - set(_PARAMS_DEFAULTS))
     if unknown:
         raise NotImplementedError(f"rawpy.Params fields sandload does not know: {', '.join(unknown)}")
-    changed = {}
-    for name, value in fields.items():
-        default = _PARAMS_DEFAULTS[name]
-        same = np.allclose(value, default) if isinstance(default, (float, tuple)) else value == default
-        if not same:
-            changed["gamma" if name == "gamm" else name] = value
-    return changed
+    return fields
 
 
-def _is_sandloads_own(name: str, value: Any) -> bool:
-    """Whether option `name=value` asks for what sandload's development does anyway."""
-    if name in ("use_camera_wb", "no_auto_bright"):
-        return value is True
-    if name == "output_color":
-        return int(value) == 1  # rawpy.ColorSpace.sRGB
-    return False
+def _differs(name: str, value: Any) -> bool:
+    default = _PARAMS_DEFAULTS[name]
+    if isinstance(default, (float, tuple)):
+        return not np.allclose(value, default)
+    return value != default
+
+
+# LibRaw's demosaic numbers (rawpy.DemosaicAlgorithm) sandload implements; -1 is LibRaw's default.
+_DEMOSAIC = {-1: "ahd", 0: "linear", 3: "ahd"}
+# rawpy.ColorSpace numbers sandload implements.
+_COLOR = {0: "raw", 1: "srgb", 2: "adobe", 3: "wide", 4: "prophoto", 5: "xyz", 6: "aces", 7: "p3d65", 8: "rec2020"}
+# Attributes that select LibRaw processing sandload does not implement.
+_NOT_IMPLEMENTED = ("four_color_rgb", "dcb_iterations", "dcb_enhance_fl", "fbdd_noiserd", "threshold",
+                    "med_passes", "user_cblack", "highlight", "exp_correc", "exp_shift", "exp_preser",
+                    "aber", "bad_pixels")
+
+
+def _postprocess_arguments(p: Dict[str, Any]) -> Dict[str, Any]:
+    """The Rust developer's arguments for rawpy.Params attributes `p`; NotImplementedError naming
+    every option that asks for what sandload does not implement."""
+    refused = [f"{n}={p[n]!r}" for n in _NOT_IMPLEMENTED if n in p and _differs(n, p[n])]
+    if int(p["user_qual"]) not in _DEMOSAIC:
+        refused.append(f"demosaic_algorithm={p['user_qual']} (LINEAR and AHD are implemented)")
+    if int(p["output_color"]) not in _COLOR:
+        refused.append(f"output_color={p['output_color']} (raw to Rec2020 are implemented)")
+    if refused:
+        raise NotImplementedError(
+            "sandload's postprocess implements LibRaw's white balance, LINEAR and AHD demosaic, the "
+            "colour spaces raw to ACES, gamma, brightness, levels, half_size and flips; not implemented: "
+            + ", ".join(refused)
+        )
+    if int(p["output_bps"]) not in (8, 16):
+        raise ValueError(f"output_bps must be 8 or 16, got {p['output_bps']}")
+    user_mul = [float(v) for v in p["user_mul"]]
+    power, slope = p["gamm"]
+    return dict(
+        demosaic=_DEMOSAIC[int(p["user_qual"])],
+        half_size=bool(p["half_size"]),
+        white_balance="camera" if p["use_camera_wb"] else "auto" if p["use_auto_wb"] else "daylight",
+        # LibRaw uses user_mul when its first multiplier is set.
+        user_wb=user_mul if user_mul[0] else None,
+        output_color=_COLOR[int(p["output_color"])],
+        gamma=(1.0 / float(power), float(slope)),
+        auto_bright=None if p["no_auto_bright"] else float(p["auto_bright_thr"]),
+        bright=float(p["bright"]),
+        output_bps=int(p["output_bps"]),
+        user_flip=None if int(p["user_flip"]) < 0 else int(p["user_flip"]),
+        user_black=None if int(p["user_black"]) < 0 else int(p["user_black"]),
+        user_sat=None if int(p["user_sat"]) <= 0 else int(p["user_sat"]),
+        no_auto_scale=bool(p["no_auto_scale"]),
+        adjust_maximum_thr=float(p["adjust_maximum_thr"]),
+    )
 
 
 class RawPy:
@@ -235,31 +325,25 @@ class RawPy:
             raise ValueError("this frame has no 2x2 colour filter pattern")
         return int(self._pattern[row % 2, column % 2])
 
-    def postprocess(self, params=None, *, output_bps: int = 8, **options) -> np.ndarray:
-        """The developed image area, ``h x w x 3`` sRGB, ``uint8`` (``output_bps=8``) or
-        ``uint16``: bilinear demosaic, the camera's white balance, the file's colour matrix, no
-        automatic brightening.
+    def postprocess(self, params=None, **options) -> np.ndarray:
+        """The image developed as LibRaw develops it, with rawpy's options and defaults:
+        ``h x w x 3``, ``uint8`` (``output_bps=8``) or ``uint16``, the active area
+        (``sizes.height x sizes.width``) turned to the file's orientation (``user_flip``
+        overrides it).
 
-        Pixels stay in sensor orientation (``sizes.flip`` says how to rotate). Options, as
-        keywords or in a ``rawpy.Params``, are honoured one by one: ``output_bps`` (8 or 16),
-        and ``use_camera_wb=True``, ``no_auto_bright=True`` and ``output_color=sRGB``, which
-        say what sandload does anyway. Any other option a caller sets (a ``Params`` field that
-        differs from rawpy's default, or a keyword) selects LibRaw processing that sandload does
-        not implement, and raises ``NotImplementedError`` naming it rather than being ignored.
+        Options come as rawpy's keywords or in a ``rawpy.Params`` (``params``), field by field:
+        ``demosaic_algorithm`` (LINEAR, AHD; AHD by default as in LibRaw), ``half_size``,
+        ``use_camera_wb``, ``use_auto_wb``, ``user_wb``, ``output_color`` (raw, sRGB, Adobe,
+        Wide, ProPhoto, XYZ, ACES), ``output_bps``, ``gamma``, ``no_auto_bright``,
+        ``auto_bright_thr``, ``bright``, ``user_flip``, ``user_black``, ``user_sat``,
+        ``no_auto_scale``, ``adjust_maximum_thr``. Any other option set to other than its default
+        raises ``NotImplementedError`` naming it, rather than being ignored.
         """
-        asked = dict(options)
+        fields = dict(_PARAMS_DEFAULTS)
         if params is not None:
-            asked.update(_params_set(params))
-            output_bps = asked.pop("output_bps", output_bps)
-        asked.pop("output_bps", None)
-        refused = sorted(name for name, value in asked.items() if not _is_sandloads_own(name, value))
-        if refused:
-            raise NotImplementedError(
-                "sandload's postprocess develops with the camera's white balance, sRGB, a bilinear "
-                "demosaic and no auto brightness, at output_bps 8 or 16; not implemented: "
-                + ", ".join(f"{n}={asked[n]!r}" for n in refused)
-            )
-        return self._frame._develop(int(output_bps))
+            fields.update(_params_attributes(params))
+        fields.update(_params_from_keywords(options))
+        return self._frame._postprocess(**_postprocess_arguments(fields))
 
     def close(self) -> None:
         """Frees nothing early (arrays may still share the buffer); for rawpy compatibility."""

@@ -29,7 +29,24 @@ class RawFrame:
     def _info(self) -> Dict[str, Any]: ...
     def _receipt(self) -> Dict[str, Any]: ...
     def bayer_planes(self) -> npt.NDArray[np.float32]: ...
-    def _develop(self, bits: int) -> npt.NDArray[Any]: ...
+    def _postprocess(
+        self,
+        *,
+        demosaic: str,
+        half_size: bool,
+        white_balance: str,
+        user_wb: Optional[List[float]],
+        output_color: str,
+        gamma: Tuple[float, float],
+        auto_bright: Optional[float],
+        bright: float,
+        output_bps: int,
+        user_flip: Optional[int],
+        user_black: Optional[int],
+        user_sat: Optional[int],
+        no_auto_scale: bool,
+        adjust_maximum_thr: float,
+    ) -> npt.NDArray[Any]: ...
 
 class Sandbox:
     def __init__(
