@@ -179,6 +179,7 @@ pub fn decode(req: Request, payload: Vec<u8>) -> Response {
     }
 
     linearise_lossy_dng(decoder.as_ref(), &mut image)?;
+    kodak_dc120(&source, &mut image);
 
     let (cfa, cfa_width, cfa_height) = match &image.photometric {
         RawPhotometricInterpretation::Cfa(config) if image.cpp == 1 => {
@@ -278,6 +279,28 @@ fn linearise_lossy_dng(
         }
         Ok(false) => Ok(()),
         Err(e) => Err(fail(Rule::RawMalformed, None, format!("DNG OpcodeList2: {e}"))),
+    }
+}
+
+/// Two rawler 0.8 bugs on the Kodak DC120, fixed as LibRaw reads the camera:
+/// - its KDC decoder reports as-shot white balance 1, 1, 1, which the file does not record: the
+///   multipliers are unknown (so that `use_camera_wb` falls back to grey world, as in LibRaw);
+/// - `RawImage::new` prefers the camera catalogue's white level (255) to the one its DC120 JPEG
+///   decoder sets (`0xFF << 1`, the range of that decoder's output, which reaches above 255), so
+///   bright samples sat above white: the decoder's level is restored.
+fn kodak_dc120(source: &RawSource, image: &mut rawler::RawImage) {
+    if image.camera.clean_model != "DC120" {
+        return;
+    }
+    image.wb_coeffs = [f32::NAN; 4];
+    // The raw data's IFD is the one with a CFAPattern, as rawler's KDC decoder finds it.
+    let Ok(tiff) = rawler::formats::tiff::GenericTiffReader::new_with_buffer(source.buf(), 0, 0, None) else {
+        return;
+    };
+    use rawler::formats::tiff::reader::TiffReader;
+    let raw = tiff.find_ifds_with_tag(TiffCommonTag::CFAPattern).into_iter().next();
+    if raw.and_then(|ifd| ifd.get_entry(TiffCommonTag::Compression)).map(|e| e.force_u32(0)) == Some(7) {
+        image.whitelevel = WhiteLevel(vec![0xFF << 1; image.cpp]);
     }
 }
 
