@@ -116,6 +116,7 @@ impl<T> IntoPyResult<T> for sandload::Result<T> {
 }
 
 /// Where an input's bytes come from, taken out of Python objects while the GIL is held.
+#[derive(Clone)]
 enum Source {
     /// A path the caller named: opened through a capability on its parent directory.
     Path(PathBuf),
@@ -433,9 +434,9 @@ impl PySandbox {
     #[pyo3(signature = (source, name=None))]
     fn _decode_raw(&self, py: Python<'_>, source: &Bound<'_, PyAny>, name: Option<PathBuf>) -> PyResult<PyRawFrame> {
         let source = Source::extract(source, name, self.inner.limits())?;
-        let sandbox = self.inner.clone();
+        let (sandbox, kept) = (self.inner.clone(), source.clone());
         let raw = py.detach(move || sandbox.decode_raw(source.open()?)).py(py)?;
-        Ok(PyRawFrame { inner: raw })
+        Ok(PyRawFrame { inner: raw, sandbox: self.inner.clone(), source: kept })
     }
 
     /// Decodes a PNG, JPEG, TIFF or WebP image: `(pixels, format, orientation, icc_profile,
@@ -485,13 +486,13 @@ impl PySandbox {
         name: Option<PathBuf>,
     ) -> PyResult<(Bound<'py, PyAny>, Option<&'static str>, Option<Bound<'py, PyAny>>)> {
         let source = Source::extract(source, name, self.inner.limits())?;
-        let sandbox = self.inner.clone();
+        let (sandbox, kept) = (self.inner.clone(), source.clone());
         let (report, opened) = py.detach(move || report_and_open(&sandbox, source, digest));
         let record = record(py, &report)?;
         let (kind, opened) = match opened {
             None => (None, None),
             Some(opened) => {
-                let (kind, object) = opened_object(py, opened)?;
+                let (kind, object) = opened_object(py, opened, &self.inner, kept)?;
                 (Some(kind), Some(object))
             }
         };
@@ -508,9 +509,9 @@ impl PySandbox {
         name: Option<PathBuf>,
     ) -> PyResult<(&'static str, Bound<'py, PyAny>)> {
         let source = Source::extract(source, name, self.inner.limits())?;
-        let sandbox = self.inner.clone();
+        let (sandbox, kept) = (self.inner.clone(), source.clone());
         let opened = py.detach(move || sandbox.open(source.open()?)).py(py)?;
-        opened_object(py, opened)
+        opened_object(py, opened, &self.inner, kept)
     }
 
     /// Number of guest calls running right now (for tests and monitoring).
@@ -520,11 +521,18 @@ impl PySandbox {
     }
 }
 
-/// The Python object for what `Sandbox::open` accepted, with its kind's name.
-fn opened_object(py: Python<'_>, opened: Opened) -> PyResult<(&'static str, Bound<'_, PyAny>)> {
+/// The Python object for what `Sandbox::open` accepted from `source`, with its kind's name.
+fn opened_object<'py>(
+    py: Python<'py>,
+    opened: Opened,
+    sandbox: &Arc<sandload::Sandbox>,
+    source: Source,
+) -> PyResult<(&'static str, Bound<'py, PyAny>)> {
     Ok(match opened {
         Opened::Checkpoint(c) => ("checkpoint", Bound::new(py, PyCheckpoint { inner: Model::Single(c) })?.into_any()),
-        Opened::Raw(r) => ("raw", Bound::new(py, PyRawFrame { inner: r })?.into_any()),
+        Opened::Raw(r) => {
+            ("raw", Bound::new(py, PyRawFrame { inner: r, sandbox: sandbox.clone(), source })?.into_any())
+        }
         Opened::Image(d) => {
             let receipt = record(py, &d.receipt)?;
             let icc = d.icc_profile.as_deref().map(|p| PyBytes::new(py, p));
@@ -697,6 +705,10 @@ impl PyCheckpoint {
 #[pyclass(frozen, module = "sandload._sandload", name = "RawFrame")]
 struct PyRawFrame {
     inner: RawImage,
+    /// The sandbox and input it came from, for the embedded preview (another guest run, on the
+    /// same bytes; a path is read again).
+    sandbox: Arc<sandload::Sandbox>,
+    source: Source,
 }
 
 #[pymethods]
@@ -723,6 +735,14 @@ impl PyRawFrame {
         let planes = py.detach(|| raw.bayer_planes()).py(py)?;
         let (h, w) = (planes.height, planes.width);
         Ok(planes.data.into_pyarray(py).reshape([4, h, w])?.into_any())
+    }
+
+    /// The largest embedded preview, decoded in the `raw-decoder` guest (`h x w x c` array), or
+    /// None if the file has none.
+    fn _thumbnail<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let (sandbox, source) = (self.sandbox.clone(), self.source.clone());
+        let found = py.detach(move || sandbox.raw_preview(source.open()?)).py(py)?;
+        found.map(|(_, image)| image_array(py, image.pixels)).transpose()
     }
 
     /// The image developed as LibRaw develops it (`sandload::PostProcess`), `h x w x 3` `uint8`

@@ -154,3 +154,52 @@ def test_files_neither_decodes_are_unsupported_naming_the_camera(entry):
     message = str(e.value)
     assert '"GoPro"' in message and "compression 9" in message, message
     assert str(path) in message
+
+
+# Where sandload's daylight multipliers differ from LibRaw's, and why (the developed images above
+# hold the line regardless).
+DAYLIGHT_DIFFERENCES = {
+    "kodak-dc50": "LibRaw keeps 1, 1, 1 (see DEVELOP_DIFFERENCES)",
+    # LibRaw 0.22 derives R and B 2.4 % and 0.8 % higher from the same ColorMatrix1 (D65); the
+    # cause is not in anything rawpy exposes. The developed difference is 1.35 levels.
+    "lg-h815": "R and B within 2.5 % of LibRaw's",
+}
+
+
+# Previews LibRaw finds that sandload does not extract (yet): the Kodak DC50/DC120 keep an 8-bit
+# RGB bitmap (96x64, 80x60) in maker-specific places that rawler does not read. Asserted, so that
+# the gap is visible and a fix turns this test red until the entry goes.
+THUMBNAIL_GAPS = {"kodak-dc": "Kodak DC50/DC120 bitmap thumbnails are not extracted"}
+
+
+@pytest.mark.parametrize("entry", DECODED, ids=ids(DECODED))
+def test_rawpy_attributes_and_thumbnail(entry):
+    from PIL import Image
+    import io
+
+    path = SHARED / entry["file"]
+    with sandload.imread(path) as ours, rawpy.imread(str(path)) as theirs:
+        assert ours.sizes._fields == theirs.sizes._fields
+        assert ours.raw_type == theirs.raw_type and theirs.raw_type == ours.raw_type
+        assert ours.camera_white_level_per_channel == theirs.camera_white_level_per_channel
+        a, b = np.array(ours.daylight_whitebalance[:3]), np.array(theirs.daylight_whitebalance[:3])
+        why = known(DAYLIGHT_DIFFERENCES, entry["file"])
+        if why is None:
+            np.testing.assert_allclose(a, b, rtol=2e-4)
+        elif entry["file"].startswith("lg-h815"):
+            np.testing.assert_allclose(a / a[1], b / b[1], rtol=0.025, err_msg=why)
+        try:
+            thumb = theirs.extract_thumb()
+        except rawpy.LibRawNoThumbnailError:
+            with pytest.raises(sandload.NoThumbnailError):
+                ours.extract_thumb()
+            return
+        if known(THUMBNAIL_GAPS, entry["file"]):
+            with pytest.raises(sandload.NoThumbnailError):
+                ours.extract_thumb()
+            return
+        expected = np.asarray(Image.open(io.BytesIO(thumb.data)).convert("RGB")) if thumb.format == rawpy.ThumbFormat.JPEG else thumb.data
+        got = ours.extract_thumb()
+        assert got.format == sandload.ThumbFormat.BITMAP == rawpy.ThumbFormat.BITMAP
+        assert got.data.shape == expected.shape
+        assert np.abs(got.data.astype(np.int64) - expected).mean() <= 2.0

@@ -19,6 +19,7 @@ use rawler::tags::{DngTag, TiffCommonTag};
 use sandload_abi::raw::{Frame, Output, Rect, Request, Response};
 use sandload_abi::{GuestError, Rule};
 
+mod ciff_preview;
 mod snapshot_alloc;
 
 sandload_abi::guest_main!(Request, decode, owned);
@@ -209,7 +210,10 @@ pub fn decode(req: Request, payload: Vec<u8>) -> Response {
         }
     };
     let preview = match req.output {
-        Output::Preview => preview(decoder.as_ref(), &source, &params, req.max_pixels)?,
+        Output::Preview => match preview(decoder.as_ref(), &source, &params, req.max_pixels)? {
+            Some(found) => Some(found),
+            None => ciff_jpeg(source.buf(), req.max_pixels)?,
+        },
         Output::Metadata | Output::Samples => None,
     };
 
@@ -330,6 +334,26 @@ fn preview(
     }
     // The RAW file's own orientation (in `RawInfo`) applies to its preview; rawler hands over
     // pixels only, no ICC profile.
+    Ok(Some(picture::picture("preview", image, 0, None)))
+}
+
+/// A Canon CRW's embedded JPEG (rawler 0.8 extracts none from CIFF files), its size checked
+/// against the pixel limit before it is decoded.
+fn ciff_jpeg(file: &[u8], max_pixels: u64) -> Result<Option<sandload_abi::image::Picture>, GuestError> {
+    use image::ImageDecoder;
+    let Some(jpeg) = ciff_preview::jpeg(file) else { return Ok(None) };
+    let malformed = |e: image::ImageError| fail(Rule::RawMalformed, None, format!("embedded CRW preview: {e}"));
+    let decoder = image::codecs::jpeg::JpegDecoder::new(std::io::Cursor::new(jpeg)).map_err(malformed)?;
+    let (w, h) = decoder.dimensions();
+    let pixels = u64::from(w) * u64::from(h);
+    if pixels > max_pixels {
+        return Err(fail(
+            Rule::PixelLimit,
+            Some(pixels),
+            format!("embedded preview has {pixels} pixels, over max_pixels {max_pixels}"),
+        ));
+    }
+    let image = image::DynamicImage::from_decoder(decoder).map_err(malformed)?;
     Ok(Some(picture::picture("preview", image, 0, None)))
 }
 

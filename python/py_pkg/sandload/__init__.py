@@ -20,7 +20,7 @@ rule it broke and the limit or offset involved.
 """
 
 from . import errors
-from ._raw import ImageSizes, RawPy, imread
+from ._raw import ImageSizes, NoThumbnailError, RawPy, RawType, Thumbnail, ThumbFormat, imread
 from ._sandbox import Image, Sandbox, decode_image, default_sandbox, inspect, open
 from ._sandload import ABI_VERSION
 from ._tensors import load, load_file, numpy_dtype, safe_open
@@ -63,9 +63,13 @@ __all__ = [
     "TensorNotFound",
     "LimitExceeded",
     "Malformed",
+    "NoThumbnailError",
     "RawPy",
+    "RawType",
     "RefusedFormat",
     "Sandbox",
+    "ThumbFormat",
+    "Thumbnail",
     "Unsupported",
     "decode_image",
     "default_sandbox",
@@ -75,6 +79,7 @@ __all__ = [
     "load",
     "load_file",
     "numpy_dtype",
-    "open",
     "safe_open",
 ]
+# `sandload.open` is public but not exported by `from sandload import *`, which would shadow the
+# builtin `open`.

@@ -3,18 +3,58 @@ object, decoded by rawler inside the sandbox."""
 
 from __future__ import annotations
 
+import enum
 from collections import namedtuple
 from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-__all__ = ["imread", "RawPy", "ImageSizes"]
+__all__ = ["imread", "RawPy", "ImageSizes", "RawType", "ThumbFormat", "Thumbnail", "NoThumbnailError"]
 
 #: The fields of ``rawpy.RawPy.sizes``, in rawpy's order.
 ImageSizes = namedtuple(
     "ImageSizes",
-    ["raw_height", "raw_width", "height", "width", "top_margin", "left_margin", "iheight", "iwidth", "pixel_aspect", "flip"],
+    [
+        "raw_height", "raw_width", "height", "width", "top_margin", "left_margin", "iheight", "iwidth",
+        "pixel_aspect", "flip", "crop_left_margin", "crop_top_margin", "crop_width", "crop_height",
+    ],
 )
+
+
+class _RawpyEnum(enum.Enum):
+    """An enum whose members also equal rawpy's members of the same enum, name and value, so that
+    ported code comparing with ``rawpy.RawType.Flat`` keeps working."""
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, enum.Enum) and type(other).__name__ == type(self).__name__:
+            return (other.name, other.value) == (self.name, self.value)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, self.name))
+
+
+class RawType(_RawpyEnum):
+    """rawpy's ``RawType``: a mosaic (one sample per pixel) or a stack of planes (linear RAW)."""
+
+    Flat = 0
+    Stack = 1
+
+
+class ThumbFormat(_RawpyEnum):
+    """rawpy's ``ThumbFormat``. sandload's thumbnails are always ``BITMAP``: the embedded JPEG is
+    decoded in the sandbox, never handed out as bytes for an unsandboxed decoder to parse."""
+
+    JPEG = 1
+    BITMAP = 2
+
+
+#: What :meth:`RawPy.extract_thumb` returns, as rawpy's ``Thumbnail``.
+Thumbnail = namedtuple("Thumbnail", ["format", "data"])
+
+
+class NoThumbnailError(LookupError):
+    """The file has no embedded preview (rawpy raises ``LibRawNoThumbnailError``)."""
 
 # EXIF orientation -> LibRaw's `flip` (bit 0 mirror horizontally, bit 1 vertically, bit 2
 # transpose), as LibRaw maps the Orientation tag.
@@ -22,7 +62,7 @@ _FLIP = {0: 0, 1: 0, 2: 1, 3: 3, 4: 2, 5: 4, 6: 6, 7: 7, 8: 5}
 
 # sRGB (D65) linear RGB -> XYZ, the matrix dcraw/LibRaw use to derive `color_matrix`.
 _XYZ_RGB = np.array(
-    [[0.412453, 0.357580, 0.180423], [0.212671, 0.715160, 0.072169], [0.019334, 0.119193, 0.950227]],
+    [[0.4124564, 0.3575761, 0.1804375], [0.2126729, 0.7151522, 0.0721750], [0.0193339, 0.1191920, 0.9503041]],
     dtype=np.float64,
 )
 
@@ -205,7 +245,20 @@ class RawPy:
             iwidth=a["width"],
             pixel_aspect=1.0,
             flip=_FLIP.get(self._info["orientation"], 0),
+            **self._crop(),
         )
+
+    def _crop(self) -> Dict[str, int]:
+        """The recommended crop inside the visible area, as LibRaw's ``crop_*`` fields; zeros
+        when the file gives none (or one that is the whole area)."""
+        a, c = self._area, self._info.get("crop_area")
+        zero = dict(crop_left_margin=0, crop_top_margin=0, crop_width=0, crop_height=0)
+        if not c or (c["x"], c["y"], c["width"], c["height"]) == (a["x"], a["y"], a["width"], a["height"]):
+            return zero
+        left, top = c["x"] - a["x"], c["y"] - a["y"]
+        if left < 0 or top < 0:
+            return zero
+        return dict(crop_left_margin=left, crop_top_margin=top, crop_width=c["width"], crop_height=c["height"])
 
     @property
     def raw_pattern(self) -> Optional[np.ndarray]:
@@ -264,9 +317,35 @@ class RawPy:
         return int(max(self._info["white_levels"]))
 
     @property
-    def camera_white_level_per_channel(self) -> List[int]:
+    def camera_white_level_per_channel(self) -> Optional[List[int]]:
+        """Per-channel white levels where the file records them (DNG's ``WhiteLevel``), else None
+        (as rawpy)."""
+        if self._info["format"] != "dng":
+            return None
         w = self._info["white_levels"]
         return [int(w[min(c, len(w) - 1)]) for c in (0, 1, 2, 1)]
+
+    @property
+    def raw_type(self) -> RawType:
+        """``RawType.Flat`` for a mosaic, ``RawType.Stack`` for linear (demosaiced) RAW."""
+        return RawType.Flat if self._cpp == 1 else RawType.Stack
+
+    @property
+    def daylight_whitebalance(self) -> List[float]:
+        """White-balance multipliers for daylight (R, G, B, 0), derived from the camera's colour
+        matrix as LibRaw derives them (the reciprocals of the rows of camera-from-sRGB); 1, 1, 1
+        without a matrix."""
+        cam_xyz = self.rgb_xyz_matrix.astype(np.float64)[:3]
+        if not cam_xyz.any():
+            return [1.0, 1.0, 1.0, 0.0]
+        sums = (cam_xyz @ _XYZ_RGB).sum(axis=1)
+        return [float(1 / v) if abs(v) > 1e-5 else 1.0 for v in sums] + [0.0]
+
+    @property
+    def tone_curve(self) -> np.ndarray:
+        """Not available: rawler, sandload's decoder, applies a file's tone curve while decoding
+        and does not report it."""
+        raise NotImplementedError("sandload's decoder (rawler) applies a file's tone curve while decoding and does not report it")
 
     @property
     def camera_whitebalance(self) -> List[float]:
@@ -344,6 +423,21 @@ class RawPy:
             fields.update(_params_attributes(params))
         fields.update(_params_from_keywords(options))
         return self._frame._postprocess(**_postprocess_arguments(fields))
+
+    def extract_thumb(self) -> Thumbnail:
+        """The largest embedded preview, decoded in the sandbox: ``Thumbnail(ThumbFormat.BITMAP,
+        array)``, ``h x w x 3`` ``uint8``, in the file's stored orientation (``sizes.flip``
+        applies to it as to the RAW image). rawpy hands a JPEG preview out as bytes; sandload
+        does not, since decoding them is what the sandbox is for.
+
+        Raises:
+            NoThumbnailError: the file has no embedded preview.
+            sandload.Error: the preview could not be decoded (the reason's subclass).
+        """
+        data = self._frame._thumbnail()
+        if data is None:
+            raise NoThumbnailError(f"{self._info.get('file', 'the file')}: no embedded preview")
+        return Thumbnail(ThumbFormat.BITMAP, data)
 
     def close(self) -> None:
         """Frees nothing early (arrays may still share the buffer); for rawpy compatibility."""
