@@ -96,3 +96,38 @@ def test_checkpoints_open_from_file_objects(tmp_path):
     with pytest.raises(sandload.RefusedFormat) as e:
         sandload.load_file(io.BytesIO(pickle.dumps({"w": [1, 2, 3]})))
     assert e.value.format == "pickle"
+
+
+def test_fsspec_and_pyarrow_file_systems(write, tmp_path):
+    """Object stores come as fsspec or pyarrow file systems: their files are file objects, read
+    into memory under max_file_bytes (fsspec's memory:// and pyarrow's local file system stand in
+    for s3/gcs/hdfs, which open files of the same classes' interfaces)."""
+    fsspec = pytest.importorskip("fsspec")
+    pafs = pytest.importorskip("pyarrow.fs")
+    safetensors_numpy = pytest.importorskip("safetensors.numpy")
+    tensors = {"w": np.arange(12, dtype=np.float32).reshape(3, 4)}
+    blob = safetensors_numpy.save(tensors)
+    dng = samples.dng(32, 24)
+    fs = fsspec.filesystem("memory")
+    fs.pipe("/bucket/model.safetensors", blob)
+    fs.pipe("/bucket/shot.dng", dng)
+    with fsspec.open("memory://bucket/model.safetensors", "rb") as f:
+        np.testing.assert_array_equal(sandload.load(f.read())["w"], tensors["w"])
+    with fs.open("/bucket/model.safetensors", "rb") as f:
+        with sandload.safe_open(f, framework="np") as st:
+            np.testing.assert_array_equal(st.get_tensor("w"), tensors["w"])
+    with fs.open("/bucket/shot.dng", "rb") as f:
+        np.testing.assert_array_equal(sandload.imread(f).raw_image, sandload.imread(dng).raw_image)
+    # pyarrow: NativeFile streams and random-access files.
+    path = write("model.safetensors", blob)
+    local = pafs.LocalFileSystem()
+    with local.open_input_file(str(path)) as f:
+        np.testing.assert_array_equal(sandload.load_file(f)["w"], tensors["w"])
+    with local.open_input_stream(str(path)) as f:
+        np.testing.assert_array_equal(sandload.load_file(f)["w"], tensors["w"])
+    # Over the limit, a remote file is refused without being read past max_file_bytes + 1.
+    fs.pipe("/bucket/big.safetensors", blob + b"\0" * 4096)
+    with fs.open("/bucket/big.safetensors", "rb") as f, pytest.raises(sandload.LimitExceeded) as e:
+        sandload.Sandbox(max_file_bytes=len(blob)).load_file(f)
+    assert e.value.limit == "max_file_bytes"
+    assert f.tell() == len(blob) + 1

@@ -185,12 +185,17 @@ impl RawImage {
     /// the active area (the sensor less its masked margins), `Rgb8` or `Rgb16` [`Pixels`],
     /// turned to the file's orientation unless [`PostProcess::flip`] says otherwise.
     ///
-    /// ```no_run
+    /// ```
     /// # fn main() -> sandload::Result<()> {
-    /// use sandload::{PostProcess, Sandbox};
-    /// let raw = Sandbox::new()?.decode_raw("IMG_0001.dng".into())?;
-    /// let rgb = raw.postprocess(&PostProcess { output_bits: 16, ..PostProcess::default() })?;
-    /// println!("{}x{}", rgb.width(), rgb.height());
+    /// use sandload::{Demosaic, Input, PostProcess, Sandbox, WhiteBalance};
+    /// let dng = sandload_samples::Dng::patterned(64, 48).to_bytes();
+    /// let raw = Sandbox::new()?.decode_raw(Input::from_bytes(dng, "IMG_0001.dng"))?;
+    /// // rawpy's `postprocess(use_camera_wb=True, half_size=True, output_bps=16)`:
+    /// let opts = PostProcess { white_balance: WhiteBalance::Camera, half_size: true, output_bits: 16, ..Default::default() };
+    /// let rgb = raw.postprocess(&opts)?;
+    /// assert_eq!((rgb.width(), rgb.height()), (32, 24));
+    /// // rawpy's defaults (AHD):
+    /// assert_eq!(PostProcess::default().demosaic, Demosaic::Ahd);
     /// # Ok(())
     /// # }
     /// ```

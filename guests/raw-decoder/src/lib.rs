@@ -104,6 +104,7 @@ fn compression_name(c: u32) -> String {
     let name = match c {
         1 => "uncompressed",
         7 => "JPEG / lossless JPEG",
+        9 => "VC-5, GoPro GPR",
         8 => "Deflate",
         34892 => "lossy JPEG (DNG)",
         34713 => "Nikon NEF",

@@ -308,7 +308,7 @@ class RawPy:
         for r in range(2):
             for c in range(2):
                 out[int(self._pattern[r, c])] = int(round(at(r, c)))
-        if not any(self._pattern.flat == 3):
+        if not bool((self._pattern == 3).any()):
             out[3] = out[1]
         return out
 

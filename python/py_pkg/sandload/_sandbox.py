@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from typing import Any, Dict, Optional, Tuple, Union
+from typing import Any, Dict, Literal, Optional, Tuple, Union, overload
 
 import numpy as np
 
@@ -57,7 +57,12 @@ class Sandbox(_sandload.Sandbox):
         """:func:`sandload.imread` with this sandbox."""
         return RawPy(self._decode_raw(source))
 
-    def decode_image(self, source: PathOrBytes, *, with_info: bool = False):
+    @overload
+    def decode_image(self, source: PathOrBytes, *, with_info: Literal[False] = ...) -> np.ndarray: ...
+    @overload
+    def decode_image(self, source: PathOrBytes, *, with_info: Literal[True]) -> Tuple[np.ndarray, Dict[str, Any]]: ...
+
+    def decode_image(self, source: PathOrBytes, *, with_info: bool = False) -> Union[np.ndarray, Tuple[np.ndarray, Dict[str, Any]]]:
         """:func:`sandload.decode_image` with this sandbox."""
         pixels, fmt, orientation, icc, receipt = self._decode_image(source)
         if not with_info:
@@ -68,7 +73,7 @@ class Sandbox(_sandload.Sandbox):
         """:func:`sandload.inspect` with this sandbox."""
         return _pythonic_report(self._inspect(source, digest, name))
 
-    def open(self, source: PathOrBytes, *, name: Optional[str] = None):
+    def open(self, source: PathOrBytes, *, name: Optional[str] = None) -> Opened:
         """:func:`sandload.open` with this sandbox."""
         return _wrap(*self._open(source, name))
 
@@ -90,7 +95,7 @@ def _pythonic_report(report: Dict[str, Any]) -> Dict[str, Any]:
     return report
 
 
-def _wrap(kind: str, opened: Any):
+def _wrap(kind: str, opened: Any) -> Opened:
     if kind == "checkpoint":
         return safe_open._from_checkpoint(opened)
     if kind == "raw":
@@ -118,6 +123,9 @@ class Image:
         return f"Image(format={self.format!r}, shape={self.pixels.shape}, dtype={self.pixels.dtype})"
 
 
+#: What :func:`sandload.open` returns: a checkpoint, a camera RAW frame or an image.
+Opened = Union[safe_open, RawPy, "Image"]
+
 _default: Optional[Sandbox] = None
 _default_lock = threading.Lock()
 
@@ -132,7 +140,13 @@ def default_sandbox() -> Sandbox:
     return _default
 
 
-def decode_image(source: PathOrBytes, *, with_info: bool = False, sandbox: Optional[Sandbox] = None):
+@overload
+def decode_image(source: PathOrBytes, *, with_info: Literal[False] = ..., sandbox: Optional[Sandbox] = None) -> np.ndarray: ...
+@overload
+def decode_image(source: PathOrBytes, *, with_info: Literal[True], sandbox: Optional[Sandbox] = None) -> Tuple[np.ndarray, Dict[str, Any]]: ...
+
+
+def decode_image(source: PathOrBytes, *, with_info: bool = False, sandbox: Optional[Sandbox] = None) -> Union[np.ndarray, Tuple[np.ndarray, Dict[str, Any]]]:
     """Decodes a PNG, JPEG, TIFF or WebP image in the sandbox.
 
     Returns the pixels as a numpy array shaped as Pillow's ``np.asarray(Image.open(path))``:
@@ -148,7 +162,8 @@ def decode_image(source: PathOrBytes, *, with_info: bool = False, sandbox: Optio
     With ``with_info=True``, returns ``(pixels, info)`` where info holds
     ``format``, ``orientation`` (1-8), ``icc_profile`` (bytes or None) and ``receipt``.
     """
-    return (sandbox or default_sandbox()).decode_image(source, with_info=with_info)
+    sb = sandbox or default_sandbox()
+    return sb.decode_image(source, with_info=True) if with_info else sb.decode_image(source)
 
 
 def inspect(source: PathOrBytes, *, digest: bool = False, name: Optional[str] = None, sandbox: Optional[Sandbox] = None) -> Dict[str, Any]:
@@ -160,7 +175,7 @@ def inspect(source: PathOrBytes, *, digest: bool = False, name: Optional[str] = 
     return (sandbox or default_sandbox()).inspect(source, digest=digest, name=name)
 
 
-def open(source: PathOrBytes, *, name: Optional[str] = None, sandbox: Optional[Sandbox] = None):
+def open(source: PathOrBytes, *, name: Optional[str] = None, sandbox: Optional[Sandbox] = None) -> Opened:
     """Opens whatever the content says the file is (never the name): a checkpoint (a
     :class:`safe_open`), a camera RAW file (a :class:`RawPy`) or an image (an :class:`Image`).
 

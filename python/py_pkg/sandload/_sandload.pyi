@@ -1,17 +1,23 @@
 # Types of the extension module (python/src/lib.rs). The public API is in the .py modules.
 from os import PathLike
 from types import ModuleType
-from typing import Any, BinaryIO, Dict, List, Optional, Tuple, Union
+from typing import Any, BinaryIO, Dict, List, Optional, Tuple, TypeVar, Union, final
 
 import numpy as np
 import numpy.typing as npt
 
 _Source = Union[str, PathLike[str], bytes, bytearray, memoryview, BinaryIO]
 
+__all__ = ["Sandbox", "Checkpoint", "RawFrame", "BytesOwner", "samples", "ABI_VERSION"]
+
+_S = TypeVar("_S", bound="Sandbox")
+
 ABI_VERSION: int
 
+@final
 class BytesOwner: ...
 
+@final
 class Checkpoint:
     @property
     def file(self) -> str: ...
@@ -24,6 +30,7 @@ class Checkpoint:
     def _receipts(self) -> List[Dict[str, Any]]: ...
     def __len__(self) -> int: ...
 
+@final
 class RawFrame:
     def _samples(self) -> npt.NDArray[np.uint8]: ...
     def _info(self) -> Dict[str, Any]: ...
@@ -50,8 +57,8 @@ class RawFrame:
     ) -> npt.NDArray[Any]: ...
 
 class Sandbox:
-    def __init__(
-        self,
+    def __new__(
+        cls: type[_S],
         *,
         max_file_bytes: Optional[int] = None,
         max_header_bytes: Optional[int] = None,
@@ -63,7 +70,7 @@ class Sandbox:
         data_access: str = "map",
         max_concurrent: Optional[int] = None,
         cache: Union[bool, str, PathLike[str], None] = None,
-    ) -> None: ...
+    ) -> _S: ...
     @property
     def limits(self) -> Dict[str, Union[int, float]]: ...
     @property

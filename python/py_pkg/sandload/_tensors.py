@@ -112,7 +112,7 @@ def _as_array(data: np.ndarray, dtype: str, shape, path: str, name: str) -> np.n
 
 def _torch():
     try:
-        import torch
+        import torch  # type: ignore[import-not-found, unused-ignore]
     except ImportError:
         raise ModuleNotFoundError(
             "framework='pt' needs PyTorch, which is not importable here: pip install torch "
@@ -314,7 +314,7 @@ class safe_open:
         except KeyError:
             raise TensorNotFound(f"File does not contain tensor {name}") from None
 
-    def get_tensor(self, name: str):
+    def get_tensor(self, name: str) -> Any:
         """The whole tensor ``name``. Raises :class:`sandload.TensorNotFound` (a
         ``SafetensorError``, as safetensors raises, and a ``KeyError``) if there is none."""
         dtype, shape = self._info(name)

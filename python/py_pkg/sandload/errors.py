@@ -18,7 +18,7 @@ from __future__ import annotations
 import errno
 import os
 
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Type
 
 __all__ = [
     "Error",
@@ -82,12 +82,6 @@ class Error(Exception):
         self.value: Optional[int] = self.record.get("value")
         self.offset: Optional[int] = self.record.get("offset")
         self.guest: Optional[str] = self.record.get("guest")
-        if isinstance(self, OSError):
-            # What OSError(errno, strerror, filename) carries, with the whole path as given.
-            code = self.record.get("errno")
-            self.errno = code
-            self.strerror = os.strerror(code) if code is not None else None
-            self.filename = path
 
     def __str__(self) -> str:
         return self.message
@@ -150,6 +144,22 @@ class IoError(Error, OSError):
 
     kind = "io"
 
+    def __init__(
+        self,
+        message: str,
+        *,
+        kind: Optional[str] = None,
+        rule: Optional[str] = None,
+        path: Optional[str] = None,
+        record: Optional[Dict[str, Any]] = None,
+    ) -> None:
+        super().__init__(message, kind=kind, rule=rule, path=path, record=record)
+        # What OSError(errno, strerror, filename) carries, with the whole path as given.
+        code = self.record.get("errno")
+        self.errno = code
+        self.strerror = os.strerror(code) if code is not None else None
+        self.filename = path
+
 
 class FileNotFound(IoError, FileNotFoundError):
     """The file does not exist (also a ``FileNotFoundError``, ``errno`` ENOENT)."""
@@ -196,7 +206,7 @@ class InternalError(Error):
     kind = "internal"
 
 
-_BY_KIND = {
+_BY_KIND: Dict[str, Type[Error]] = {
     cls.kind: cls
     for cls in (
         RefusedFormat,
@@ -240,7 +250,7 @@ def _from_record(record: dict) -> Error:
     """The exception for an error's record, a dict built from the typed error (the extension
     module's one place where errors cross into Python)."""
     record = _pythonic_record(record)
-    cls = _BY_KIND.get(record.get("kind"), Error)
+    cls: Type[Error] = _BY_KIND.get(str(record.get("kind")), Error)
     code = record.get("errno")
     if cls is IoError and code in _BY_ERRNO:
         cls = _BY_ERRNO[code]
