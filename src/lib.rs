@@ -39,6 +39,8 @@ mod async_api;
 mod open;
 mod route;
 // Presenting results (`serde` feature).
+#[cfg(feature = "cli")]
+pub mod cli;
 #[cfg(feature = "serde")]
 pub mod report;
 

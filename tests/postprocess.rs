@@ -117,7 +117,9 @@ fn options_out_of_range_are_errors_naming_them() {
     ];
     for (opts, name) in bad {
         match raw.postprocess(&opts) {
-            Err(Error::Unsupported { operation: "postprocess", reason, .. }) => assert!(reason.contains(name), "{reason}"),
+            Err(Error::Unsupported { operation: "postprocess", reason, .. }) => {
+                assert!(reason.contains(name), "{reason}")
+            }
             other => panic!("{name}: {other:?}"),
         }
     }

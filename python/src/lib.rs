@@ -961,8 +961,16 @@ mod samples {
 }
 
 /// The extension module.
+/// Runs the `sandload` command line (`sandload::cli::run`) on `argv` (program name first) and
+/// returns its exit status: the same records, messages and statuses as the Rust binary.
+#[pyfunction]
+fn _cli_main(py: Python<'_>, argv: Vec<std::ffi::OsString>) -> u8 {
+    py.detach(move || sandload::cli::run(argv))
+}
+
 #[pymodule]
 fn _sandload(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(_cli_main, m)?)?;
     m.add_class::<PySandbox>()?;
     m.add_class::<PyCheckpoint>()?;
     m.add_class::<PyRawFrame>()?;

@@ -3,11 +3,11 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::report::printable;
+use crate::{DataAccess, Guest, Limits, Sandbox};
 use cap_std::ambient_authority;
 use cap_std::fs::Dir;
 use clap::{Parser, Subcommand};
-use sandload::report::printable;
-use sandload::{DataAccess, Guest, Limits, Sandbox};
 
 use super::exit::EXIT_STATUS;
 
@@ -188,18 +188,18 @@ impl LimitArgs {
 pub enum OutputFormat {
     /// A paragraph per input.
     Human,
-    /// One JSON record per input (`sandload::report::FileReport`), each on its own line, then a
+    /// One JSON record per input (`crate::report::FileReport`), each on its own line, then a
     /// summary record; the schema is `sandload schema`.
     Json,
     /// One SARIF 2.1.0 log with a result per rejected input, for code-scanning UIs.
     Sarif,
 }
 
-/// Compiled guests are cached in the per-user cache ([`sandload::user_cache_dir`]); a cache that
+/// Compiled guests are cached in the per-user cache ([`crate::user_cache_dir`]); a cache that
 /// cannot be created is skipped (it only costs the compile time), an untrusted one with a warning.
 /// The library checks the directory again, and checks each entry.
 pub fn cache_dir() -> Option<Dir> {
-    match sandload::user_cache_dir(ambient_authority()) {
+    match crate::user_cache_dir(ambient_authority()) {
         Ok(dir) => dir,
         Err(why) => {
             eprintln!("sandload: warning: {}", printable(&why));

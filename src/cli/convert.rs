@@ -2,10 +2,9 @@
 //! PNG/TIFF or (RAW) as raw-sample safetensors.
 
 use std::path::Path;
-use std::process::ExitCode;
 
-use sandload::report::printable;
-use sandload::{Error, Opened, RawImage, Sandbox};
+use crate::report::printable;
+use crate::{Error, Opened, RawImage, Sandbox};
 use serde_json::{Value, json};
 
 use super::exit::{EXIT_IO, EXIT_USAGE, status_of};
@@ -16,23 +15,23 @@ use super::write::write_atomically;
 /// so it gets the same verdict; a camera RAW file or an image is then encoded, a checkpoint is a
 /// usage error. The output is written to a temporary file beside OUTPUT and renamed into place,
 /// so a failed run never leaves a partial file.
-pub fn convert(sandbox: &Sandbox, input: &Path, output: &Path) -> ExitCode {
+pub fn convert(sandbox: &Sandbox, input: &Path, output: &Path) -> u8 {
     match convert_inner(sandbox, input, output) {
         Ok(summary) => {
             eprintln!("{}: {} -> {}", printable(&input.display()), printable(&summary), printable(&output.display()));
-            ExitCode::SUCCESS
+            0
         }
         Err(ConvertError::Usage(message)) => {
             eprintln!("sandload: {}", printable(&message));
-            ExitCode::from(EXIT_USAGE)
+            EXIT_USAGE
         }
         Err(ConvertError::Internal(message)) => {
             eprintln!("sandload: internal error: {}", printable(&message));
-            ExitCode::from(EXIT_IO)
+            EXIT_IO
         }
         Err(ConvertError::Rejected(e)) => {
             eprintln!("{}: REJECTED ({}): {}", printable(&input.display()), e.kind(), printable(&e));
-            ExitCode::from(status_of(&e))
+            status_of(&e)
         }
     }
 }
@@ -55,8 +54,8 @@ impl From<Error> for ConvertError {
 pub fn convert_inner(sandbox: &Sandbox, input: &Path, output: &Path) -> Result<String, ConvertError> {
     let ext = output.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).unwrap_or_default();
     let image_format = match ext.as_str() {
-        "png" => Some(sandload::image::ImageFormat::Png),
-        "tif" | "tiff" => Some(sandload::image::ImageFormat::Tiff),
+        "png" => Some(crate::image::ImageFormat::Png),
+        "tif" | "tiff" => Some(crate::image::ImageFormat::Tiff),
         "safetensors" => None,
         other => {
             return Err(ConvertError::Usage(format!(
@@ -91,9 +90,7 @@ pub fn convert_inner(sandbox: &Sandbox, input: &Path, output: &Path) -> Result<S
             let summary =
                 format!("{} {}x{} RAW ({} {})", raw.receipt().format, info.width, info.height, info.make, info.model);
             match image_format {
-                Some(format) => {
-                    (encode(&sandload::image::DynamicImage::ImageRgb16(raw.develop16()?), format)?, summary)
-                }
+                Some(format) => (encode(&crate::image::DynamicImage::ImageRgb16(raw.develop16()?), format)?, summary),
                 None => (raw_safetensors(&raw).map_err(ConvertError::Internal)?, summary),
             }
         }
@@ -108,10 +105,10 @@ pub fn convert_inner(sandbox: &Sandbox, input: &Path, output: &Path) -> Result<S
             let summary = format!("{} {}x{}", decoded.format, decoded.pixels.width(), decoded.pixels.height());
             let mut image = decoded.pixels.to_dynamic_image();
             // PNG holds no float samples: 16-bit, clamped to [0, 1] as `image` converts.
-            if format == sandload::image::ImageFormat::Png && decoded.pixels.layout().sample.is_float() {
+            if format == crate::image::ImageFormat::Png && decoded.pixels.layout().sample.is_float() {
                 image = match image.color().has_alpha() {
-                    true => sandload::image::DynamicImage::ImageRgba16(image.to_rgba16()),
-                    false => sandload::image::DynamicImage::ImageRgb16(image.to_rgb16()),
+                    true => crate::image::DynamicImage::ImageRgba16(image.to_rgba16()),
+                    false => crate::image::DynamicImage::ImageRgb16(image.to_rgb16()),
                 };
             }
             (encode(&image, format)?, summary)
@@ -121,18 +118,14 @@ pub fn convert_inner(sandbox: &Sandbox, input: &Path, output: &Path) -> Result<S
                 "{} is a safetensors checkpoint (accepted): convert takes camera RAW files and images",
                 printable(&input.display())
             )));
-        }
-        // `Opened` is non-exhaustive: a kind of file added later is not silently encoded.
-        _ => return Err(ConvertError::Internal("convert does not know this kind of file".into())),
+        } // Inside the crate `Opened` is matched exhaustively: a kind of file added later fails to
+          // compile here rather than being silently encoded.
     };
     write_atomically(output, &encoded).map_err(|e| ConvertError::Usage(format!("{}: {e}", output.display())))?;
     Ok(summary)
 }
 
-pub fn encode(
-    image: &sandload::image::DynamicImage,
-    format: sandload::image::ImageFormat,
-) -> Result<Vec<u8>, ConvertError> {
+pub fn encode(image: &crate::image::DynamicImage, format: crate::image::ImageFormat) -> Result<Vec<u8>, ConvertError> {
     let mut out = std::io::Cursor::new(Vec::new());
     image.write_to(&mut out, format).map_err(|e| ConvertError::Internal(format!("encoding {format:?}: {e}")))?;
     Ok(out.into_inner())

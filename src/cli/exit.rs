@@ -1,6 +1,6 @@
 //! The exit-status contract: what each status means, and which one an error gives.
 
-use sandload::Error;
+use crate::Error;
 
 /// The exit-status contract, shown by `--help`.
 pub const EXIT_STATUS: &str = "\

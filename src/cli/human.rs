@@ -1,7 +1,7 @@
 //! `inspect`'s human-readable output, from the same [`FileReport`]s the JSON and SARIF outputs
 //! are built from. Everything that came from a file is escaped with [`printable`].
 
-use sandload::report::{FileReport, Summary, printable};
+use crate::report::{FileReport, Summary, printable};
 
 fn guest(report: &FileReport) -> String {
     report.receipt.as_ref().map_or(String::new(), |r| {
@@ -18,7 +18,7 @@ pub fn report(report: &FileReport) -> String {
     let path = printable(&report.path);
     let format = report.format.name();
     if let Some(e) = &report.error {
-        let what = if report.format == sandload::Format::SafetensorsIndex { "sharded checkpoint" } else { format };
+        let what = if report.format == crate::Format::SafetensorsIndex { "sharded checkpoint" } else { format };
         let mut s = format!("{path}: REJECTED ({what}, {}): {}", e.kind(), printable(e));
         if let Some(pickle) = &report.pickle {
             let dangerous: Vec<&str> = pickle.report.dangerous_imports().collect();

@@ -3,17 +3,16 @@
 
 use std::io::Write;
 use std::path::Path;
-use std::process::ExitCode;
 
+use crate::report::{FileReport, Summary, json_safe};
+use crate::{Error, Sandbox};
 use cap_std::fs::Dir;
-use sandload::report::{FileReport, Summary, json_safe};
-use sandload::{Error, Sandbox};
 
 use super::args::OutputFormat;
 use super::exit::{EXIT_IO, status_of};
 use super::walk::Target;
 
-pub fn inspect(sandbox: &Sandbox, targets: Vec<Target>, format: OutputFormat, digest: bool, jobs: usize) -> ExitCode {
+pub fn inspect(sandbox: &Sandbox, targets: Vec<Target>, format: OutputFormat, digest: bool, jobs: usize) -> u8 {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     // Drawn on stderr only when it is a terminal, and only for several files.
@@ -60,7 +59,7 @@ pub fn inspect(sandbox: &Sandbox, targets: Vec<Target>, format: OutputFormat, di
     });
     progress.finish_and_clear();
     if broken_pipe {
-        return ExitCode::from(EXIT_IO);
+        return EXIT_IO;
     }
     let tail = match format {
         OutputFormat::Human => {
@@ -74,10 +73,10 @@ pub fn inspect(sandbox: &Sandbox, targets: Vec<Target>, format: OutputFormat, di
     };
     if let Some(tail) = tail {
         if writeln!(out, "{tail}").is_err() {
-            return ExitCode::from(EXIT_IO);
+            return EXIT_IO;
         }
     }
-    ExitCode::from(status)
+    status
 }
 
 /// Inspects every target on `jobs` threads sharing `sandbox` and hands the reports to `emit` in

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use sandload::report::FileReport;
+use crate::report::FileReport;
 use serde_json::{Value, json};
 
 const SCHEMA: &str = "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json";

@@ -10,9 +10,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::{Error, Input, SHARD_INDEX_FILE, is_shard_index_name, shard_index_in};
 use cap_std::ambient_authority;
 use cap_std::fs::Dir;
-use sandload::{Error, Input, SHARD_INDEX_FILE, is_shard_index_name, shard_index_in};
 
 /// One thing to report on.
 pub enum Target {
@@ -56,12 +56,12 @@ impl Target {
 /// The parent directory of a path named on the command line, and the name in it.
 pub fn split(path: &Path) -> Result<(Arc<Dir>, PathBuf), Error> {
     // The CLI's one use of ambient authority: the user named this path on the command line.
-    let (dir, name) = sandload::parent_dir(path, ambient_authority())?;
+    let (dir, name) = crate::parent_dir(path, ambient_authority())?;
     Ok((Arc::new(dir), name))
 }
 
 /// The targets for the paths given: a file under an index name is a sharded target (the caller
-/// still lets its content decide: [`sandload::Sandbox::open_if_sharded`]), a directory is a
+/// still lets its content decide: [`crate::Sandbox::open_if_sharded`]), a directory is a
 /// sharded checkpoint if it holds [`SHARD_INDEX_FILE`], or with `recursive` every file under it.
 /// Both rules are the library's ([`is_shard_index_name`], [`shard_index_in`]), shared with the
 /// Python package.

@@ -8,11 +8,13 @@ import numpy.typing as npt
 
 _Source = Union[str, PathLike[str], bytes, bytearray, memoryview, BinaryIO]
 
-__all__ = ["Sandbox", "Checkpoint", "RawFrame", "BytesOwner", "samples", "ABI_VERSION"]
+__all__ = ["Sandbox", "Checkpoint", "RawFrame", "BytesOwner", "samples", "ABI_VERSION", "_cli_main"]
 
 _S = TypeVar("_S", bound="Sandbox")
 
 ABI_VERSION: int
+
+def _cli_main(argv: List[str]) -> int: ...
 
 @final
 class BytesOwner: ...
