@@ -141,6 +141,19 @@ impl Input {
         self
     }
 
+    /// A second handle on the opened file (the same open file description), `None` for bytes:
+    /// for a caller that maps parts of the file later, e.g. copy-on-write views of tensors, and
+    /// must see the very file that was checked, not whatever the path names by then.
+    ///
+    /// # Errors
+    /// The `dup` failing (out of file descriptors).
+    pub fn try_clone_file(&self) -> Option<std::io::Result<std::fs::File>> {
+        match &self.source {
+            Source::File(f) => Some(f.try_clone()),
+            Source::Bytes(_) => None,
+        }
+    }
+
     /// The name errors use for this input.
     pub fn name(&self) -> &Path {
         &self.name

@@ -262,31 +262,55 @@ fn route(sandbox: &sandload::Sandbox, source: Source) -> Routed {
     }
 }
 
-/// A checkpoint, sharded or not (see [`route`]).
-fn open_model(sandbox: &sandload::Sandbox, source: Source) -> sandload::Result<Model> {
+/// A checkpoint, sharded or not (see [`route`]), with a handle on its file when `keep_file` and
+/// it is one file (see [`PyCheckpoint::file`]).
+fn open_model(sandbox: &sandload::Sandbox, source: Source, keep_file: bool) -> sandload::Result<(Model, KeptFile)> {
     match route(sandbox, source) {
-        Routed::Sharded(result) => Ok(Model::Sharded(result?)),
-        Routed::File(source) => Ok(Model::Single(sandbox.open_safetensors(source.open()?)?)),
+        Routed::Sharded(result) => Ok((Model::Sharded(result?), None)),
+        Routed::File(source) => {
+            let (input, file) = open_keeping(source, keep_file)?;
+            Ok((Model::Single(sandbox.open_safetensors(input)?), file))
+        }
     }
+}
+
+/// A second handle on a source's file, for copy-on-write mappings of its tensors.
+type KeptFile = Option<Arc<std::fs::File>>;
+
+/// Opens `source`, and keeps a second handle on its file when `keep` (and it is a file).
+fn open_keeping(source: Source, keep: bool) -> sandload::Result<(Input, KeptFile)> {
+    let input = source.open()?;
+    let file = match input.try_clone_file().filter(|_| keep) {
+        Some(dup) => {
+            Some(Arc::new(dup.map_err(|e| sandload::Error::Io { file: input.name().to_path_buf(), source: e })?))
+        }
+        None => None,
+    };
+    Ok((input, file))
 }
 
 /// The record `sandload inspect --json` prints for `source` (a sharded checkpoint for an index or
 /// a directory holding one, see [`route`]), and what was opened when it was accepted (a sharded
 /// checkpoint only has its record).
-fn report_and_open(sandbox: &sandload::Sandbox, source: Source, digest: bool) -> (FileReport, Option<Opened>) {
+fn report_and_open(
+    sandbox: &sandload::Sandbox,
+    source: Source,
+    digest: bool,
+    keep_file: bool,
+) -> (FileReport, Option<Opened>, KeptFile) {
     let shown = source.shown().to_path_buf();
     let source = match route(sandbox, source) {
-        Routed::Sharded(result) => return (FileReport::sharded(&shown, result, digest), None),
+        Routed::Sharded(result) => return (FileReport::sharded(&shown, result, digest), None, None),
         Routed::File(source) => source,
     };
     let shown = source.shown().to_path_buf();
-    match source.open() {
-        Ok(input) => match sandbox.open_with_receipt(input) {
+    match open_keeping(source, keep_file) {
+        Ok((input, file)) => match sandbox.open_with_receipt(input) {
             // Reported from a borrow: the opened file is handed to Python as it is, not copied.
-            (Ok(opened), receipt) => (FileReport::accepted(&shown, &opened, receipt, digest), Some(opened)),
-            (Err(e), receipt) => (FileReport::new(&shown, Err(e), Some(receipt), digest), None),
+            (Ok(opened), receipt) => (FileReport::accepted(&shown, &opened, receipt, digest), Some(opened), file),
+            (Err(e), receipt) => (FileReport::new(&shown, Err(e), Some(receipt), digest), None, None),
         },
-        Err(e) => (FileReport::new(&shown, Err(e), None, digest), None),
+        Err(e) => (FileReport::new(&shown, Err(e), None, digest), None, None),
     }
 }
 
@@ -309,10 +333,40 @@ fn borrow_bytes(py: Python<'_>, data: Bytes) -> PyResult<Bound<'_, PyArray1<u8>>
     Ok(array)
 }
 
+/// A private (copy-on-write) mapping of a range of a checked file: the memory of a writable
+/// tensor array. Reading costs nothing until touched, writing copies only the pages written, and
+/// writes never reach the file.
+#[pyclass(frozen, module = "sandload._sandload")]
+struct PrivateMap {
+    _map: memmap2::MmapMut,
+    ptr: usize,
+    len: usize,
+}
+
+impl PrivateMap {
+    fn new(file: &std::fs::File, start: u64, len: usize) -> std::io::Result<PrivateMap> {
+        // The file must still hold the range (a file truncated since it was checked would fault
+        // on access instead).
+        if file.metadata()?.len() < start + len as u64 {
+            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "file shrank since it was checked"));
+        }
+        // SAFETY: a MAP_PRIVATE mapping of a file this process only reads: our writes stay in
+        // private pages. As with `data_access="map"`, another process changing the file in place
+        // can change pages not yet written (documented), and truncating it would fault; the
+        // caller chose mapping.
+        #[allow(unsafe_code)]
+        let mut map = unsafe { memmap2::MmapOptions::new().offset(start).len(len).map_copy(file)? };
+        let ptr = map.as_mut_ptr() as usize;
+        Ok(PrivateMap { _map: map, ptr, len })
+    }
+}
+
 /// A sandbox: the compiled guests, the limits, the instance pool. Safe to share between threads.
 #[pyclass(frozen, subclass, module = "sandload._sandload", name = "Sandbox")]
 struct PySandbox {
     inner: Arc<sandload::Sandbox>,
+    /// `data_access="map"`: checkpoints keep a handle on their file for copy-on-write tensors.
+    mapped: bool,
 }
 
 #[pymethods]
@@ -395,7 +449,7 @@ impl PySandbox {
         }
         // Building compiles (or loads from the cache) every guest: seconds, without the GIL.
         let inner = py.detach(|| builder.build()).py(py)?;
-        Ok(PySandbox { inner: Arc::new(inner) })
+        Ok(PySandbox { inner: Arc::new(inner), mapped: access == DataAccess::Map })
     }
 
     /// The limits in force, as a dict (sizes in bytes, `guest_time` in seconds).
@@ -426,8 +480,9 @@ impl PySandbox {
     ) -> PyResult<PyCheckpoint> {
         let source = Source::extract(source, name, self.inner.limits())?;
         let sandbox = self.inner.clone();
-        let model = py.detach(move || open_model(&sandbox, source)).py(py)?;
-        Ok(PyCheckpoint { inner: model })
+        let keep = self.mapped;
+        let (model, file) = py.detach(move || open_model(&sandbox, source, keep)).py(py)?;
+        Ok(PyCheckpoint { inner: model, file })
     }
 
     /// Decodes a camera RAW file.
@@ -470,7 +525,7 @@ impl PySandbox {
     ) -> PyResult<Bound<'py, PyAny>> {
         let source = Source::extract(source, name, self.inner.limits())?;
         let sandbox = self.inner.clone();
-        let (report, _) = py.detach(move || report_and_open(&sandbox, source, digest));
+        let (report, _, _) = py.detach(move || report_and_open(&sandbox, source, digest, false));
         record(py, &report)
     }
 
@@ -486,13 +541,13 @@ impl PySandbox {
         name: Option<PathBuf>,
     ) -> PyResult<(Bound<'py, PyAny>, Option<&'static str>, Option<Bound<'py, PyAny>>)> {
         let source = Source::extract(source, name, self.inner.limits())?;
-        let (sandbox, kept) = (self.inner.clone(), source.clone());
-        let (report, opened) = py.detach(move || report_and_open(&sandbox, source, digest));
+        let (sandbox, kept, keep) = (self.inner.clone(), source.clone(), self.mapped);
+        let (report, opened, file) = py.detach(move || report_and_open(&sandbox, source, digest, keep));
         let record = record(py, &report)?;
         let (kind, opened) = match opened {
             None => (None, None),
             Some(opened) => {
-                let (kind, object) = opened_object(py, opened, &self.inner, kept)?;
+                let (kind, object) = opened_object(py, opened, &self.inner, kept, file)?;
                 (Some(kind), Some(object))
             }
         };
@@ -509,9 +564,14 @@ impl PySandbox {
         name: Option<PathBuf>,
     ) -> PyResult<(&'static str, Bound<'py, PyAny>)> {
         let source = Source::extract(source, name, self.inner.limits())?;
-        let (sandbox, kept) = (self.inner.clone(), source.clone());
-        let opened = py.detach(move || sandbox.open(source.open()?)).py(py)?;
-        opened_object(py, opened, &self.inner, kept)
+        let (sandbox, kept, keep) = (self.inner.clone(), source.clone(), self.mapped);
+        let (opened, file) = py
+            .detach(move || {
+                let (input, file) = open_keeping(source, keep)?;
+                sandbox.open(input).map(|opened| (opened, file))
+            })
+            .py(py)?;
+        opened_object(py, opened, &self.inner, kept, file)
     }
 
     /// Number of guest calls running right now (for tests and monitoring).
@@ -527,9 +587,12 @@ fn opened_object<'py>(
     opened: Opened,
     sandbox: &Arc<sandload::Sandbox>,
     source: Source,
+    file: KeptFile,
 ) -> PyResult<(&'static str, Bound<'py, PyAny>)> {
     Ok(match opened {
-        Opened::Checkpoint(c) => ("checkpoint", Bound::new(py, PyCheckpoint { inner: Model::Single(c) })?.into_any()),
+        Opened::Checkpoint(c) => {
+            ("checkpoint", Bound::new(py, PyCheckpoint { inner: Model::Single(c), file })?.into_any())
+        }
         Opened::Raw(r) => {
             ("raw", Bound::new(py, PyRawFrame { inner: r, sandbox: sandbox.clone(), source })?.into_any())
         }
@@ -601,6 +664,10 @@ enum Model {
 #[pyclass(frozen, module = "sandload._sandload", name = "Checkpoint")]
 struct PyCheckpoint {
     inner: Model,
+    /// A handle on the (single) file that was checked, when the sandbox maps files: tensors are
+    /// then mapped from it privately (copy-on-write) for writable arrays. `None` for bytes,
+    /// `data_access="read"` and sharded checkpoints, whose writable arrays are copies.
+    file: KeptFile,
 }
 
 impl PyCheckpoint {
@@ -643,6 +710,37 @@ impl PyCheckpoint {
     fn _bytes<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyArray1<u8>>> {
         let view = self.view(name)?;
         borrow_bytes(py, view.data)
+    }
+
+    /// The tensor's bytes as a writable array of its own: a private (copy-on-write) mapping of
+    /// the checked file's range when there is one, so that nothing is copied until a page is
+    /// written and writes never reach the file or another array; a copy otherwise.
+    fn _writable<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyArray1<u8>>> {
+        let view = self.view(name)?;
+        let (Model::Single(checkpoint), Some(file)) = (&self.inner, &self.file) else {
+            return Ok(PyArray1::from_slice(py, &view.data));
+        };
+        let info = checkpoint.tensors().iter().find(|t| t.name == name).expect("the view exists");
+        let (begin, end) = info.data_offsets;
+        let len = usize::try_from(end - begin).map_err(|_| PyValueError::new_err("tensor larger than memory"))?;
+        if len == 0 {
+            return Ok(PyArray1::zeros(py, 0, false));
+        }
+        let start = 8 + checkpoint.header_len() + begin;
+        let owner = py
+            .detach(|| PrivateMap::new(file, start, len))
+            .map_err(|e| to_py_err(py, sandload::Error::Io { file: checkpoint.file().to_path_buf(), source: e }))?;
+        let (ptr, len) = (owner.ptr, owner.len);
+        let owner = Bound::new(py, owner)?;
+        // SAFETY: `ptr..ptr + len` is the private mapping `owner` holds (frozen, never moved or
+        // unmapped while it lives), and the array's base object is `owner`. Only numpy writes to
+        // it; nothing on the Rust side reads or borrows it.
+        #[allow(unsafe_code)]
+        let array = unsafe {
+            let view = ArrayView1::from_shape_ptr(len, ptr as *const u8);
+            PyArray1::borrow_from_array(&view, owner.into_any())
+        };
+        Ok(array)
     }
 
     /// The box `ranges` (one `(start, stop)` per leading dimension) of a tensor: its bytes
@@ -975,6 +1073,7 @@ fn _sandload(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyCheckpoint>()?;
     m.add_class::<PyRawFrame>()?;
     m.add_class::<BytesOwner>()?;
+    m.add_class::<PrivateMap>()?;
     #[cfg(feature = "test-samples")]
     m.add_wrapped(pyo3::wrap_pymodule!(samples))?;
     m.add("ABI_VERSION", sandload_abi::ABI_VERSION)?;

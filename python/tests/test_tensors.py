@@ -30,7 +30,7 @@ def test_load_file_matches_safetensors_on_every_dtype(write):
         assert got.dtype == expected.dtype, name
         assert got.shape == expected.shape, name
         assert got.tobytes() == expected.tobytes(), name
-        assert not got.flags.writeable, name
+        assert got.flags.writeable == expected.flags.writeable, name  # writable, as safetensors'
 
 
 def test_safe_open_mirrors_safetensors(write):
@@ -104,7 +104,7 @@ def _mapping_of(path: Path):
 def test_tensors_are_views_of_the_mapped_file(write):
     tensors = {"a": np.arange(1000, dtype=np.float32), "b": np.arange(4096, dtype=np.float64)}
     path = write("model.safetensors", safetensors_bytes(tensors))
-    with sandload.safe_open(path) as f:
+    with sandload.safe_open(path, readonly=True) as f:
         a, b = f.get_tensor("a"), f.get_tensor("b")
         spans = _mapping_of(path)
         assert spans, "the file is not mapped"
@@ -122,6 +122,45 @@ def test_tensors_are_views_of_the_mapped_file(write):
     # The arrays keep the mapping alive after the file object is gone.
     del f
     np.testing.assert_array_equal(a, tensors["a"])
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/maps"), reason="needs Linux /proc")
+def test_writable_tensors_are_private_copy_on_write_mappings(write):
+    """Writable like safetensors' arrays, without a copy: each array is a private mapping of its
+    range of the checked file; writes stay in the process and in that array."""
+    tensors = {"a": np.arange(100_000, dtype=np.float32), "b": np.arange(7, dtype=np.int64)}
+    path = write("model.safetensors", safetensors_bytes(tensors))
+    before = path.read_bytes()
+    with sandload.safe_open(path) as f:
+        a, again = f.get_tensor("a"), f.get_tensor("a")
+        assert a.flags.writeable and again.flags.writeable
+        spans = _mapping_of(path)
+        addr = a.ctypes.data
+        assert any(start <= addr and addr + a.nbytes <= end and perms == "rw-p" for start, end, perms in spans), (hex(addr), spans)
+        a *= 2
+        a[0] = -1.0
+        np.testing.assert_array_equal(again, tensors["a"])  # another array: untouched
+        np.testing.assert_array_equal(f.get_tensor("a"), tensors["a"])
+        np.testing.assert_array_equal(f.get_slice("a")[:3], tensors["a"][:3])
+        b = sandload.load_file(path)["b"]
+        b += 1
+        np.testing.assert_array_equal(b, tensors["b"] + 1)
+    assert path.read_bytes() == before  # nothing reached the file
+    del f
+    assert a[0] == -1.0 and a[1] == 2.0  # the array keeps its mapping
+
+
+def test_writable_arrays_from_bytes_read_mode_and_slices_are_copies(write):
+    blob = safetensors_bytes({"a": np.arange(10, dtype=np.int64)})
+    path = write("model.safetensors", blob)
+    for arrays in (sandload.load(blob), sandload.Sandbox(data_access="read").load_file(path)):
+        arrays["a"][:] = 0
+        assert arrays["a"].flags.writeable and not arrays["a"].any()
+    assert not sandload.load(blob, readonly=True)["a"].flags.writeable
+    with sandload.safe_open(path) as f:
+        part = f.get_slice("a")[2:5]
+        part[:] = 9
+        np.testing.assert_array_equal(f.get_tensor("a"), np.arange(10))
 
 
 def test_read_mode_copies_once_and_keeps_values(write):
@@ -229,8 +268,9 @@ def test_framework_pt(write):
         t = f.get_tensor("x")
         assert tuple(t.shape) == (2, 3) and str(t.dtype) == "torch.float32"
         assert t.tolist() == [[0, 1, 2], [3, 4, 5]]
-        t.add_(1)  # writable memory, not the read-only mapping
+        t.add_(1)  # writable: a private mapping, never the file
         assert f.get_slice("x")[1].tolist() == [3, 4, 5]
+        assert f.get_tensor("x").tolist() == [[0, 1, 2], [3, 4, 5]]
 
 
 def test_unknown_framework_and_device(write):

@@ -45,13 +45,13 @@ class Sandbox(_sandload.Sandbox):
             worker) compiles the RAW decoder again, ~8 s on 2 cores.
     """
 
-    def safe_open(self, filename: PathOrBytes, framework: str = "np", device: str = "cpu") -> safe_open:
+    def safe_open(self, filename: PathOrBytes, framework: str = "np", device: str = "cpu", *, readonly: bool = False) -> safe_open:
         """:func:`sandload.safe_open` with this sandbox."""
-        return safe_open(filename, framework=framework, device=device, sandbox=self)
+        return safe_open(filename, framework=framework, device=device, readonly=readonly, sandbox=self)
 
-    def load_file(self, filename: PathOrBytes, device: str = "cpu") -> Dict[str, np.ndarray]:
+    def load_file(self, filename: PathOrBytes, device: str = "cpu", *, readonly: bool = False) -> Dict[str, np.ndarray]:
         """:func:`sandload.load_file` with this sandbox."""
-        return load_file(filename, device=device, sandbox=self)
+        return load_file(filename, device=device, readonly=readonly, sandbox=self)
 
     def imread(self, source: PathOrBytes) -> RawPy:
         """:func:`sandload.imread` with this sandbox."""

@@ -101,12 +101,13 @@ def numpy_dtype(dtype: str, *, path: str = "<checkpoint>", name: str = "?") -> n
 
 
 def _as_array(data: np.ndarray, dtype: str, shape, path: str, name: str) -> np.ndarray:
-    """``data`` (uint8, read-only) viewed as the tensor: no copy when its address is aligned for
-    the dtype, an aligned copy otherwise."""
+    """``data`` (uint8) viewed as the tensor: no copy when its address is aligned for the dtype,
+    an aligned copy otherwise (as writable as ``data``)."""
     dt = numpy_dtype(dtype, path=path, name=name)
     if data.size and data.ctypes.data % dt.alignment:
+        writeable = data.flags.writeable
         data = data.copy()
-        data.flags.writeable = False
+        data.flags.writeable = writeable
     return data.view(dt).reshape(tuple(shape))
 
 
@@ -123,15 +124,18 @@ def _torch():
 
 
 def _as_torch(data: np.ndarray, dtype: str, shape, path: str, name: str):
-    """A CPU torch tensor of the tensor's bytes: one copy into memory torch may write (a tensor
-    over a read-only mapping would crash the process on its first in-place write)."""
+    """A CPU torch tensor of the tensor's bytes: over ``data`` itself when it is writable (a
+    private copy-on-write mapping: no copy until torch writes a page), else one copy into memory
+    torch may write (a tensor over a read-only mapping would crash the process on its first
+    in-place write)."""
     torch = _torch()
     tdtype = getattr(torch, _TORCH.get(dtype, "?"), None)
     if tdtype is None:
         raise _unsupported(path, name, f"is {dtype}, which this torch ({torch.__version__}) has no dtype for", "torch_dtype")
     if data.size == 0:
         return torch.empty(tuple(shape), dtype=tdtype)
-    return torch.frombuffer(bytearray(data), dtype=tdtype).reshape(tuple(shape))
+    buffer = data if data.flags.writeable else bytearray(data)
+    return torch.frombuffer(buffer, dtype=tdtype).reshape(tuple(shape))
 
 
 # The frameworks safetensors' `safe_open` accepts beyond numpy and torch: the module that converts,
@@ -225,6 +229,8 @@ class _Slice:
         if self._file._framework == "pt" and any(isinstance(r, slice) and (r.step or 1) < 0 for r in rest):
             raise ValueError("negative steps are not supported with framework='pt' (torch tensors have none)")
         data, shape = self._file._checkpoint._slice(self._name, ranges)
+        if not self._file._readonly:
+            data = data.copy()  # a slice is a new, writable array, as safetensors gives it
         box = self._file._convert(data, self._dtype, shape, self._name)
         return box[tuple(rest)] if rest else box
 
@@ -235,16 +241,22 @@ class safe_open:
 
         with sandload.safe_open("model.safetensors", framework="np") as f:
             for name in f.keys():
-                w = f.get_tensor(name)          # read-only numpy array, no copy
+                w = f.get_tensor(name)          # writable numpy array, copied only where written
             part = f.get_slice("emb")[:1000]    # reads only the rows asked for
 
     ``filename`` is a path (``str``/``os.PathLike``), the checkpoint's bytes, a directory holding
     ``model.safetensors.index.json``, or an index file: a sharded checkpoint opens as one.
 
-    Arrays share the file's pages (a read-only memory map, with ``Sandbox(data_access="map")``,
-    the default) when the tensor's offset is aligned for its dtype, and are an aligned copy
-    otherwise. BF16 and float8 tensors need ``ml_dtypes``. ``framework="pt"`` gives torch tensors
-    (one copy each, into writable memory); ``"flax"``/``"jax"``, ``"tf"``, ``"mlx"`` and
+    Arrays are writable and independent, as safetensors' are, without a copy: each
+    ``get_tensor`` maps its tensor's bytes of the checked file privately (copy-on-write, with
+    ``Sandbox(data_access="map")``, the default), so pages are read from the page cache when
+    touched and copied only when written; writes never reach the file or another array. With
+    ``readonly=True`` arrays are read-only views of one shared mapping instead (nothing is ever
+    copied, and in-place writes raise). A tensor whose offset is not aligned for its dtype, bytes
+    passed in memory, ``data_access="read"`` and sharded checkpoints give copies where writable
+    arrays are asked for. BF16 and float8 tensors need ``ml_dtypes``. ``framework="pt"`` gives
+    torch tensors over the same writable memory (no copy; with ``readonly=True``, one copy each
+    into memory torch may write); ``"flax"``/``"jax"``, ``"tf"``, ``"mlx"`` and
     ``"paddle"`` give that framework's arrays, converted from the numpy view (one copy each), and
     a ``ModuleNotFoundError`` naming the pip package when it is not installed.
 
@@ -253,7 +265,9 @@ class safe_open:
             other format is ``RefusedFormat``, never loaded).
     """
 
-    def __init__(self, filename: PathOrBytes, framework: str = "np", device: str = "cpu", *, sandbox=None) -> None:
+    def __init__(
+        self, filename: PathOrBytes, framework: str = "np", device: str = "cpu", *, readonly: bool = False, sandbox=None
+    ) -> None:
         try:
             self._framework = _FRAMEWORKS[framework]
         except (KeyError, TypeError):
@@ -270,6 +284,7 @@ class safe_open:
         from ._sandbox import default_sandbox
 
         sandbox = sandbox if sandbox is not None else default_sandbox()
+        self._readonly = bool(readonly)
         self._checkpoint = sandbox._open_checkpoint(filename)
         self._path = os.fsdecode(self._checkpoint.file)
 
@@ -277,6 +292,7 @@ class safe_open:
     def _from_checkpoint(cls, checkpoint, framework: str = "np") -> "safe_open":
         self = cls.__new__(cls)
         self._framework = _FRAMEWORKS[framework]
+        self._readonly = False
         self._checkpoint = checkpoint
         self._path = os.fsdecode(checkpoint.file)
         return self
@@ -318,7 +334,8 @@ class safe_open:
         """The whole tensor ``name``. Raises :class:`sandload.TensorNotFound` (a
         ``SafetensorError``, as safetensors raises, and a ``KeyError``) if there is none."""
         dtype, shape = self._info(name)
-        return self._convert(self._checkpoint._bytes(name), dtype, shape, name)
+        data = self._checkpoint._bytes(name) if self._readonly else self._checkpoint._writable(name)
+        return self._convert(data, dtype, shape, name)
 
     def get_slice(self, name: str) -> _Slice:
         """The tensor ``name``, read only when indexed."""
@@ -332,15 +349,17 @@ class safe_open:
         return len(self._checkpoint)
 
 
-def load_file(filename: PathOrBytes, device: str = "cpu", *, sandbox=None) -> Dict[str, np.ndarray]:
+def load_file(filename: PathOrBytes, device: str = "cpu", *, readonly: bool = False, sandbox=None) -> Dict[str, np.ndarray]:
     """Every tensor of a checkpoint as numpy arrays, as ``safetensors.numpy.load_file`` gives
-    them (read-only, sharing the file's pages where aligned; see :class:`safe_open`)."""
-    with safe_open(filename, framework="np", device=device, sandbox=sandbox) as f:
+    them: writable, each mapped copy-on-write from the checked file (``readonly=True``: read-only
+    views of one shared mapping; see :class:`safe_open`)."""
+    with safe_open(filename, framework="np", device=device, readonly=readonly, sandbox=sandbox) as f:
         return {name: f.get_tensor(name) for name in f.keys()}
 
 
-def load(data: Union[bytes, bytearray, memoryview], *, sandbox=None) -> Dict[str, np.ndarray]:
-    """``load_file`` for a checkpoint's bytes, as ``safetensors.numpy.load`` reads them."""
+def load(data: Union[bytes, bytearray, memoryview], *, readonly: bool = False, sandbox=None) -> Dict[str, np.ndarray]:
+    """``load_file`` for a checkpoint's bytes, as ``safetensors.numpy.load`` reads them (writable
+    copies; ``readonly=True``: read-only views of the bytes)."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError(f"load() takes the checkpoint's bytes; for a path use load_file(), got {type(data).__name__}")
-    return load_file(data, sandbox=sandbox)
+    return load_file(data, readonly=readonly, sandbox=sandbox)
