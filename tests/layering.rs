@@ -20,6 +20,8 @@ const LAYERS: &[&[&str]] = &[
     &["route"],
     &["open"],
     &["async_api", "report"],
+    // The command line (feature `cli`), which the binary and the Python package run.
+    &["cli"],
 ];
 
 fn layer(module: &str) -> Option<usize> {
@@ -30,10 +32,7 @@ fn library_files(dir: &Path, out: &mut Vec<PathBuf>) {
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
         if path.is_dir() {
-            // The binary (`main.rs`, `cli/`) uses the library through `sandload::`.
-            if path.file_name().unwrap() != "cli" {
-                library_files(&path, out);
-            }
+            library_files(&path, out);
         } else if path.extension().is_some_and(|e| e == "rs") {
             let name = path.file_name().unwrap();
             if name != "main.rs" && name != "lib.rs" {
