@@ -17,17 +17,15 @@ import pytest
 
 from sandload._sandload import samples  # test file generators (built with the test-samples feature)
 
-from test_routing import REPO, decision
+from test_routing import cli, decision  # noqa: F401 (cli is a fixture)
 
 VOLATILE = ("receipt", "elapsed_us")
 
 
 @pytest.fixture(scope="module")
-def rust_cli() -> str:
-    path = Path(os.environ.get("SANDLOAD_CLI", REPO / "target" / "release" / "sandload"))
-    if not path.is_file():
-        pytest.fail(f"{path} is missing: build it with `cargo build --release` (or set SANDLOAD_CLI)")
-    return str(path)
+def rust_cli(cli) -> str:
+    """The Rust binary (test_routing's fixture: target/release/sandload or SANDLOAD_CLI)."""
+    return cli
 
 
 @pytest.fixture(scope="module")

@@ -534,7 +534,8 @@ fn camera_matrices(xyz_to_cam: [[f32; 3]; 3]) -> Option<([[f64; 3]; 3], [f64; 3]
     Some((invert(cam_rgb)?, daylight))
 }
 
-fn invert(m: [[f64; 3]; 3]) -> Option<[[f64; 3]; 3]> {
+/// The inverse of a 3x3 matrix by its adjugate, `None` if singular or not finite.
+pub(super) fn invert(m: [[f64; 3]; 3]) -> Option<[[f64; 3]; 3]> {
     let det = m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1]) - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0])
         + m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0]);
     if !det.is_finite() || det.abs() < 1e-12 {
