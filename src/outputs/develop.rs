@@ -538,10 +538,19 @@ fn srgb_from_camera(xyz_to_cam: [[f32; 3]; 3]) -> Option<[[f32; 3]; 3]> {
     invert(cam_from_srgb)
 }
 
-/// The inverse of `m` (computed in f64 by the LibRaw-style developer), `None` if singular.
 fn invert(m: [[f32; 3]; 3]) -> Option<[[f32; 3]; 3]> {
-    let inv = super::postprocess::invert(m.map(|r| r.map(f64::from)))?;
-    let inv = inv.map(|r| r.map(|v| v as f32));
+    let det = m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1]) - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0])
+        + m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0]);
+    if !det.is_finite() || det.abs() < 1e-9 {
+        return None;
+    }
+    let c = |r0: usize, c0: usize, r1: usize, c1: usize| m[r0][c0] * m[r1][c1] - m[r0][c1] * m[r1][c0];
+    let adj = [
+        [c(1, 1, 2, 2), -c(0, 1, 2, 2), c(0, 1, 1, 2)],
+        [-c(1, 0, 2, 2), c(0, 0, 2, 2), -c(0, 0, 1, 2)],
+        [c(1, 0, 2, 1), -c(0, 0, 2, 1), c(0, 0, 1, 1)],
+    ];
+    let inv = adj.map(|row| row.map(|v| v / det));
     inv.iter().flatten().all(|v| v.is_finite()).then_some(inv)
 }
 

@@ -534,8 +534,10 @@ fn camera_matrices(xyz_to_cam: [[f32; 3]; 3]) -> Option<([[f64; 3]; 3], [f64; 3]
     Some((invert(cam_rgb)?, daylight))
 }
 
-/// The inverse of a 3x3 matrix by its adjugate, `None` if singular or not finite.
-pub(super) fn invert(m: [[f64; 3]; 3]) -> Option<[[f64; 3]; 3]> {
+/// The inverse of a 3x3 matrix by its adjugate, `None` if singular or not finite. In f64: the
+/// f32 one in `develop` is kept as it is, since its outputs are pinned bit for bit
+/// (tests/develop_speed.rs).
+fn invert(m: [[f64; 3]; 3]) -> Option<[[f64; 3]; 3]> {
     let det = m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1]) - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0])
         + m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0]);
     if !det.is_finite() || det.abs() < 1e-12 {
