@@ -538,10 +538,48 @@ fn srgb_from_camera(xyz_to_cam: [[f32; 3]; 3]) -> Option<[[f32; 3]; 3]> {
     invert(cam_from_srgb)
 }
 
-fn invert(m: [[f32; 3]; 3]) -> Option<[[f32; 3]; 3]> {
+/// The float types the 3x3 inverse runs in: f32 here (this module's outputs are pinned bit for
+/// bit, tests/develop_speed.rs), f64 in `postprocess` (LibRaw parity); each with the determinant
+/// below which a matrix counts as singular.
+pub(super) trait Real:
+    Copy
+    + PartialOrd
+    + std::ops::Add<Output = Self>
+    + std::ops::Sub<Output = Self>
+    + std::ops::Mul<Output = Self>
+    + std::ops::Div<Output = Self>
+    + std::ops::Neg<Output = Self>
+{
+    const SINGULAR: Self;
+    fn is_finite(self) -> bool;
+    fn abs(self) -> Self;
+}
+
+impl Real for f32 {
+    const SINGULAR: f32 = 1e-9;
+    fn is_finite(self) -> bool {
+        f32::is_finite(self)
+    }
+    fn abs(self) -> f32 {
+        f32::abs(self)
+    }
+}
+
+impl Real for f64 {
+    const SINGULAR: f64 = 1e-12;
+    fn is_finite(self) -> bool {
+        f64::is_finite(self)
+    }
+    fn abs(self) -> f64 {
+        f64::abs(self)
+    }
+}
+
+/// The inverse of a 3x3 matrix by its adjugate, `None` if singular or not finite.
+pub(super) fn invert<T: Real>(m: [[T; 3]; 3]) -> Option<[[T; 3]; 3]> {
     let det = m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1]) - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0])
         + m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0]);
-    if !det.is_finite() || det.abs() < 1e-9 {
+    if !det.is_finite() || det.abs() < T::SINGULAR {
         return None;
     }
     let c = |r0: usize, c0: usize, r1: usize, c1: usize| m[r0][c0] * m[r1][c1] - m[r0][c1] * m[r1][c0];

@@ -9,6 +9,7 @@
 //! host, on samples and metadata the host has validated: every index is bounded by checked
 //! dimensions.
 
+use super::develop::invert;
 use crate::error::{Error, Result};
 use crate::formats::pixels::{Layout, Pixels};
 use crate::formats::raw::{CfaColor, RawImage, Rect};
@@ -532,25 +533,6 @@ fn camera_matrices(xyz_to_cam: [[f32; 3]; 3]) -> Option<([[f64; 3]; 3], [f64; 3]
         daylight[i] = 1.0 / sum;
     }
     Some((invert(cam_rgb)?, daylight))
-}
-
-/// The inverse of a 3x3 matrix by its adjugate, `None` if singular or not finite. In f64: the
-/// f32 one in `develop` is kept as it is, since its outputs are pinned bit for bit
-/// (tests/develop_speed.rs).
-fn invert(m: [[f64; 3]; 3]) -> Option<[[f64; 3]; 3]> {
-    let det = m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1]) - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0])
-        + m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0]);
-    if !det.is_finite() || det.abs() < 1e-12 {
-        return None;
-    }
-    let c = |r0: usize, c0: usize, r1: usize, c1: usize| m[r0][c0] * m[r1][c1] - m[r0][c1] * m[r1][c0];
-    let adj = [
-        [c(1, 1, 2, 2), -c(0, 1, 2, 2), c(0, 1, 1, 2)],
-        [-c(1, 0, 2, 2), c(0, 0, 2, 2), -c(0, 0, 1, 2)],
-        [c(1, 0, 2, 1), -c(0, 0, 2, 1), c(0, 0, 1, 1)],
-    ];
-    let inv = adj.map(|row| row.map(|v| v / det));
-    inv.iter().flatten().all(|v| v.is_finite()).then_some(inv)
 }
 
 fn mul3(a: &[[f64; 3]; 3], b: &[[f64; 3]; 3]) -> [[f64; 3]; 3] {

@@ -129,8 +129,9 @@ pub fn decode(req: Request, payload: Vec<u8>) -> Response {
     // headerless formats): the host keeps no list of makers or formats.
     let decoder = rawler::get_decoder(&source).map_err(|e| identification_error(&e))?;
 
-    if let Ok(Some(raw_ifd)) = decoder.ifd(WellKnownIFD::Raw) {
-        if let Some((w, h)) = declared_pixels(&raw_ifd) {
+    let raw_ifd = decoder.ifd(WellKnownIFD::Raw).ok().flatten();
+    if let Some(raw_ifd) = &raw_ifd {
+        if let Some((w, h)) = declared_pixels(raw_ifd) {
             if w * h > req.max_pixels {
                 return Err(fail(
                     Rule::PixelLimit,
@@ -180,7 +181,9 @@ pub fn decode(req: Request, payload: Vec<u8>) -> Response {
         ));
     }
 
-    linearise_lossy_dng(decoder.as_ref(), &mut image)?;
+    if let Some(raw_ifd) = &raw_ifd {
+        linearise_lossy_dng(raw_ifd, &mut image)?;
+    }
     kodak_dc120(&source, &mut image);
 
     let (cfa, cfa_width, cfa_height) = match &image.photometric {
@@ -253,11 +256,7 @@ pub fn decode(req: Request, payload: Vec<u8>) -> Response {
 /// A lossy DNG (Compression 34892) holds perceptually encoded 8-bit samples that its
 /// `OpcodeList2` maps back to linear: apply the maps as the DNG SDK and LibRaw do, so that the
 /// frame is 16-bit linear data with white level 65535 (rawler 0.8 returns the 8-bit samples).
-fn linearise_lossy_dng(
-    decoder: &dyn rawler::decoders::Decoder,
-    image: &mut rawler::RawImage,
-) -> Result<(), GuestError> {
-    let Ok(Some(raw_ifd)) = decoder.ifd(WellKnownIFD::Raw) else { return Ok(()) };
+fn linearise_lossy_dng(raw_ifd: &IFD, image: &mut rawler::RawImage) -> Result<(), GuestError> {
     if raw_ifd.get_entry(TiffCommonTag::Compression).map(|e| e.force_u32(0)) != Some(34892) {
         return Ok(());
     }

@@ -144,21 +144,13 @@ class IoError(Error, OSError):
 
     kind = "io"
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        kind: Optional[str] = None,
-        rule: Optional[str] = None,
-        path: Optional[str] = None,
-        record: Optional[Dict[str, Any]] = None,
-    ) -> None:
-        super().__init__(message, kind=kind, rule=rule, path=path, record=record)
+    def __init__(self, message: str, **fields: Any) -> None:
+        super().__init__(message, **fields)
         # What OSError(errno, strerror, filename) carries, with the whole path as given.
         code = self.record.get("errno")
         self.errno = code
         self.strerror = os.strerror(code) if code is not None else None
-        self.filename = path
+        self.filename = self.path
 
 
 class FileNotFound(IoError, FileNotFoundError):
