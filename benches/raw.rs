@@ -1,7 +1,7 @@
 //! RAW decode: sandload (rawler in the `raw-decoder` guest) against, in the same run, rawler
 //! called natively in-process (with its rayon pool and on one thread) and the isolation a
-//! cautious user would build instead: rawler in a child process per file, and in a pre-forked
-//! worker (see `anchors`). Every path starts from the file's bytes in memory and ends with the
+//! cautious user would build instead: rawler in a child process per file, in a pre-forked
+//! worker, and in a pool of persistent seccomp-locked workers (see `anchors`). Every path starts from the file's bytes in memory and ends with the
 //! u16 samples in the caller's memory.
 //!
 //! Files (generated DNGs, 16-bit): 1 MP (the fixed cost of a call), 12 MP (4000x3000) and 24 MP
@@ -62,6 +62,7 @@ fn decode(c: &mut Criterion) {
     let one_thread = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
     let child = anchors::ChildPerFile;
     let mut pre_forked = anchors::PreForked::start();
+    let persistent = anchors::PersistentPool::start(1);
     let secs = if quick() { 3 } else { 10 };
 
     for (name, bytes) in files() {
@@ -70,6 +71,7 @@ fn decode(c: &mut Criterion) {
         assert_eq!(anchors::decode_samples(&bytes), expected, "{name}: native");
         assert_eq!(child.decode(&bytes), expected, "{name}: child process");
         assert_eq!(pre_forked.decode(&bytes), expected, "{name}: pre-forked");
+        assert_eq!(persistent.decode(&bytes), expected, "{name}: persistent worker");
 
         let mut g = c.benchmark_group(name);
         g.sample_size(10).measurement_time(Duration::from_secs(secs));
@@ -98,6 +100,7 @@ fn decode(c: &mut Criterion) {
         }
         g.bench_function("child-process", |b| b.iter(|| black_box(child.decode(&bytes).len())));
         g.bench_function("pre-forked", |b| b.iter(|| black_box(pre_forked.decode(&bytes).len())));
+        g.bench_function("persistent-worker", |b| b.iter(|| black_box(persistent.decode(&bytes).len())));
         g.finish();
     }
 
@@ -121,7 +124,7 @@ fn main() {
     Criterion::default().configure_from_args().final_summary();
     let mut pairs = Vec::new();
     for (group, _) in files() {
-        for native in ["native-rawler", "native-rawler-1-thread", "child-process", "pre-forked"] {
+        for native in ["native-rawler", "native-rawler-1-thread", "child-process", "pre-forked", "persistent-worker"] {
             pairs.push(report::Pair { group, native, sandload: "sandload" });
         }
         // keep_resident(2 MiB) against the default (ratio > 1: keeping memory resident helps).

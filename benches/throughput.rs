@@ -6,7 +6,8 @@
 //! Group `raw-corpus`: 12 MP DNGs only (half uncompressed, half lossless JPEG), as many threads
 //! as cores sharing one `Sandbox`, against native rawler decoding the same files one after the
 //! other with its rayon pool (`native-rayon`, what an in-process pipeline does) and against as
-//! many threads calling rawler natively.
+//! many threads calling rawler natively, and against a pool of as many persistent, seccomp-locked
+//! native workers (`anchors::PersistentPool`, the strongest process design) fed by as many threads.
 //!
 //! Run: `cargo bench --bench throughput`. Set `SANDLOAD_BENCH_QUICK=1` for a short run.
 
@@ -110,6 +111,13 @@ fn throughput(c: &mut Criterion) {
     g.bench_with_input(BenchmarkId::new("sandload", cores), &cores, |b, &n| {
         b.iter(|| run(n, &raw, &|(name, format, bytes)| sandboxed(&sandbox, *format, name, bytes)))
     });
+    let pool = anchors::PersistentPool::start(cores);
+    for (_, _, bytes) in &raw {
+        assert_eq!(pool.decode(bytes), anchors::decode_samples(bytes), "persistent worker's samples");
+    }
+    g.bench_with_input(BenchmarkId::new("persistent-worker", cores), &cores, |b, &n| {
+        b.iter(|| run(n, &raw, &|(_, _, bytes)| pool.decode(bytes).len()))
+    });
     g.finish();
 }
 
@@ -127,17 +135,20 @@ fn cores() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get())
 }
 
+mod anchors;
 mod report;
 
 criterion_group!(benches, throughput);
 
 fn main() {
+    anchors::serve_if_child();
     benches();
     Criterion::default().configure_from_args().final_summary();
     let pair = |native, sandload| report::Pair { group: "mixed-corpus", native, sandload };
     let n = cores();
     let native_cores: &'static str = format!("native/{n}").leak();
     let sandload_cores: &'static str = format!("sandload/{n}").leak();
+    let persistent_cores: &'static str = format!("persistent-worker/{n}").leak();
     let raw = |native| report::Pair { group: "raw-corpus", native, sandload: sandload_cores };
     report::print_ratios(
         "throughput",
@@ -149,6 +160,7 @@ fn main() {
             // native's. Target: sandload on all cores >= 0.8x native-rayon's files/s (ratio <= 1.25).
             raw("native-rayon"),
             raw(native_cores),
+            raw(persistent_cores),
         ],
     );
 }

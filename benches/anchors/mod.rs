@@ -9,7 +9,10 @@
 //!   hostile file can only take down its own child. Fork-after-warm-up is the cheapest process
 //!   isolation there is: no exec, no catalogue parse, copy-on-write memory.
 //!
-//! Both get the bytes over a pipe and return the samples over one, as sandload copies the bytes
+//! - [`PersistentPool`]: long-lived, seccomp-locked native workers fed over shared memory (see
+//!   `persistent`): the fastest process design, and the one that reuses a process across files.
+//!
+//! The first two get the bytes over a pipe and return the samples over one, as sandload copies the bytes
 //! into its guest and the samples out. Both set `RLIMIT_AS` (8 GiB) and `RLIMIT_CPU` (60 s) in
 //! the child. A bench's `main` must call [`serve_if_child`] first.
 
@@ -25,6 +28,10 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use rawler::decoders::RawDecodeParams;
 use rawler::rawsource::RawSource;
 
+mod persistent;
+
+pub use persistent::PersistentPool;
+
 const CHILD_ENV: &str = "SANDLOAD_BENCH_CHILD";
 
 /// Does this process's job and exits if it was started as an anchor's child.
@@ -39,6 +46,7 @@ pub fn serve_if_child() {
             std::process::exit(0);
         }
         Ok("zygote") => zygote(),
+        Ok("worker") => persistent::worker(),
         _ => {}
     }
 }
