@@ -53,12 +53,28 @@ pub fn serve_if_child() {
 
 /// rawler's samples as little-endian bytes (what sandload's `RawImage::samples` holds).
 pub fn decode_samples(bytes: &[u8]) -> Vec<u8> {
+    let samples = decode_u16(bytes);
+    let mut out = vec![0u8; samples.len() * 2];
+    write_le(&samples, &mut out);
+    out
+}
+
+/// rawler's samples, decoded natively.
+pub fn decode_u16(bytes: &[u8]) -> Vec<u16> {
     let source = RawSource::new_from_slice(bytes);
     let decoder = rawler::get_decoder(&source).expect("a RAW file");
     let image = decoder.raw_image(&source, &RawDecodeParams::default(), false).expect("decodes");
     match image.data {
-        rawler::RawImageData::Integer(v) => v.iter().flat_map(|s| s.to_le_bytes()).collect(),
+        rawler::RawImageData::Integer(v) => v,
         rawler::RawImageData::Float(_) => panic!("float RAW"),
+    }
+}
+
+/// `samples` as little-endian bytes into `out` (exactly twice as long). A plain loop the compiler
+/// turns into a copy on little-endian machines: the anchors must not pay for a slow conversion.
+fn write_le(samples: &[u16], out: &mut [u8]) {
+    for (pair, s) in out.chunks_exact_mut(2).zip(samples) {
+        pair.copy_from_slice(&s.to_le_bytes());
     }
 }
 
