@@ -198,3 +198,49 @@ fn duplicates_are_the_documented_difference() {
     let err = sandload(&g).unwrap_err();
     assert_eq!(err.rule(), Some("duplicate_key"), "{err}");
 }
+
+/// Headers aimed at the split between the guest's single strict pass (canonical form only) and
+/// the reference parse it falls back to: forms the reference accepts that the strict pass does
+/// not, and near-misses of the canonical form. Each gets the reference's verdict and contents.
+#[test]
+fn headers_off_the_canonical_form_get_the_reference_verdict() {
+    const T: &str = r#""dtype":"U8","shape":[2],"data_offsets":[0,2]"#;
+    let cases: Vec<(&str, String, bool)> = vec![
+        ("canonical", format!("{{\"w\":{{{T}}}}}"), true),
+        ("fields in another order", r#"{"w":{"data_offsets":[0,2],"shape":[2],"dtype":"U8"}}"#.into(), true),
+        ("tensor as a sequence", r#"{"w":["U8",[2],[0,2]]}"#.into(), true),
+        ("extra field", format!("{{\"w\":{{{T},\"x\":null}}}}"), true),
+        ("dtype as an enum map", r#"{"w":{"dtype":{"U8":null},"shape":[2],"data_offsets":[0,2]}}"#.into(), true),
+        ("escaped name", format!("{{\"\\u0077\":{{{T}}}}}"), true),
+        ("escaped __metadata__", format!("{{\"__metadata\\u005f_\":{{\"k\":\"v\"}},\"w\":{{{T}}}}}"), true),
+        ("metadata null", format!("{{\"__metadata__\":null,\"w\":{{{T}}}}}"), true),
+        ("metadata after the tensors", format!("{{\"w\":{{{T}}},\"__metadata__\":{{\"k\":\"v\"}}}}"), true),
+        ("metadata value a number", format!("{{\"__metadata__\":{{\"k\":1}},\"w\":{{{T}}}}}"), false),
+        ("metadata a string", format!("{{\"__metadata__\":\"k\",\"w\":{{{T}}}}}"), false),
+        ("dtype twice", format!("{{\"w\":{{{T},\"dtype\":\"U8\"}}}}"), false),
+        ("missing shape", r#"{"w":{"dtype":"U8","data_offsets":[0,2]}}"#.into(), false),
+        ("shape as floats", r#"{"w":{"dtype":"U8","shape":[2.0],"data_offsets":[0,2]}}"#.into(), false),
+        ("negative zero", r#"{"w":{"dtype":"U8","shape":[-0],"data_offsets":[0,2]}}"#.into(), false),
+        ("three offsets", r#"{"w":{"dtype":"U8","shape":[2],"data_offsets":[0,2,2]}}"#.into(), false),
+        ("unknown dtype", r#"{"w":{"dtype":"U9","shape":[2],"data_offsets":[0,2]}}"#.into(), false),
+        ("lower-case dtype", r#"{"w":{"dtype":"u8","shape":[2],"data_offsets":[0,2]}}"#.into(), false),
+        ("not an object", "[1]".into(), false),
+        ("trailing garbage", format!("{{\"w\":{{{T}}}}}x"), false),
+    ];
+    for (what, header, accepted) in cases {
+        let mut file = samples::with_header(&header);
+        file.extend_from_slice(&[5, 6]);
+        assert_eq!(reference(&file).is_ok(), accepted, "{what}: the reference's verdict changed; fix the case");
+        assert_eq!(assert_agree(&file, what), accepted, "{what}");
+    }
+    // Duplicates in either place are refused whichever pass sees them.
+    for header in [
+        format!("{{\"w\":{{{T}}},\"\\u0077\":{{{T}}}}}"),
+        format!("{{\"__metadata__\":{{\"k\":\"v\",\"\\u006b\":\"v\"}},\"w\":{{{T}}}}}"),
+        format!("{{\"__metadata__\":null,\"__metadata__\":null,\"w\":{{{T}}}}}"),
+    ] {
+        let mut file = samples::with_header(&header);
+        file.extend_from_slice(&[5, 6]);
+        assert_eq!(sandload(&file).unwrap_err().rule(), Some("duplicate_key"), "{header}");
+    }
+}

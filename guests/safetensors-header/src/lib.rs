@@ -21,6 +21,8 @@ use sandload_abi::{GuestError, Rule};
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
+mod fast;
+
 /// The reference implementation's header size cap (`safetensors::tensor::MAX_HEADER_SIZE`).
 pub const REFERENCE_MAX_HEADER: u64 = 100_000_000;
 const N_LEN: u64 = 8;
@@ -104,10 +106,13 @@ pub fn validate(req: Request, payload: &[u8]) -> Response {
     let text = std::str::from_utf8(header)
         .map_err(|e| fail(Rule::HeaderNotUtf8, Some(N_LEN + e.valid_up_to() as u64), "header is not valid UTF-8"))?;
 
-    check_keys(text, req.max_tensors)?;
-
-    let parsed: HashMetadata = serde_json::from_str(text)
-        .map_err(|e| fail(Rule::HeaderJson, json_offset(text, &e), format!("header JSON: {e}")))?;
+    // One strict pass builds the table from the canonical form every writer emits; anything
+    // else (and any error) goes through the reference's parse, so that what is accepted and
+    // every error kind stay the reference's.
+    let (tensors_found, metadata) = match fast::parse(text, req.max_tensors) {
+        Some(parsed) => parsed,
+        None => reference_parse(text, req.max_tensors)?,
+    };
 
     // Valid JSON; what follows the object must be the format's padding: spaces only.
     let unpadded = header.iter().rposition(|&b| b != b' ').map_or(0, |i| i + 1);
@@ -119,7 +124,7 @@ pub fn validate(req: Request, payload: &[u8]) -> Response {
         ));
     }
 
-    let tensor_count = parsed.tensors.len() as u64;
+    let tensor_count = tensors_found.len() as u64;
     if tensor_count > req.max_tensors {
         return Err(over_limit(
             Rule::TooManyTensors,
@@ -128,8 +133,8 @@ pub fn validate(req: Request, payload: &[u8]) -> Response {
         ));
     }
 
-    let mut tensors = Vec::with_capacity(parsed.tensors.len());
-    for (name, info) in parsed.tensors {
+    let mut tensors = Vec::with_capacity(tensors_found.len());
+    for (name, info) in tensors_found {
         if info.shape.len() > MAX_RANK {
             return Err(GuestError {
                 rule: Rule::RankOverLimit,
@@ -170,12 +175,23 @@ pub fn validate(req: Request, payload: &[u8]) -> Response {
 
     not_a_pickle(&req, payload)?;
 
-    let metadata = parsed.metadata.map(|m| {
-        let mut entries: Vec<(String, String)> = m.into_iter().collect();
+    let metadata = metadata.map(|mut entries| {
         entries.sort();
         entries
     });
     Ok(Table { header_len: n, tensors, metadata })
+}
+
+/// The tensors (name and reference `TensorInfo`, in no particular order) and the metadata entries.
+type Parsed = (Vec<(String, TensorInfo)>, Option<Vec<(String, String)>>);
+
+/// The reference's acceptance: a first pass refuses duplicate keys and counts tensors, then
+/// `HashMetadata` is deserialised as the reference does.
+fn reference_parse(text: &str, max_tensors: u64) -> Result<Parsed, GuestError> {
+    check_keys(text, max_tensors)?;
+    let parsed: HashMetadata = serde_json::from_str(text)
+        .map_err(|e| fail(Rule::HeaderJson, json_offset(text, &e), format!("header JSON: {e}")))?;
+    Ok((parsed.tensors.into_iter().collect(), parsed.metadata.map(|m| m.into_iter().collect())))
 }
 
 /// Refuses a file that `pickle.load` (called repeatedly, as torch's legacy loader does; the C or
