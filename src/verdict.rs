@@ -43,6 +43,17 @@ pub(crate) fn region_bytes<'m>(
     expected: u64,
     what: &str,
 ) -> std::result::Result<&'m [u8], Violation> {
+    Ok(&memory[region_range(memory, region, expected, what)?])
+}
+
+/// Where a guest memory region lies in `memory`, checked: exactly `expected` bytes long and
+/// inside the memory.
+pub(crate) fn region_range(
+    memory: &[u8],
+    region: Region,
+    expected: u64,
+    what: &str,
+) -> std::result::Result<std::ops::Range<usize>, Violation> {
     if u64::from(region.len) != expected {
         return Err(Violation::new(
             Rule::RawMalformed,
@@ -50,8 +61,9 @@ pub(crate) fn region_bytes<'m>(
         ));
     }
     let start = region.ptr as usize;
-    start.checked_add(region.len as usize).and_then(|end| memory.get(start..end)).ok_or_else(|| {
-        Violation::new(
+    match start.checked_add(region.len as usize) {
+        Some(end) if end <= memory.len() => Ok(start..end),
+        _ => Err(Violation::new(
             Rule::RawMalformed,
             format!(
                 "guest's {what} at {:#x}+{} lie outside its memory ({} bytes)",
@@ -59,8 +71,8 @@ pub(crate) fn region_bytes<'m>(
                 region.len,
                 memory.len()
             ),
-        )
-    })
+        )),
+    }
 }
 
 /// The error for a host-side check that a guest's output failed.

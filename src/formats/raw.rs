@@ -14,7 +14,7 @@ use crate::receipt::Receipt;
 use crate::refusal::refuse_as_raw;
 use crate::sandbox::{Guest, GuestStats, Sandbox};
 use crate::sniff::{Format, Sniffed};
-use crate::verdict::{Violation, guest_rejection, region_bytes, violation};
+use crate::verdict::{Violation, guest_rejection, region_range, violation};
 
 /// Longest text field (make, model, timestamp, decoder name) accepted from the guest.
 const MAX_TEXT_BYTES: usize = 256;
@@ -172,7 +172,13 @@ impl RawInfo {
     }
 }
 
-/// A decoded camera RAW frame: validated metadata plus the samples, copied once out of the guest.
+/// A decoded camera RAW frame: validated metadata plus the samples.
+///
+/// The samples are usually not copied: they stay where the guest decoded them, in its memory,
+/// which the frame keeps (read-only) until it and every clone of [`samples`](RawImage::samples)
+/// are dropped. A sandbox keeps at most `max_concurrent` such frames alive; past that, frames
+/// are copied out and the guest's memory released at once. Keeping many frames for long (a cache)
+/// therefore costs their guests' memory only for the first `max_concurrent` of them.
 #[derive(Debug, Clone)]
 pub struct RawImage {
     info: RawInfo,
@@ -219,7 +225,8 @@ impl Sandbox {
     /// is checked against the dimensions the file declares before the decoder allocates. Every
     /// field the guest returns is then re-checked here (dimensions within limits, sample buffer
     /// length exactly `width x height x cpp`, CFA pattern, black/white levels, areas) before
-    /// anything is exposed; the samples are copied out of guest memory once.
+    /// anything is exposed; the samples are then handed out where the guest left them (see
+    /// [`RawImage`]), or copied once.
     ///
     /// # Errors
     /// [`Error::Refused`](crate::Error::Refused) (not a RAW file: a pickle, a PNG...), [`Error::LimitExceeded`](crate::Error::LimitExceeded)
@@ -326,7 +333,9 @@ impl Sandbox {
         Ok(Request { file_len: data.len() as u64, max_pixels: self.limits().max_pixels, output })
     }
 
-    /// Runs the raw-decoder guest on `data` and validates what it returns.
+    /// Runs the raw-decoder guest on `data` and validates what it returns. The samples are
+    /// handed out without a copy when the sandbox can keep the guest's store (see
+    /// `Finished::into_bytes`).
     fn run_raw(
         &self,
         file: &Path,
@@ -339,15 +348,18 @@ impl Sandbox {
         let limits = self.limits();
         let request = self.raw_request(file, data, sniffed, output, format)?;
         let format = *format;
-        self.call(Guest::RawDecoder, file, format, &request, data, stats, |response, memory| {
-            accept_frame(response, memory, output, limits, file, format)
-        })
+        let (response, finished) = self.call_finished(Guest::RawDecoder, file, format, &request, data, stats)?;
+        let (info, samples) = frame_samples(response, finished.memory(), output, limits, file, format)?;
+        Ok((info, samples.map(|range| finished.into_bytes(range))))
     }
 }
 
 /// Everything the host does with the raw-decoder guest's answer (decoded by the typed call):
 /// re-checks the frame, and copies the samples (if asked for) out of the guest's memory. Both
-/// `response` and `memory` are hostile. Public (feature `fuzzing`) for the fuzz targets.
+/// `response` and `memory` are hostile. Public (feature `fuzzing`) for the fuzz targets; the
+/// library itself hands the samples out without a copy where it can (`Sandbox::run_raw`), after
+/// the same checks (`frame_samples`).
+#[cfg(feature = "fuzzing")]
 pub fn accept_frame(
     response: Response,
     memory: &[u8],
@@ -356,13 +368,27 @@ pub fn accept_frame(
     file: &Path,
     format: Format,
 ) -> Result<(RawInfo, Option<Bytes>)> {
+    let (info, samples) = frame_samples(response, memory, output, limits, file, format)?;
+    Ok((info, samples.map(|range| Bytes::copy_from_slice(&memory[range]))))
+}
+
+/// The checked frame and where its samples (if asked for) lie in `memory`: exactly the bytes its
+/// dimensions need, inside the memory.
+fn frame_samples(
+    response: Response,
+    memory: &[u8],
+    output: Output,
+    limits: &Limits,
+    file: &Path,
+    format: Format,
+) -> Result<(RawInfo, Option<std::ops::Range<usize>>)> {
     let (info, frame) = checked_frame(response, limits, file, format)?;
     let samples = match (output, frame.samples) {
         (Output::Samples, Some(region)) => {
             let expected = (info.width * info.height * info.cpp * 2) as u64;
-            let bytes =
-                region_bytes(memory, region, expected, "samples").map_err(|v| violation(file, format, limits, v))?;
-            Some(Bytes::copy_from_slice(bytes))
+            let range =
+                region_range(memory, region, expected, "samples").map_err(|v| violation(file, format, limits, v))?;
+            Some(range)
         }
         (Output::Samples, None) => {
             return Err(violation(file, format, limits, bad(Rule::RawMalformed, "guest returned no samples".into())));

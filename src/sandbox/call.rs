@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use sandload_abi::{Rule, exports};
 use wasmtime::{InstancePre, ResourceLimiter, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::WasiCtxBuilder;
@@ -67,11 +68,29 @@ impl Sandbox {
         })
     }
 
-    /// Runs one guest call in a fresh store: writes `request` and `payload` into the guest,
-    /// calls it, and hands `extract` the response bytes and the whole guest memory before the
-    /// instance is dropped, so that bulk output (decoded pixels) can be copied out once, straight
-    /// from where the guest left it. `extract` must treat both as hostile. Records what happened
-    /// in `stats`.
+    /// [`call`](Sandbox::call) without the callback: the decoded response and the finished call,
+    /// whose store (and so the guest's memory) lives as long as the [`Finished`] does. For callers
+    /// that may hand part of the guest's memory out without copying it (see
+    /// [`Finished::into_bytes`]). The response must be treated as hostile, as with `call`.
+    pub(crate) fn call_finished<Req: serde::Serialize, Resp: serde::de::DeserializeOwned>(
+        &self,
+        kind: Guest,
+        file: &Path,
+        format: Format,
+        request: &Req,
+        payload: &[u8],
+        stats: &mut GuestStats,
+    ) -> Result<(Resp, Finished)> {
+        let request = sandload_abi::encode(request)
+            .map_err(|e| Error::Internal(format!("{} guest: encoding the request: {e}", kind.name())))?;
+        let finished = self.run(kind, file, format, &request, payload, stats)?;
+        Ok((kind.decode_response(finished.response(), file)?, finished))
+    }
+
+    /// Runs one guest call in a fresh store and hands `extract` the response bytes and the whole
+    /// guest memory before the instance is dropped, so that bulk output (decoded pixels) can be
+    /// copied out once, straight from where the guest left it. `extract` must treat both as
+    /// hostile.
     fn call_with<T>(
         &self,
         kind: Guest,
@@ -82,6 +101,22 @@ impl Sandbox {
         stats: &mut GuestStats,
         extract: impl FnOnce(&[u8], &[u8]) -> Result<T>,
     ) -> Result<T> {
+        let finished = self.run(kind, file, format, request, payload, stats)?;
+        extract(finished.response(), finished.memory())
+    }
+
+    /// Runs one guest call in a fresh store: writes `request` and `payload` into the guest, calls
+    /// it, and returns the finished store with the response range bounds-checked. Records what
+    /// happened in `stats`.
+    fn run(
+        &self,
+        kind: Guest,
+        file: &Path,
+        format: Format,
+        request: &[u8],
+        payload: &[u8],
+        stats: &mut GuestStats,
+    ) -> Result<Finished> {
         stats.guest = Some(kind.name());
         let pre = self.guest(kind).map_err(|e| e.to_error(self, kind, file))?;
         // A caller that gave up (an async caller that dropped its future): do not start, or stop
@@ -91,7 +126,7 @@ impl Sandbox {
         if is_cancelled(&cancel) {
             return Err(cancelled(file));
         }
-        let _slot = self.inner.slots.acquire();
+        let slot = self.inner.slots.acquire();
         if is_cancelled(&cancel) {
             return Err(cancelled(file));
         }
@@ -140,9 +175,9 @@ impl Sandbox {
         }
         let (memory, response) =
             result.map_err(|failure| self.classify(failure, kind, file, format, &store.data().limiter, &stderr))?;
-        let data = memory.data(&store);
-        // run_call checked the range against this same memory, which has not changed since.
-        extract(&data[response], data)
+        // From here the slot is given back by the `Finished` (after its store is dropped).
+        slot.keep();
+        Ok(Finished { store, memory, response, budget: Budget { inner: Arc::clone(&self.inner), frame: false } })
     }
 
     fn classify(
@@ -185,6 +220,88 @@ impl Sandbox {
             }
             CallFailure::Protocol(message) => Error::GuestTrap { file, guest, message: printable(&message) },
             CallFailure::Setup(message) => Error::Internal(format!("{guest}: {message}")),
+        }
+    }
+}
+
+/// A guest call that returned: its store, so its memory, lives as long as this does, and counts
+/// against the sandbox's concurrent calls until it is dropped or its output handed out.
+pub(crate) struct Finished {
+    // Declared before `budget`: the store goes back to the pool before its slot is counted free,
+    // so that the pool never holds more stores than it has slots.
+    store: Store<GuestState>,
+    memory: wasmtime::Memory,
+    /// Checked by `run_call` against this memory, which no longer changes (the call is over).
+    response: std::ops::Range<usize>,
+    budget: Budget,
+}
+
+impl Finished {
+    /// The guest's response bytes (hostile).
+    pub(crate) fn response(&self) -> &[u8] {
+        &self.memory()[self.response.clone()]
+    }
+
+    /// The guest's whole linear memory (hostile).
+    pub(crate) fn memory(&self) -> &[u8] {
+        self.memory.data(&self.store)
+    }
+
+    /// `range` of the guest's memory (already checked to lie inside it) as `Bytes`. Without a
+    /// copy while fewer than `max_concurrent` such frames are alive: the `Bytes` then owns this
+    /// store (and its pool slot) until its last clone is dropped. Past that bound the range is
+    /// copied and the store released at once, so frames a caller keeps never starve new calls of
+    /// pool slots (the pool has `max_concurrent` slots per guest for calls and as many for kept
+    /// frames).
+    pub(crate) fn into_bytes(mut self, range: std::ops::Range<usize>) -> Bytes {
+        let inner = Arc::clone(&self.budget.inner);
+        let kept =
+            inner.frames.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < inner.slots.max).then_some(n + 1));
+        if kept.is_err() {
+            return Bytes::copy_from_slice(&self.memory()[range]);
+        }
+        // Counted as a kept frame now: give the call's slot back.
+        self.budget.switch_to_frame();
+        Bytes::from_owner(KeptFrame { store: self.store, memory: self.memory, range, _budget: self.budget })
+    }
+}
+
+/// A decoded frame handed out without a copy: a range of a finished guest's memory.
+struct KeptFrame {
+    // Before `_budget`, as in `Finished`.
+    store: Store<GuestState>,
+    memory: wasmtime::Memory,
+    range: std::ops::Range<usize>,
+    _budget: Budget,
+}
+
+impl AsRef<[u8]> for KeptFrame {
+    fn as_ref(&self) -> &[u8] {
+        // The range was checked against this memory, which cannot shrink and is never run again.
+        &self.memory.data(&self.store)[self.range.clone()]
+    }
+}
+
+/// What a live store counts against, given back when it is dropped: a call slot (the semaphore
+/// over the pool) or, once its output was handed out without a copy, a kept-frame slot.
+struct Budget {
+    inner: Arc<super::Inner>,
+    frame: bool,
+}
+
+impl Budget {
+    fn switch_to_frame(&mut self) {
+        self.inner.slots.release();
+        self.frame = true;
+    }
+}
+
+impl Drop for Budget {
+    fn drop(&mut self) {
+        if self.frame {
+            self.inner.frames.fetch_sub(1, Ordering::AcqRel);
+        } else {
+            self.inner.slots.release();
         }
     }
 }

@@ -17,7 +17,7 @@ mod guest;
 mod pool;
 
 use std::path::Path;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU32};
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
@@ -74,6 +74,8 @@ struct Inner {
     modules: [Bytes; Guest::COUNT],
     guests: [OnceLock<std::result::Result<InstancePre<GuestState>, GuestSetupError>>; Guest::COUNT],
     slots: Slots,
+    /// Decoded frames alive that own their guest's store (at most `slots.max`).
+    frames: AtomicU32,
     cache: Option<CompiledCache>,
     _ticker: Ticker,
 }
@@ -251,6 +253,7 @@ impl SandboxBuilder {
                 }),
                 guests: std::array::from_fn(|_| OnceLock::new()),
                 slots: Slots::new(max_concurrent),
+                frames: AtomicU32::new(0),
                 cache: match &self.cache_dir {
                     Some(dir) => Some(CompiledCache::new(
                         dir.try_clone().map_err(|e| Error::Internal(format!("cache directory: {e}")))?,
@@ -292,6 +295,13 @@ impl Sandbox {
     pub fn guests_running(&self) -> u32 {
         let free = *self.inner.slots.free.lock().unwrap_or_else(|p| p.into_inner());
         self.inner.slots.max - free
+    }
+
+    /// How many decoded RAW frames alive right now keep their guest's memory instead of a copy
+    /// (at most `max_concurrent`; see [`RawImage`](crate::RawImage)), e.g. for a service's
+    /// memory metrics.
+    pub fn frames_kept(&self) -> u32 {
+        self.inner.frames.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// The limits every file is held to.

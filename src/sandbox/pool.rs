@@ -34,7 +34,10 @@ pub(super) fn pooling_config(max_concurrent: u32, limits: &Limits, keep_resident
     // ran the same module (its memory image still mapped, its pages still resident), so
     // with fewer slots, callers alternating between guests evict each other's warm slots
     // and every call starts cold. Unused slots are address space only (no memory).
-    let slots = max_concurrent.saturating_mul(Guest::COUNT as u32);
+    //
+    // As many again for decoded frames handed out without a copy (`Finished::into_bytes`: at
+    // most `max_concurrent` alive at once), which keep their store.
+    let slots = max_concurrent.saturating_mul(2).saturating_mul(Guest::COUNT as u32);
     let mut pool = PoolingAllocationConfig::new();
     pool.total_core_instances(slots)
         .total_memories(slots)
@@ -77,11 +80,26 @@ impl Slots {
     }
 }
 
+impl Slots {
+    /// Gives a slot back (one taken by a guard that was [kept](SlotGuard::keep)).
+    pub(super) fn release(&self) {
+        let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
+        *free += 1;
+        self.freed.notify_one();
+    }
+}
+
+impl SlotGuard<'_> {
+    /// Keeps the slot taken after the guard is gone: the caller gives it back with
+    /// [`Slots::release`], exactly once.
+    pub(super) fn keep(self) {
+        std::mem::forget(self);
+    }
+}
+
 impl Drop for SlotGuard<'_> {
     fn drop(&mut self) {
-        let mut free = self.0.free.lock().unwrap_or_else(|p| p.into_inner());
-        *free += 1;
-        self.0.freed.notify_one();
+        self.0.release();
     }
 }
 
