@@ -40,6 +40,9 @@ fn main() {
         "crates/dng-opcodes/Cargo.toml".to_string(),
         "guests/picture/src".to_string(),
         "guests/picture/Cargo.toml".to_string(),
+        // The patched rawler the `raw-decoder` guest links (guests/vendor/rawler/PATCHES.md).
+        "guests/vendor/rawler/src".to_string(),
+        "guests/vendor/rawler/Cargo.toml".to_string(),
     ];
     for name in GUESTS.iter().map(|(name, _)| *name).chain(TEST_GUESTS.iter().copied()) {
         watched.push(format!("guests/{name}/src"));

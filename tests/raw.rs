@@ -392,3 +392,46 @@ fn an_unsupported_dng_compression_is_unsupported_naming_camera_and_compression()
         other => panic!("expected Unsupported, got {other}"),
     }
 }
+
+/// `raw_info` reads metadata without decoding the samples (rawler's DNG reader through the
+/// guest's patch, guests/vendor/rawler/PATCHES.md): what it reports must be exactly what a full
+/// decode reports, for every kind of DNG the samples write and for every real file the team
+/// shares that rawler decodes.
+#[test]
+fn raw_info_equals_decode_raw_info() {
+    let mut files: Vec<(String, Vec<u8>)> = Vec::new();
+    for lossless_jpeg in [false, true] {
+        let base = Dng { lossless_jpeg, ..Dng::patterned(64, 48) };
+        let kinds = [
+            ("patterned", base.clone()),
+            ("black 0", Dng { black_level: 0, ..base.clone() }),
+            ("active area", Dng { active_area: Some([2, 4, 46, 60]), ..base.clone() }),
+            ("GRBG", Dng { cfa: [1, 0, 2, 1], ..base.clone() }),
+            ("rotated", Dng { orientation: 6, ..base.clone() }),
+            ("white balance", Dng { as_shot_neutral: [0.5, 1.0, 0.8], ..base.clone() }),
+        ];
+        for (what, dng) in kinds {
+            files.push((format!("{what}, lossless JPEG {lossless_jpeg}"), dng.to_bytes()));
+        }
+    }
+    let shared = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/raw");
+    match std::fs::read_dir(&shared) {
+        Ok(dir) => {
+            for entry in dir.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if !name.ends_with(".json") && !name.ends_with(".md") {
+                    files.push((name, std::fs::read(entry.path()).unwrap()));
+                }
+            }
+        }
+        Err(_) => eprintln!("SKIPPED the real files: {} is absent (CI always has ../shared)", shared.display()),
+    }
+    let mut compared = 0;
+    for (what, bytes) in files {
+        let Ok(decoded) = sandbox().decode_raw(Input::from_bytes(bytes.clone(), "f")) else { continue };
+        let info = sandbox().raw_info(Input::from_bytes(bytes, "f")).unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert_eq!(&info, decoded.info(), "{what}");
+        compared += 1;
+    }
+    assert!(compared >= 12, "only {compared} files decoded");
+}

@@ -264,9 +264,9 @@ impl Sandbox {
     /// its samples, and checks it like [`decode_raw`](Sandbox::decode_raw) does.
     ///
     /// Unlike `decode_raw` this does not prove that the pixel data decodes: a file whose metadata
-    /// is sound but whose samples are corrupt passes here and fails `decode_raw`. Most of
-    /// rawler's readers skip the pixel data entirely in this mode; its DNG reader (rawler 0.8)
-    /// still decodes it, so for DNGs this saves only the copy out of the guest.
+    /// is sound but whose samples are corrupt passes here and fails `decode_raw`. rawler's readers
+    /// skip the pixel data in this mode (its DNG reader with a one-line patch in the guest,
+    /// `guests/vendor/rawler/PATCHES.md`), so it costs about the copy of the file into the guest.
     ///
     /// # Errors
     /// As [`decode_raw`](Sandbox::decode_raw).

@@ -143,34 +143,44 @@ pub fn decode(req: Request, payload: Vec<u8>) -> Response {
     }
 
     // Only `Samples` decodes the pixel data: metadata and previews ask rawler for a "dummy" image
-    // (dimensions, levels, colour data, no samples), which most of its decoders build without
-    // touching the pixel data. rawler 0.8's DNG reader decodes it anyway (`plain_image_from_ifd`
-    // ignores the flag), so for DNGs this saves only the copy out.
+    // (dimensions, levels, colour data, no samples), which its decoders build without touching
+    // the pixel data (the DNG one since our patch: ../vendor/rawler/PATCHES.md).
     let dummy = req.output != Output::Samples;
-    let mut image = decoder.raw_image(&source, &params, dummy).map_err(|e| match decode_error(&e) {
-        // rawler reports some intact files it cannot decode as failures ("TODO: Unsupported DNG
-        // compression", "NEF compression .. is not supported"): say so, naming the camera and the
-        // compression the file uses.
-        err if err.rule == Rule::RawMalformed && says_unsupported(&err.detail) => {
-            // The root IFD's own tags: rawler's camera metadata needs the raw IFD it could not use.
-            let root = decoder.ifd(WellKnownIFD::Root).ok().flatten();
-            let text = |tag| {
-                let entry = root.as_ref().and_then(|r| r.get_entry(tag)).and_then(|e| e.as_string().cloned());
-                entry.map_or("?".to_string(), |t| t.trim_end_matches('\0').to_string())
-            };
-            let (make, model) = (text(TiffCommonTag::Make), text(TiffCommonTag::Model));
-            let compressions = root.as_ref().map(|root| compressions_in(root));
-            let compressions = compressions.filter(|c| !c.is_empty()).map_or("unknown".to_string(), |c| {
-                c.iter().map(|c| compression_name(*c)).collect::<Vec<_>>().join(", ")
-            });
-            fail(
-                Rule::RawUnsupported,
-                None,
-                format!("{} (make {make:?}, model {model:?}, compression {compressions})", err.detail),
-            )
-        }
-        err => err,
-    })?;
+    let raw_image = |dummy: bool| {
+        decoder.raw_image(&source, &params, dummy).map_err(|e| match decode_error(&e) {
+            // rawler reports some intact files it cannot decode as failures ("TODO: Unsupported DNG
+            // compression", "NEF compression .. is not supported"): say so, naming the camera and the
+            // compression the file uses.
+            err if err.rule == Rule::RawMalformed && says_unsupported(&err.detail) => {
+                // The root IFD's own tags: rawler's camera metadata needs the raw IFD it could not use.
+                let root = decoder.ifd(WellKnownIFD::Root).ok().flatten();
+                let text = |tag| {
+                    let entry = root.as_ref().and_then(|r| r.get_entry(tag)).and_then(|e| e.as_string().cloned());
+                    entry.map_or("?".to_string(), |t| t.trim_end_matches('\0').to_string())
+                };
+                let (make, model) = (text(TiffCommonTag::Make), text(TiffCommonTag::Model));
+                let compressions = root.as_ref().map(|root| compressions_in(root));
+                let compressions = compressions.filter(|c| !c.is_empty()).map_or("unknown".to_string(), |c| {
+                    c.iter().map(|c| compression_name(*c)).collect::<Vec<_>>().join(", ")
+                });
+                fail(
+                    Rule::RawUnsupported,
+                    None,
+                    format!("{} (make {make:?}, model {model:?}, compression {compressions})", err.detail),
+                )
+            }
+            err => err,
+        })
+    };
+    let mut image = raw_image(dummy)?;
+    // rawler takes the black level of cameras with masked (optically black) areas from those
+    // pixels when neither the camera catalogue nor the file gives one; a dummy image has no
+    // pixels, so it gets a placeholder of 0 (a Canon G2 CRW: 0 instead of ~32). Metadata must not
+    // depend on how it was asked for: such files decode their samples for the real level.
+    if dummy && !image.blackareas.is_empty() && image.blacklevel == BlackLevel::default() {
+        image = raw_image(false)?;
+        image.data = RawImageData::Integer(Vec::new());
+    }
 
     let pixels = (image.width as u64).saturating_mul(image.height as u64);
     if pixels > req.max_pixels {

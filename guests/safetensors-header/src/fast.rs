@@ -133,9 +133,8 @@ impl<'de> Visitor<'de> for Info {
                 "dtype" if dtype.is_none() => {
                     // Only the string form: the reference would also take an enum in map form.
                     let name = map.next_value_seed(Key)?;
-                    let parsed = safetensors::Dtype::deserialize(de::value::StrDeserializer::<de::value::Error>::new(
-                        &name,
-                    ));
+                    let parsed =
+                        safetensors::Dtype::deserialize(de::value::StrDeserializer::<de::value::Error>::new(&name));
                     dtype = Some(parsed.map_err(|_| bail())?);
                 }
                 "shape" if shape.is_none() => shape = Some(map.next_value::<Vec<u64>>()?),
