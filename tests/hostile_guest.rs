@@ -363,3 +363,40 @@ fn a_reused_slot_never_shows_the_last_files_bytes() {
         );
     }
 }
+
+/// A tiled file (1 MiB or more, so that the host splits it) answered by the hostile guest: with
+/// honest tiles the host places and crops every tile right; a tiling that does not cover the
+/// image, an answer one sample short or describing another image is refused, and nothing is
+/// stitched from it.
+#[test]
+fn tiled_answers_are_stitched_right_and_lies_refused() {
+    let tiled = |name: &str| {
+        let mut file = vec![b'x'; 1 << 20];
+        file.extend_from_slice(format!("sandload-attack:{name}").as_bytes());
+        file
+    };
+    if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
+        eprintln!("SKIPPED: one CPU, so files are never split into tile calls");
+        return;
+    }
+    for threads in [2u32, 4] {
+        let sandbox =
+            Sandbox::builder().max_concurrent(threads).replace_guest(Guest::RawDecoder, HOSTILE).build().unwrap();
+        let raw = sandbox.decode_raw(Input::from_bytes(tiled("tiles-ok"), "tiles.dng")).unwrap();
+        assert_eq!(raw.samples_u16(), (0u16..16).collect::<Vec<_>>(), "{threads} calls at once");
+        for lie in ["tiles-lie-geometry", "tiles-lie-length", "tiles-lie-metadata"] {
+            let err = sandbox.decode_raw(Input::from_bytes(tiled(lie), "lie.dng")).unwrap_err();
+            assert_eq!(err.rule(), Some("raw_malformed"), "{lie}: {err}");
+            assert_eq!(sandbox.guests_running(), 0);
+        }
+    }
+    // Without splitting (or with one call slot), the guest is asked for samples only; this one
+    // answers with a tiling instead, which is refused.
+    for whole in [
+        Sandbox::builder().parallel_tiles(false).replace_guest(Guest::RawDecoder, HOSTILE).build().unwrap(),
+        Sandbox::builder().max_concurrent(1).replace_guest(Guest::RawDecoder, HOSTILE).build().unwrap(),
+    ] {
+        let err = whole.decode_raw(Input::from_bytes(tiled("tiles-ok"), "tiles.dng")).unwrap_err();
+        assert_eq!(err.rule(), Some("raw_malformed"), "{err}");
+    }
+}

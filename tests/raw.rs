@@ -7,7 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{sandbox, sandbox_with};
-use sandload::{CfaColor, Error, Format, Input, Limit, Limits};
+use sandload::{CfaColor, Error, Format, Input, Limit, Limits, Sandbox};
 use sandload_samples::{self as samples, Dng};
 
 fn decode(bytes: Vec<u8>, name: &str) -> sandload::Result<sandload::RawImage> {
@@ -434,4 +434,30 @@ fn raw_info_equals_decode_raw_info() {
         compared += 1;
     }
     assert!(compared >= 12, "only {compared} files decoded");
+}
+
+/// Tiled lossless-JPEG DNGs (as cameras and Adobe's converter write them) of 1 MiB and more are
+/// decoded by several guest calls at once, a band of tile rows each, and stitched by the host:
+/// the frame must be exactly the samples written, for tiles that divide the image and tiles that
+/// reach past its edges, and equal to the one-call decode.
+#[test]
+fn tiled_dngs_decode_in_parallel_calls_to_the_samples_written() {
+    let split = Sandbox::builder().max_concurrent(4).build().unwrap();
+    let whole = Sandbox::builder().parallel_tiles(false).build().unwrap();
+    for (width, height, tiles) in
+        [(1280, 768, (256, 256)), (1250, 900, (256, 256)), (1300, 850, (512, 128)), (1400, 800, (1400, 800))]
+    {
+        let dng = Dng { lossless_jpeg: true, tiles: Some(tiles), ..Dng::patterned(width, height) };
+        let bytes = dng.to_bytes();
+        assert!(bytes.len() >= 1 << 20, "{width}x{height}: {} bytes, too small to be split", bytes.len());
+        let raw = split.decode_raw(Input::from_bytes(bytes.clone(), "tiled.dng")).unwrap();
+        assert_eq!(raw.samples_u16(), dng.samples, "{width}x{height} in {tiles:?} tiles");
+        // A split decode is stitched in host memory: it keeps no guest (a one-call decode does).
+        if std::thread::available_parallelism().map_or(1, |n| n.get()) > 1 && tiles.1 < height {
+            assert_eq!(split.frames_kept(), 0, "{width}x{height} was not split");
+        }
+        let one = whole.decode_raw(Input::from_bytes(bytes, "tiled.dng")).unwrap();
+        assert_eq!(one.samples(), raw.samples());
+        assert_eq!(one.info(), raw.info());
+    }
 }

@@ -60,7 +60,7 @@ pub mod safetensors;
 pub mod shard_index;
 
 /// Version of this interface. Bump it whenever an encoding or an export changes.
-pub const ABI_VERSION: u32 = 7;
+pub const ABI_VERSION: u32 = 8;
 
 /// The most bytes of a panic message a guest writes to its stderr.
 pub const PANIC_MESSAGE_MAX: usize = 4096;

@@ -2,7 +2,8 @@
 //!
 //! Payload: the whole file. The decoded samples do not travel inside the postcard response:
 //! the response names a region of guest memory ([`Frame::samples`]) holding them as u16
-//! little-endian, which the host bounds-checks and copies out once.
+//! little-endian, which the host bounds-checks and hands out (or copies out once). A tiled image
+//! may be decoded by several calls, each asked for a range of tiles.
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -33,6 +34,34 @@ pub enum Output {
     Samples,
     /// The largest embedded preview image ([`Frame::preview`]).
     Preview,
+    /// The samples as with `Samples`, unless the raw image is stored in tiles the guest can
+    /// decode one by one: then no samples but [`Frame::tiling`], and the host asks for ranges of
+    /// tiles ([`Output::Tiles`]) in parallel guest calls.
+    SamplesOrTiling,
+    /// Tiles `first .. first + count` (row-major tile order) of a tiled raw image, decoded, in
+    /// [`Frame::samples`]: `count` tiles of `tile_width x tile_height x cpp` u16 each, one after
+    /// the other, padding included (tiles at the right and bottom edges reach past the image).
+    Tiles {
+        /// The first tile.
+        first: u32,
+        /// How many tiles.
+        count: u32,
+    },
+}
+
+/// How a raw image is split into tiles the guest can decode separately (lossless JPEG tiles,
+/// as cameras and Adobe's DNG converter write them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+pub struct Tiling {
+    /// Tile width in pixels.
+    pub tile_width: u64,
+    /// Tile height in pixels.
+    pub tile_height: u64,
+    /// Tiles across the image.
+    pub across: u64,
+    /// Tiles down the image.
+    pub down: u64,
 }
 
 /// What the guest answers.
@@ -123,4 +152,7 @@ pub struct Frame {
     pub samples: Option<Region>,
     /// The embedded preview, if asked for and the file has one.
     pub preview: Option<crate::image::Picture>,
+    /// With [`Output::SamplesOrTiling`]: how the image is tiled, when it is answered with tiles
+    /// instead of samples.
+    pub tiling: Option<Tiling>,
 }

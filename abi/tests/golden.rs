@@ -148,6 +148,8 @@ fn raw_messages() -> String {
     let region = Region { ptr: 0x1000, len: 24 };
     let request = raw::Request { file_len: 123_456, max_pixels: 250_000_000, output: raw::Output::Samples };
     let preview = raw::Request { output: raw::Output::Preview, ..request.clone() };
+    let or_tiling = raw::Request { output: raw::Output::SamplesOrTiling, ..request.clone() };
+    let tiles = raw::Request { output: raw::Output::Tiles { first: 7, count: 300 }, ..request.clone() };
     let frame: raw::Response = Ok(raw::Frame {
         decoder: "dng".into(),
         width: 4,
@@ -185,6 +187,7 @@ fn raw_messages() -> String {
             orientation: 0,
             icc_profile: None,
         }),
+        tiling: Some(raw::Tiling { tile_width: 256, tile_height: 512, across: 24, down: 8 }),
     });
     let image_request = image::Request { file_len: 99, max_pixels: 1 << 28, max_alloc_bytes: 1 << 30 };
     let picture: image::Response = Ok(Picture {
@@ -200,6 +203,8 @@ fn raw_messages() -> String {
     for (name, bytes) in [
         ("raw_request", encode(&request).unwrap()),
         ("raw_request_preview", encode(&preview).unwrap()),
+        ("raw_request_samples_or_tiling", encode(&or_tiling).unwrap()),
+        ("raw_request_tiles", encode(&tiles).unwrap()),
         ("raw_response_ok", encode(&frame).unwrap()),
         ("image_request", encode(&image_request).unwrap()),
         ("image_response_ok", encode(&picture).unwrap()),

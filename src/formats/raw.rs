@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use sandload_abi::Rule;
-use sandload_abi::raw::{Frame, Output, Request, Response};
+use sandload_abi::raw::{Frame, Output, Request, Response, Tiling};
 
 use super::picture::{DecodedImage, to_pixels};
 use crate::error::{Result, printable};
@@ -335,7 +335,7 @@ impl Sandbox {
 
     /// Runs the raw-decoder guest on `data` and validates what it returns. The samples are
     /// handed out without a copy when the sandbox can keep the guest's store (see
-    /// `Finished::into_bytes`).
+    /// `Finished::into_bytes`); a tiled file may be decoded by several calls (`decode_tiled`).
     fn run_raw(
         &self,
         file: &Path,
@@ -346,11 +346,167 @@ impl Sandbox {
         format: &mut Format,
     ) -> Result<(RawInfo, Option<Bytes>)> {
         let limits = self.limits();
-        let request = self.raw_request(file, data, sniffed, output, format)?;
+        let mut request = self.raw_request(file, data, sniffed, output, format)?;
         let format = *format;
+        let threads = self.tile_calls();
+        if output == Output::Samples && threads > 1 && data.len() >= MIN_SPLIT_FILE_BYTES {
+            request.output = Output::SamplesOrTiling;
+        }
         let (response, finished) = self.call_finished(Guest::RawDecoder, file, format, &request, data, stats)?;
-        let (info, samples) = frame_samples(response, finished.memory(), output, limits, file, format)?;
+        let (info, frame) = checked_frame(response, limits, file, format)?;
+        if let (Output::SamplesOrTiling, None, Some(tiling)) = (request.output, frame.samples, frame.tiling) {
+            drop(finished);
+            let tiled = Tiled { file, data, request: &request, info: &info, tiling, format };
+            let samples = self.decode_tiled(&tiled, threads, stats)?;
+            return Ok((info, Some(samples)));
+        }
+        let samples = samples_range(&info, &frame, finished.memory(), output, limits, file, format)?;
         Ok((info, samples.map(|range| finished.into_bytes(range))))
+    }
+
+    /// The samples of a tiled file, decoded by up to `threads` guest calls at once, each a band
+    /// of whole tile rows, stitched into one frame here. Every call has the file's limits; its
+    /// answer is checked (the same metadata as the first call's, exactly its tiles' bytes) before
+    /// a byte of it is copied.
+    fn decode_tiled(&self, tiled: &Tiled<'_>, threads: usize, stats: &mut GuestStats) -> Result<Bytes> {
+        let limits = self.limits();
+        let Tiled { file, info, tiling, format, .. } = *tiled;
+        let geometry = TileGeometry::check(info, &tiling, limits.max_pixels)
+            .map_err(|detail| violation(file, format, limits, bad(Rule::RawMalformed, detail)))?;
+        // Image rows of each band, and the band's share of the frame: disjoint, in order.
+        let bands = threads.min(geometry.down);
+        let rows_per_band = geometry.down.div_ceil(bands);
+        let band_bytes = rows_per_band * geometry.tile_height * geometry.row_bytes;
+        let mut frame = vec![0u8; info.height * geometry.row_bytes];
+        let results: Vec<(Result<()>, GuestStats)> = std::thread::scope(|s| {
+            let handles: Vec<_> = frame
+                .chunks_mut(band_bytes)
+                .enumerate()
+                .map(|(band, out)| {
+                    let first_row = band * rows_per_band;
+                    let rows = rows_per_band.min(geometry.down - first_row);
+                    let geometry = &geometry;
+                    s.spawn(move || {
+                        let mut stats = GuestStats::default();
+                        let done = self.decode_band(tiled, geometry, first_row, rows, out, &mut stats);
+                        (done, stats)
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).collect()
+        });
+        for (_, band) in &results {
+            stats.guest = band.guest.or(stats.guest);
+            stats.guest_time += band.guest_time;
+            stats.peak_memory_bytes = stats.peak_memory_bytes.max(band.peak_memory_bytes);
+        }
+        for (done, _) in results {
+            done?;
+        }
+        Ok(Bytes::from(frame))
+    }
+
+    /// Tile rows `first_row .. first_row + rows` of a tiled file, decoded in one guest call and
+    /// copied into `out` (those tiles' image rows, cropped to the image's width and height).
+    fn decode_band(
+        &self,
+        tiled: &Tiled<'_>,
+        geometry: &TileGeometry,
+        first_row: usize,
+        rows: usize,
+        out: &mut [u8],
+        stats: &mut GuestStats,
+    ) -> Result<()> {
+        let limits = self.limits();
+        let Tiled { file, data, request, info, tiling, format } = *tiled;
+        let malformed = |detail: String| violation(file, format, limits, bad(Rule::RawMalformed, detail));
+        let (first, count) = (first_row * geometry.across, rows * geometry.across);
+        let output = Output::Tiles {
+            first: u32::try_from(first).map_err(|_| malformed(format!("tile {first} past u32")))?,
+            count: u32::try_from(count).map_err(|_| malformed(format!("{count} tiles past u32")))?,
+        };
+        let request = Request { output, ..request.clone() };
+        let (response, finished) = self.call_finished(Guest::RawDecoder, file, format, &request, data, stats)?;
+        let (band_info, frame) = checked_frame(response, limits, file, format)?;
+        // One file, one answer: a call that describes the file differently is not believed.
+        if band_info != *info || frame.tiling != Some(tiling) {
+            return Err(malformed(format!("the guest's call for tiles {first}..+{count} describes another image")));
+        }
+        let region = frame.samples.ok_or_else(|| malformed("guest returned no tiles".into()))?;
+        let memory = finished.memory();
+        let expected = (count * geometry.tile_bytes) as u64;
+        let range = region_range(memory, region, expected, "tiles").map_err(|v| violation(file, format, limits, v))?;
+        let pixel = info.cpp * 2;
+        for (k, tile) in memory[range].chunks_exact(geometry.tile_bytes).enumerate() {
+            let (row, col) = (k / geometry.across, k % geometry.across);
+            let x0 = col * geometry.tile_width;
+            // Tiles at the right and bottom edges reach past the image: their padding is dropped.
+            let width = geometry.tile_width.min(info.width - x0) * pixel;
+            for (ty, line) in tile.chunks_exact(geometry.tile_width * pixel).enumerate() {
+                let y = row * geometry.tile_height + ty;
+                if (first_row * geometry.tile_height) + y >= info.height {
+                    break;
+                }
+                let at = y * geometry.row_bytes + x0 * pixel;
+                out[at..at + width].copy_from_slice(&line[..width]);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Files smaller than this are decoded in one call even when tiled: a second call would cost more
+/// than it saves.
+const MIN_SPLIT_FILE_BYTES: usize = 1 << 20;
+
+/// A tiled file being decoded in bands, and what its first call said about it.
+#[derive(Clone, Copy)]
+struct Tiled<'a> {
+    file: &'a Path,
+    data: &'a [u8],
+    request: &'a Request,
+    info: &'a RawInfo,
+    tiling: Tiling,
+    format: Format,
+}
+
+/// A guest's tiling of a checked frame, re-checked: tiles that cover exactly the image, each
+/// within the pixel limit, every size below addressable.
+struct TileGeometry {
+    tile_width: usize,
+    tile_height: usize,
+    across: usize,
+    down: usize,
+    /// Bytes of one decoded tile (padding included).
+    tile_bytes: usize,
+    /// Bytes of one image row of the frame.
+    row_bytes: usize,
+}
+
+impl TileGeometry {
+    fn check(info: &RawInfo, tiling: &Tiling, max_pixels: u64) -> std::result::Result<TileGeometry, String> {
+        let Tiling { tile_width, tile_height, across, down } = *tiling;
+        let (w, h) = (info.width as u64, info.height as u64);
+        let tile_pixels = tile_width.checked_mul(tile_height).filter(|&p| p > 0 && p <= max_pixels);
+        if tile_pixels.is_none() || across != w.div_ceil(tile_width) || down != h.div_ceil(tile_height) {
+            return Err(format!(
+                "tiles of {tile_width}x{tile_height}, {across} across and {down} down, do not cover a {w}x{h} image"
+            ));
+        }
+        // Each factor is at most max_pixels (a u64 count of pixels the host can address), and
+        // the frame itself was checked against it; the products below are checked anyway.
+        let size = |v: u64| usize::try_from(v).map_err(|_| format!("{v} is not addressable"));
+        let tile_bytes = tile_pixels
+            .and_then(|p| p.checked_mul(info.cpp as u64 * 2))
+            .ok_or_else(|| "tile size overflows".to_string())?;
+        Ok(TileGeometry {
+            tile_width: size(tile_width)?,
+            tile_height: size(tile_height)?,
+            across: size(across)?,
+            down: size(down)?,
+            tile_bytes: size(tile_bytes)?,
+            row_bytes: info.width * info.cpp * 2,
+        })
     }
 }
 
@@ -358,7 +514,7 @@ impl Sandbox {
 /// re-checks the frame, and copies the samples (if asked for) out of the guest's memory. Both
 /// `response` and `memory` are hostile. Public (feature `fuzzing`) for the fuzz targets; the
 /// library itself hands the samples out without a copy where it can (`Sandbox::run_raw`), after
-/// the same checks (`frame_samples`).
+/// the same checks (`samples_range`).
 #[cfg(feature = "fuzzing")]
 pub fn accept_frame(
     response: Response,
@@ -368,21 +524,22 @@ pub fn accept_frame(
     file: &Path,
     format: Format,
 ) -> Result<(RawInfo, Option<Bytes>)> {
-    let (info, samples) = frame_samples(response, memory, output, limits, file, format)?;
+    let (info, frame) = checked_frame(response, limits, file, format)?;
+    let samples = samples_range(&info, &frame, memory, output, limits, file, format)?;
     Ok((info, samples.map(|range| Bytes::copy_from_slice(&memory[range]))))
 }
 
-/// The checked frame and where its samples (if asked for) lie in `memory`: exactly the bytes its
+/// Where a checked frame's samples (if asked for) lie in `memory`: exactly the bytes its
 /// dimensions need, inside the memory.
-fn frame_samples(
-    response: Response,
+fn samples_range(
+    info: &RawInfo,
+    frame: &Frame,
     memory: &[u8],
     output: Output,
     limits: &Limits,
     file: &Path,
     format: Format,
-) -> Result<(RawInfo, Option<std::ops::Range<usize>>)> {
-    let (info, frame) = checked_frame(response, limits, file, format)?;
+) -> Result<Option<std::ops::Range<usize>>> {
     let samples = match (output, frame.samples) {
         (Output::Samples, Some(region)) => {
             let expected = (info.width * info.height * info.cpp * 2) as u64;
@@ -395,7 +552,7 @@ fn frame_samples(
         }
         _ => None,
     };
-    Ok((info, samples))
+    Ok(samples)
 }
 
 /// The frame a raw-decoder response holds, with its numbers re-checked (its regions are checked

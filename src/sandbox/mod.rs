@@ -68,6 +68,7 @@ struct Inner {
     limits: Limits,
     data_access: DataAccess,
     pooling: bool,
+    parallel_tiles: bool,
     /// Bytes of each pooled memory kept resident between files.
     keep_resident: usize,
     /// The wasm of each guest: bundled, or a replacement.
@@ -100,6 +101,7 @@ pub struct SandboxBuilder {
     max_concurrent: Option<u32>,
     keep_resident: Option<usize>,
     pooling: bool,
+    parallel_tiles: bool,
     cache_dir: Option<Arc<cap_std::fs::Dir>>,
     replacements: [Option<Bytes>; Guest::COUNT],
 }
@@ -112,6 +114,7 @@ impl Default for SandboxBuilder {
             max_concurrent: None,
             keep_resident: None,
             pooling: true,
+            parallel_tiles: true,
             cache_dir: None,
             replacements: Default::default(),
         }
@@ -174,6 +177,16 @@ impl SandboxBuilder {
     /// address space. By default this is `true`.
     pub fn pooling(&mut self, enable: bool) -> &mut Self {
         self.pooling = enable;
+        self
+    }
+
+    /// Decodes a tiled RAW file (a DNG of lossless-JPEG tiles, as cameras and Adobe's DNG
+    /// converter write them) in several guest calls at once, each a band of tiles with the same
+    /// limits, as native rawler decodes tiles on all cores; the host stitches the validated bands.
+    /// Used for files of 1 MiB and more when more than one call can run. By default this is
+    /// `true`; `false` decodes every file in one call.
+    pub fn parallel_tiles(&mut self, enable: bool) -> &mut Self {
+        self.parallel_tiles = enable;
         self
     }
 
@@ -247,6 +260,7 @@ impl SandboxBuilder {
                 limits,
                 data_access: self.data_access,
                 pooling: self.pooling,
+                parallel_tiles: self.parallel_tiles,
                 keep_resident,
                 modules: std::array::from_fn(|i| {
                     self.replacements[i].clone().unwrap_or_else(|| Bytes::from_static(Guest::ALL[i].bundled_wasm()))
@@ -315,6 +329,15 @@ impl Sandbox {
 
     pub(crate) fn pooling(&self) -> bool {
         self.inner.pooling
+    }
+
+    /// How many guest calls one tiled file may be split into (1: not split).
+    pub(crate) fn tile_calls(&self) -> usize {
+        if !self.inner.parallel_tiles {
+            return 1;
+        }
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        cores.min(self.inner.slots.max as usize)
     }
 
     /// This sandbox, with guest calls that stop once `flag` is set.

@@ -358,6 +358,8 @@ pub enum TiffValue {
     IfdOffset(usize),
     /// A LONG holding the file offset of data block `n`.
     BlobOffset(usize),
+    /// LONGs holding the file offset of data block `n` plus each of these (tile offsets).
+    BlobOffsets(usize, Vec<u32>),
 }
 
 /// One directory entry: tag, TIFF type (1 BYTE, 2 ASCII, 3 SHORT, 4 LONG, 5 RATIONAL,
@@ -371,6 +373,7 @@ pub fn tiff_file(ifds: &[Vec<TiffEntry>], next: &[Option<usize>], blobs: &[Vec<u
     let value_len = |v: &TiffValue| match v {
         TiffValue::Bytes(b) => b.len(),
         TiffValue::IfdOffset(_) | TiffValue::BlobOffset(_) => 4,
+        TiffValue::BlobOffsets(_, within) => 4 * within.len(),
     };
     let out_of_line = |v: &TiffValue| value_len(v).div_ceil(2) * 2;
     let sizes: Vec<usize> = ifds
@@ -396,6 +399,7 @@ pub fn tiff_file(ifds: &[Vec<TiffEntry>], next: &[Option<usize>], blobs: &[Vec<u
         TiffValue::Bytes(b) => b.clone(),
         TiffValue::IfdOffset(i) => ifd_at[*i].to_le_bytes().to_vec(),
         TiffValue::BlobOffset(i) => blob_at[*i].to_le_bytes().to_vec(),
+        TiffValue::BlobOffsets(i, within) => within.iter().flat_map(|w| (blob_at[*i] + w).to_le_bytes()).collect(),
     };
     let mut out = b"II*\0".to_vec();
     out.extend_from_slice(&ifd_at.first().copied().unwrap_or(0).to_le_bytes());
@@ -496,6 +500,11 @@ pub struct Dng {
     pub self_loop: bool,
     /// Store the samples as a lossless JPEG (DNG compression 7) instead of uncompressed.
     pub lossless_jpeg: bool,
+    /// Store the raw image as tiles of (width, height) pixels, each its own lossless JPEG or
+    /// uncompressed block, as cameras and Adobe's DNG converter write them (256 x 256 lossless
+    /// JPEG is typical). Tiles past the right and bottom edges are padded by repeating the last
+    /// column and row.
+    pub tiles: Option<(u32, u32)>,
     /// EXIF `Orientation` (1-8).
     pub orientation: u16,
     /// EXIF `LensMake` and `LensModel`, if any.
@@ -535,6 +544,7 @@ impl Dng {
             strip_offset: None,
             self_loop: false,
             lossless_jpeg: false,
+            tiles: None,
             orientation: 1,
             lens: None,
             f_number: None,
@@ -554,16 +564,56 @@ impl Dng {
     /// The file's bytes.
     pub fn to_bytes(&self) -> Vec<u8> {
         let (w, h) = self.declared_size.unwrap_or((self.width, self.height));
-        let data: Vec<u8> = if self.lossless_jpeg {
-            lossless_jpeg(self.width * u32::from(self.cpp), self.height, &self.samples)
-        } else {
-            self.samples.iter().flat_map(|s| s.to_le_bytes()).collect()
-        };
-        let strip = match self.strip_offset {
-            Some(at) => longs(&[at]),
-            None => TiffValue::BlobOffset(0),
+        let encode = |width: u32, height: u32, samples: &[u16]| -> Vec<u8> {
+            if self.lossless_jpeg {
+                lossless_jpeg(width * u32::from(self.cpp), height, samples)
+            } else {
+                samples.iter().flat_map(|s| s.to_le_bytes()).collect()
+            }
         };
         let cpp = self.cpp;
+        // The pixel data's layout: one strip, or tiles (offsets within the one data block).
+        let (data, layout): (Vec<u8>, Vec<TiffEntry>) = match self.tiles {
+            None => {
+                let data = encode(self.width, self.height, &self.samples);
+                let strip = match self.strip_offset {
+                    Some(at) => longs(&[at]),
+                    None => TiffValue::BlobOffset(0),
+                };
+                let n = data.len() as u32;
+                (data, vec![(273, 4, 1, strip), (278, 4, 1, longs(&[h])), (279, 4, 1, longs(&[n]))])
+            }
+            Some((tw, th)) => {
+                let (across, down) = (self.width.div_ceil(tw), self.height.div_ceil(th));
+                let (mut data, mut offsets, mut counts) = (Vec::new(), Vec::new(), Vec::new());
+                let c = usize::from(cpp);
+                for ty in 0..down {
+                    for tx in 0..across {
+                        let mut tile = Vec::with_capacity((tw * th) as usize * c);
+                        for y in 0..th {
+                            let sy = (ty * th + y).min(self.height - 1) as usize;
+                            for x in 0..tw {
+                                let sx = (tx * tw + x).min(self.width - 1) as usize;
+                                let at = (sy * self.width as usize + sx) * c;
+                                tile.extend_from_slice(&self.samples[at..at + c]);
+                            }
+                        }
+                        let bytes = encode(tw, th, &tile);
+                        offsets.push(data.len() as u32);
+                        counts.push(bytes.len() as u32);
+                        data.extend_from_slice(&bytes);
+                    }
+                }
+                let n = offsets.len() as u32;
+                let layout = vec![
+                    (322, 4, 1, longs(&[tw])),
+                    (323, 4, 1, longs(&[th])),
+                    (324, 4, n, TiffValue::BlobOffsets(0, offsets)),
+                    (325, 4, n, longs(&counts)),
+                ];
+                (data, layout)
+            }
+        };
         let mut raw: Vec<TiffEntry> = vec![
             (254, 4, 1, longs(&[0])), // NewSubFileType: main image
             (256, 4, 1, longs(&[w])),
@@ -571,15 +621,13 @@ impl Dng {
             (258, 3, u32::from(cpp), shorts(&vec![16; usize::from(cpp)])),
             (259, 3, 1, shorts(&[if self.lossless_jpeg { 7 } else { 1 }])), // Compression: none or lossless JPEG
             (262, 3, 1, shorts(&[if cpp == 1 { 32803 } else { 34892 }])),   // CFA / LinearRaw
-            (273, 4, 1, strip),
             (277, 3, 1, shorts(&[cpp])),
-            (278, 4, 1, longs(&[h])),
-            (279, 4, 1, longs(&[data.len() as u32])),
             (284, 3, 1, shorts(&[1])),
             (50713, 3, 2, shorts(&[1, 1])), // BlackLevelRepeatDim
             (50714, 4, u32::from(cpp), longs(&vec![u32::from(self.black_level); usize::from(cpp)])),
             (50717, 4, u32::from(cpp), longs(&vec![u32::from(self.white_level); usize::from(cpp)])),
         ];
+        raw.extend(layout);
         if cpp == 1 {
             raw.push((33421, 3, 2, shorts(&[2, 2]))); // CFARepeatPatternDim
             raw.push((33422, 1, 4, TiffValue::Bytes(self.cfa.to_vec()))); // CFAPattern

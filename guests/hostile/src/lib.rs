@@ -17,6 +17,8 @@
 //! | `huge-response` | answers with a well-formed error whose detail is 65 MiB (a response larger than the host accepts) |
 //! | `lie-pixels`, `lie-region`, `lie-length`, `lie-cfa`, `lie-levels`, `lie-area` | answers with a frame that breaks one host rule |
 //! | `ok` | answers with a valid 4x4 RGGB frame whose samples are `0, 1, .., 15` |
+//! | `tiles-ok` | the same frame as 3x3 tiles (2 across, 2 down, padded): answers a request for samples or tiling with the tiling, and a request for tiles with those tiles |
+//! | `tiles-lie-geometry`, `tiles-lie-length`, `tiles-lie-metadata` | as `tiles-ok`, but with a tiling that does not cover the image, one sample short, or another width in the answer for tiles |
 //! | `stain` | fills 64 MiB of its heap with a marker, then answers like `ok` (leaves a dirty slot) |
 //! | `stain-snoop` | both in one instance: the control that `snoop` sees stains |
 //! | `snoop` | grows its memory to 96 MiB and reads all of it, reporting how many markers a previous guest left (`raw_unsupported` detail `stains N`) |
@@ -197,7 +199,53 @@ fn frame() -> Frame {
         focal_length: None,
         samples: Some(Region { ptr: samples.as_ptr() as u32, len: samples.len() as u32 }),
         preview: None,
+        tiling: None,
     }
+}
+
+/// What a `tiles-*` attack lies about.
+#[derive(PartialEq)]
+enum Lie {
+    None,
+    /// A tiling that does not cover the image.
+    Geometry,
+    /// One sample short in its answer to a request for tiles.
+    Length,
+    /// Another image size in its answer to a request for tiles.
+    Metadata,
+}
+
+/// The `ok` frame as a tiled image: 3x3 tiles, 2 across and 2 down (padded past the 4x4 image).
+/// Asked for samples or tiling it answers with the tiling; asked for tiles it answers with them,
+/// each padding sample `0xFFFF` and each image sample its index in the image (so the host's
+/// stitched frame is `0, 1, .., 15` exactly when it places and crops every tile right).
+fn tiled(req: Request, lie: Lie) -> Frame {
+    use sandload_abi::raw::{Output, Tiling};
+    let across = if lie == Lie::Geometry { 3 } else { 2 };
+    let tiling = Tiling { tile_width: 3, tile_height: 3, across, down: 2 };
+    let mut frame = Frame { tiling: Some(tiling), samples: None, ..frame() };
+    if let Output::Tiles { first, count } = req.output {
+        let mut samples: Vec<u8> = Vec::new();
+        for tile in first..first + count {
+            let (tx, ty) = (tile % 2, tile / 2);
+            for y in 0..3 {
+                for x in 0..3 {
+                    let (px, py) = (tx * 3 + x, ty * 3 + y);
+                    let value = if px < 4 && py < 4 { (py * 4 + px) as u16 } else { 0xFFFF };
+                    samples.extend_from_slice(&value.to_le_bytes());
+                }
+            }
+        }
+        if lie == Lie::Length {
+            samples.truncate(samples.len() - 2);
+        }
+        if lie == Lie::Metadata {
+            frame.width = 3;
+        }
+        let samples = samples.leak();
+        frame.samples = Some(Region { ptr: samples.as_ptr() as u32, len: samples.len() as u32 });
+    }
+    frame
 }
 
 /// One WASI preview-1 `subscription` (48 bytes): a relative clock of `timeout_ns` on the monotonic
@@ -260,8 +308,12 @@ fn attack_name(file: &[u8]) -> &[u8] {
     }
 }
 
-fn attack(_req: Request, file: &[u8]) -> Response {
+fn attack(req: Request, file: &[u8]) -> Response {
     match attack_name(file) {
+        b"tiles-ok" => Ok(tiled(req, Lie::None)),
+        b"tiles-lie-geometry" => Ok(tiled(req, Lie::Geometry)),
+        b"tiles-lie-length" => Ok(tiled(req, Lie::Length)),
+        b"tiles-lie-metadata" => Ok(tiled(req, Lie::Metadata)),
         b"escape" => Err(reject(escape())),
         b"alloc" => {
             let mut hoard: Vec<Vec<u8>> = Vec::new();

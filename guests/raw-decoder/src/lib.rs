@@ -9,7 +9,7 @@
 //! and checked again after decoding. A decoder panic (rawler has `todo!()`s on odd files) traps,
 //! which the host reports as a guest crash.
 
-use rawler::decoders::{RawDecodeParams, WellKnownIFD};
+use rawler::decoders::{FormatHint, RawDecodeParams, WellKnownIFD};
 use rawler::formats::tiff::IFD;
 use rawler::formats::tiff::Value;
 use rawler::rawimage::{BlackLevel, WhiteLevel};
@@ -21,6 +21,7 @@ use sandload_abi::{GuestError, Rule};
 
 mod ciff_preview;
 mod snapshot_alloc;
+mod tiles;
 
 sandload_abi::guest_main!(Request, decode, owned);
 
@@ -145,7 +146,22 @@ pub fn decode(req: Request, payload: Vec<u8>) -> Response {
     // Only `Samples` decodes the pixel data: metadata and previews ask rawler for a "dummy" image
     // (dimensions, levels, colour data, no samples), which its decoders build without touching
     // the pixel data (the DNG one since our patch: ../vendor/rawler/PATCHES.md).
-    let dummy = req.output != Output::Samples;
+    // A DNG in tiles the guest can decode separately is answered with its tiling instead of its
+    // samples when the host offers to decode ranges of tiles in parallel calls.
+    let tiling = match req.output {
+        Output::SamplesOrTiling | Output::Tiles { .. } if decoder.format_hint() == FormatHint::DNG => {
+            raw_ifd.as_ref().and_then(|ifd| {
+                let cpp = ifd.get_entry(TiffCommonTag::SamplesPerPixel).map_or(1, |e| e.force_usize(0));
+                tiles::tiling(ifd, cpp)
+            })
+        }
+        _ => None,
+    };
+    let dummy = match req.output {
+        Output::Samples => false,
+        Output::SamplesOrTiling => tiling.is_some(),
+        Output::Metadata | Output::Preview | Output::Tiles { .. } => true,
+    };
     let raw_image = |dummy: bool| {
         decoder.raw_image(&source, &params, dummy).map_err(|e| match decode_error(&e) {
             // rawler reports some intact files it cannot decode as failures ("TODO: Unsupported DNG
@@ -177,9 +193,15 @@ pub fn decode(req: Request, payload: Vec<u8>) -> Response {
     // pixels when neither the camera catalogue nor the file gives one; a dummy image has no
     // pixels, so it gets a placeholder of 0 (a Canon G2 CRW: 0 instead of ~32). Metadata must not
     // depend on how it was asked for: such files decode their samples for the real level.
+    let mut tiling = tiling;
     if dummy && !image.blackareas.is_empty() && image.blacklevel == BlackLevel::default() {
         image = raw_image(false)?;
-        image.data = RawImageData::Integer(Vec::new());
+        if req.output == Output::SamplesOrTiling {
+            // The samples are decoded now: answer with them.
+            tiling = None;
+        } else {
+            image.data = RawImageData::Integer(Vec::new());
+        }
     }
 
     let pixels = (image.width as u64).saturating_mul(image.height as u64);
@@ -215,20 +237,34 @@ pub fn decode(req: Request, payload: Vec<u8>) -> Response {
     let metadata = decoder.raw_metadata(&source, &params).ok();
     let exif = metadata.as_ref().map(|m| &m.exif);
 
+    let wants_samples = match req.output {
+        Output::Samples => true,
+        Output::SamplesOrTiling => tiling.is_none(),
+        _ => false,
+    };
     let samples = match std::mem::replace(&mut image.data, RawImageData::Integer(Vec::new())) {
         // wasm32 is little-endian, so the decoder's own u16 buffer already is the wire format.
-        RawImageData::Integer(data) if req.output == Output::Samples => Some(picture::leak(data)),
+        RawImageData::Integer(data) if wants_samples => Some(picture::leak(data)),
         RawImageData::Integer(_) => None,
         RawImageData::Float(_) => {
             return Err(fail(Rule::RawUnsupported, None, "floating-point RAW data is not supported"));
         }
+    };
+    let samples = match (req.output, &tiling, &raw_ifd) {
+        (Output::Tiles { first, count }, Some(tiling), Some(raw)) => {
+            Some(picture::leak(tiles::decode(&source, raw, tiling, image.cpp, first, count)?))
+        }
+        (Output::Tiles { .. }, _, _) => {
+            return Err(fail(Rule::BadRequest, None, "tiles asked of an image that is not in separable tiles"));
+        }
+        _ => samples,
     };
     let preview = match req.output {
         Output::Preview => match preview(decoder.as_ref(), &source, &params, req.max_pixels)? {
             Some(found) => Some(found),
             None => ciff_jpeg(source.buf(), req.max_pixels)?,
         },
-        Output::Metadata | Output::Samples => None,
+        _ => None,
     };
 
     Ok(Frame {
@@ -260,6 +296,7 @@ pub fn decode(req: Request, payload: Vec<u8>) -> Response {
         focal_length: exif.and_then(|e| e.focal_length).map(|r| (r.n, r.d)),
         samples,
         preview,
+        tiling,
     })
 }
 
