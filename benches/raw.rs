@@ -5,7 +5,9 @@
 //! u16 samples in the caller's memory.
 //!
 //! Files (generated DNGs, 16-bit): 1 MP (the fixed cost of a call), 12 MP (4000x3000) and 24 MP
-//! (6000x4000), each uncompressed and lossless-JPEG (what cameras write). Also: `raw_info` against
+//! (6000x4000), each uncompressed and lossless-JPEG (what cameras write), and 12 and 24 MP in
+//! 256x256 lossless-JPEG tiles (as cameras and Adobe's converter write them: native rawler decodes
+//! the tiles on all cores, sandload in parallel guest calls; `sandload-one-call` is one call). Also: `raw_info` against
 //! `decode_raw` on 24 MP, keep_resident(2 MiB) against the default (the lever that removes most
 //! page faults), and the host outputs of a 12 MP frame.
 //!
@@ -42,6 +44,8 @@ fn native_decode(bytes: &[u8]) -> usize {
 /// The files: group name and bytes.
 fn files() -> Vec<(&'static str, Bytes)> {
     let dng = |w, h, ljpeg| Bytes::from(Dng { lossless_jpeg: ljpeg, ..Dng::patterned(w, h) }.to_bytes());
+    let tiled =
+        |w, h| Bytes::from(Dng { lossless_jpeg: true, tiles: Some((256, 256)), ..Dng::patterned(w, h) }.to_bytes());
     vec![
         ("raw-1MP", dng(1024, 1024, false)),
         ("raw-12MP", dng(4000, 3000, false)),
@@ -49,6 +53,8 @@ fn files() -> Vec<(&'static str, Bytes)> {
         ("raw-1MP-ljpeg", dng(1024, 1024, true)),
         ("raw-12MP-ljpeg", dng(4000, 3000, true)),
         ("raw-24MP-ljpeg", dng(6000, 4000, true)),
+        ("raw-12MP-ljpeg-tiled", tiled(4000, 3000)),
+        ("raw-24MP-ljpeg-tiled", tiled(6000, 4000)),
     ]
 }
 
@@ -59,6 +65,9 @@ fn decode(c: &mut Criterion) {
     // hands every RAW guest's memory back to the kernel after each file.
     let keep_2mib = Sandbox::builder().keep_resident(2 << 20).build().unwrap();
     keep_2mib.precompile().unwrap();
+    // Tiled files in one guest call (the lever this measures: tiles in parallel calls).
+    let one_call = Sandbox::builder().parallel_tiles(false).build().unwrap();
+    one_call.precompile().unwrap();
     let one_thread = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
     let child = anchors::ChildPerFile;
     let mut pre_forked = anchors::PreForked::start();
@@ -84,11 +93,20 @@ fn decode(c: &mut Criterion) {
                 black_box(sandbox.decode_raw(Input::from_bytes(bytes.clone(), "bench.dng")).unwrap().samples().len())
             })
         });
-        if !name.ends_with("ljpeg") {
+        if !name.contains("ljpeg") {
             g.bench_function("sandload-keep-2MiB", |b| {
                 b.iter(|| {
                     black_box(
                         keep_2mib.decode_raw(Input::from_bytes(bytes.clone(), "bench.dng")).unwrap().samples().len(),
+                    )
+                })
+            });
+        }
+        if name.ends_with("tiled") {
+            g.bench_function("sandload-one-call", |b| {
+                b.iter(|| {
+                    black_box(
+                        one_call.decode_raw(Input::from_bytes(bytes.clone(), "bench.dng")).unwrap().samples().len(),
                     )
                 })
             });
@@ -129,6 +147,8 @@ fn main() {
         }
         // keep_resident(2 MiB) against the default (ratio > 1: keeping memory resident helps).
         pairs.push(report::Pair { group, native: "sandload", sandload: "sandload-keep-2MiB" });
+        // Tiles in parallel calls against one call (ratio < 1: splitting helps).
+        pairs.push(report::Pair { group, native: "sandload-one-call", sandload: "sandload" });
         // raw_info against decode_raw (target: <= 0.10).
         pairs.push(report::Pair { group, native: "sandload", sandload: "sandload-raw-info" });
     }
