@@ -78,6 +78,16 @@ fn write_le(samples: &[u16], out: &mut [u8]) {
     }
 }
 
+/// The next u64 length prefix on `input`; exits the process when the parent closed it (the
+/// worker protocols' end).
+fn next_length(input: &mut impl Read) -> usize {
+    let mut len = [0u8; 8];
+    if input.read_exact(&mut len).is_err() {
+        std::process::exit(0);
+    }
+    u64::from_le_bytes(len) as usize
+}
+
 /// An unbuffered handle on a standard descriptor, never closed by us.
 fn raw_fd(fd: i32) -> ManuallyDrop<File> {
     // SAFETY: 0 and 1 are open for the life of the process; ManuallyDrop never closes them.
@@ -168,11 +178,7 @@ fn zygote() -> ! {
     let (mut input, mut output) = (raw_fd(0), raw_fd(1));
     output.write_all(&[0]).unwrap();
     loop {
-        let mut len = [0u8; 8];
-        if input.read_exact(&mut len).is_err() {
-            std::process::exit(0);
-        }
-        let mut bytes = vec![0u8; u64::from_le_bytes(len) as usize];
+        let mut bytes = vec![0u8; next_length(&mut *input)];
         input.read_exact(&mut bytes).unwrap();
         // SAFETY: the zygote is single-threaded (it never started rayon or any other thread), so
         // the child is a complete copy of it.

@@ -27,7 +27,7 @@ use std::process::{Child, ChildStdin, ChildStdout};
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
-use super::{command, decode_samples, decode_u16, raw_fd, write_le};
+use super::{command, decode_samples, decode_u16, next_length, raw_fd, write_le};
 
 /// Bytes of shared memory per worker: input half, then output half (sparse: only what is written
 /// is ever backed).
@@ -203,11 +203,7 @@ pub(super) fn worker() -> ! {
     let (mut input, mut output) = (raw_fd(0), raw_fd(1));
     output.write_all(&[0]).unwrap();
     loop {
-        let mut len = [0u8; 8];
-        if input.read_exact(&mut len).is_err() {
-            std::process::exit(0);
-        }
-        let len = u64::from_le_bytes(len) as usize;
+        let len = next_length(&mut *input);
         let samples = decode_u16(region.slice(0, len.min(OUTPUT_AT)));
         let out_len = samples.len() * 2;
         let fits = out_len <= REGION - OUTPUT_AT;

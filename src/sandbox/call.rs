@@ -61,11 +61,8 @@ impl Sandbox {
         stats: &mut GuestStats,
         accept: impl FnOnce(Resp, &[u8]) -> Result<T>,
     ) -> Result<T> {
-        let request = sandload_abi::encode(request)
-            .map_err(|e| Error::Internal(format!("{} guest: encoding the request: {e}", kind.name())))?;
-        self.call_with(kind, file, format, &request, payload, stats, |response, memory| {
-            accept(kind.decode_response(response, file)?, memory)
-        })
+        let (response, finished) = self.call_finished(kind, file, format, request, payload, stats)?;
+        accept(response, finished.memory())
     }
 
     /// [`call`](Sandbox::call) without the callback: the decoded response and the finished call,
@@ -85,24 +82,6 @@ impl Sandbox {
             .map_err(|e| Error::Internal(format!("{} guest: encoding the request: {e}", kind.name())))?;
         let finished = self.run(kind, file, format, &request, payload, stats)?;
         Ok((kind.decode_response(finished.response(), file)?, finished))
-    }
-
-    /// Runs one guest call in a fresh store and hands `extract` the response bytes and the whole
-    /// guest memory before the instance is dropped, so that bulk output (decoded pixels) can be
-    /// copied out once, straight from where the guest left it. `extract` must treat both as
-    /// hostile.
-    fn call_with<T>(
-        &self,
-        kind: Guest,
-        file: &Path,
-        format: Format,
-        request: &[u8],
-        payload: &[u8],
-        stats: &mut GuestStats,
-        extract: impl FnOnce(&[u8], &[u8]) -> Result<T>,
-    ) -> Result<T> {
-        let finished = self.run(kind, file, format, request, payload, stats)?;
-        extract(finished.response(), finished.memory())
     }
 
     /// Runs one guest call in a fresh store: writes `request` and `payload` into the guest, calls
