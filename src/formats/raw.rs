@@ -371,7 +371,7 @@ impl Sandbox {
     fn decode_tiled(&self, tiled: &Tiled<'_>, threads: usize, stats: &mut GuestStats) -> Result<Bytes> {
         let limits = self.limits();
         let Tiled { file, info, tiling, format, .. } = *tiled;
-        let geometry = TileGeometry::check(info, &tiling, limits.max_pixels)
+        let geometry = TileGeometry::check((info.width, info.height, info.cpp), &tiling, limits.max_pixels)
             .map_err(|detail| violation(file, format, limits, bad(Rule::RawMalformed, detail)))?;
         // Image rows of each band, and the band's share of the frame: disjoint, in order.
         let bands = threads.min(geometry.down);
@@ -484,9 +484,15 @@ struct TileGeometry {
 }
 
 impl TileGeometry {
-    fn check(info: &RawInfo, tiling: &Tiling, max_pixels: u64) -> std::result::Result<TileGeometry, String> {
+    /// The geometry of `tiling` over an image of (width, height, cpp), already checked against
+    /// the limits (`validate_frame`).
+    fn check(
+        (width, height, cpp): (usize, usize, usize),
+        tiling: &Tiling,
+        max_pixels: u64,
+    ) -> std::result::Result<TileGeometry, String> {
         let Tiling { tile_width, tile_height, across, down } = *tiling;
-        let (w, h) = (info.width as u64, info.height as u64);
+        let (w, h) = (width as u64, height as u64);
         let tile_pixels = tile_width.checked_mul(tile_height).filter(|&p| p > 0 && p <= max_pixels);
         if tile_pixels.is_none() || across != w.div_ceil(tile_width) || down != h.div_ceil(tile_height) {
             return Err(format!(
@@ -496,16 +502,15 @@ impl TileGeometry {
         // Each factor is at most max_pixels (a u64 count of pixels the host can address), and
         // the frame itself was checked against it; the products below are checked anyway.
         let size = |v: u64| usize::try_from(v).map_err(|_| format!("{v} is not addressable"));
-        let tile_bytes = tile_pixels
-            .and_then(|p| p.checked_mul(info.cpp as u64 * 2))
-            .ok_or_else(|| "tile size overflows".to_string())?;
+        let tile_bytes =
+            tile_pixels.and_then(|p| p.checked_mul(cpp as u64 * 2)).ok_or_else(|| "tile size overflows".to_string())?;
         Ok(TileGeometry {
             tile_width: size(tile_width)?,
             tile_height: size(tile_height)?,
             across: size(across)?,
             down: size(down)?,
             tile_bytes: size(tile_bytes)?,
-            row_bytes: info.width * info.cpp * 2,
+            row_bytes: width * cpp * 2,
         })
     }
 }
@@ -739,4 +744,30 @@ pub fn validate_frame(
         f_number: frame.f_number.filter(|&(_, d)| d != 0),
         focal_length: frame.focal_length.filter(|&(_, d)| d != 0),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tiling(tile_width: u64, tile_height: u64, across: u64, down: u64) -> Tiling {
+        Tiling { tile_width, tile_height, across, down }
+    }
+
+    #[test]
+    fn tilings_must_cover_the_image_exactly_within_the_limits() {
+        let image = (1000, 700, 1);
+        let ok = TileGeometry::check(image, &tiling(256, 256, 4, 3), 1 << 20).unwrap();
+        assert_eq!((ok.tile_bytes, ok.row_bytes), (256 * 256 * 2, 2000));
+        for (bad, why) in [
+            (tiling(256, 256, 3, 3), "too few across"),
+            (tiling(256, 256, 5, 3), "too many across"),
+            (tiling(256, 256, 4, 2), "too few down"),
+            (tiling(0, 256, 0, 3), "zero width"),
+            (tiling(u64::MAX, 2, 1, 350), "tile pixels overflow"),
+            (tiling(1 << 21, 1, 1, 700), "a tile over max_pixels"),
+        ] {
+            assert!(TileGeometry::check(image, &bad, 1 << 20).is_err(), "{why}");
+        }
+    }
 }

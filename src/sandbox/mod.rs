@@ -68,7 +68,8 @@ struct Inner {
     limits: Limits,
     data_access: DataAccess,
     pooling: bool,
-    parallel_tiles: bool,
+    /// How many guest calls one tiled file may be split into (1: never split).
+    tile_calls: usize,
     /// Bytes of each pooled memory kept resident between files.
     keep_resident: usize,
     /// The wasm of each guest: bundled, or a replacement.
@@ -260,7 +261,13 @@ impl SandboxBuilder {
                 limits,
                 data_access: self.data_access,
                 pooling: self.pooling,
-                parallel_tiles: self.parallel_tiles,
+                // Read once: available_parallelism reads cgroup files on Linux.
+                tile_calls: if self.parallel_tiles {
+                    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+                    cores.min(max_concurrent as usize)
+                } else {
+                    1
+                },
                 keep_resident,
                 modules: std::array::from_fn(|i| {
                     self.replacements[i].clone().unwrap_or_else(|| Bytes::from_static(Guest::ALL[i].bundled_wasm()))
@@ -333,11 +340,7 @@ impl Sandbox {
 
     /// How many guest calls one tiled file may be split into (1: not split).
     pub(crate) fn tile_calls(&self) -> usize {
-        if !self.inner.parallel_tiles {
-            return 1;
-        }
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        cores.min(self.inner.slots.max as usize)
+        self.inner.tile_calls
     }
 
     /// This sandbox, with guest calls that stop once `flag` is set.
