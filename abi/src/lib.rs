@@ -280,8 +280,9 @@ macro_rules! guest_main {
                 return 1;
             }
             let Ok(layout) = ::std::alloc::Layout::array::<u8>(len as usize) else { return 0 };
-            // Zeroed, because the buffer becomes a Rust slice; a fresh heap's allocator skips the
-            // memset for memory straight from memory.grow, so the host's write is the only touch.
+            // Zeroed, because the buffer becomes a Rust slice; the RAW guest's allocator serves large
+            // zeroed blocks straight from memory.grow (zero by the wasm specification), so the
+            // host's write is the only touch.
             // Null (not an abort) when over the memory cap: the host reports it as such.
             let ptr = unsafe { ::std::alloc::alloc_zeroed(layout) };
             ptr as u32
