@@ -19,6 +19,8 @@
 //! Its weakness, which this anchor keeps (it is the point of measuring it): a worker is reused, so
 //! state a hostile file leaves in it (a corrupted allocator, a poisoned cache) is seen by the files
 //! after it. Replacing the worker per file would make it the pre-forked anchor.
+//!
+//! Linux on x86-64 only (the seccomp filter checks that architecture's syscall table).
 
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
