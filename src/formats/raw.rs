@@ -355,6 +355,7 @@ impl Sandbox {
         let (response, finished) = self.call_finished(Guest::RawDecoder, file, format, &request, data, stats)?;
         let (info, frame) = checked_frame(response, limits, file, format)?;
         if let (Output::SamplesOrTiling, None, Some(tiling)) = (request.output, frame.samples, frame.tiling) {
+            // Its slot back first: the bands may need every call slot there is.
             drop(finished);
             let tiled = Tiled { file, data, request: &request, info: &info, tiling, format };
             let samples = self.decode_tiled(&tiled, threads, stats)?;

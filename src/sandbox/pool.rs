@@ -78,9 +78,7 @@ impl Slots {
         *free -= 1;
         SlotGuard(self)
     }
-}
 
-impl Slots {
     /// Gives a slot back (one taken by a guard that was [kept](SlotGuard::keep)).
     pub(super) fn release(&self) {
         let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());

@@ -148,7 +148,7 @@ pub fn decode(req: Request, payload: Vec<u8>) -> Response {
     // the pixel data (the DNG one since our patch: ../vendor/rawler/PATCHES.md).
     // A DNG in tiles the guest can decode separately is answered with its tiling instead of its
     // samples when the host offers to decode ranges of tiles in parallel calls.
-    let tiling = match req.output {
+    let mut tiling = match req.output {
         Output::SamplesOrTiling | Output::Tiles { .. } if decoder.format_hint() == FormatHint::DNG => {
             raw_ifd.as_ref().and_then(|ifd| {
                 let cpp = ifd.get_entry(TiffCommonTag::SamplesPerPixel).map_or(1, |e| e.force_usize(0));
@@ -193,7 +193,6 @@ pub fn decode(req: Request, payload: Vec<u8>) -> Response {
     // pixels when neither the camera catalogue nor the file gives one; a dummy image has no
     // pixels, so it gets a placeholder of 0 (a Canon G2 CRW: 0 instead of ~32). Metadata must not
     // depend on how it was asked for: such files decode their samples for the real level.
-    let mut tiling = tiling;
     if dummy && !image.blackareas.is_empty() && image.blacklevel == BlackLevel::default() {
         image = raw_image(false)?;
         if req.output == Output::SamplesOrTiling {

@@ -12,20 +12,22 @@ use rawler::decompressors::Decompressor;
 use rawler::decompressors::ljpeg::LJpegDecompressor;
 use rawler::formats::tiff::IFD;
 use rawler::rawsource::RawSource;
-use rawler::tags::{DngTag, TiffCommonTag};
+use rawler::tags::{DngTag, TiffCommonTag, TiffTag};
 use sandload_abi::raw::Tiling;
 use sandload_abi::{GuestError, Rule};
 
 /// How `raw` is tiled, if its tiles can be decoded separately (see the module doc).
 pub fn tiling(raw: &IFD, cpp: usize) -> Option<Tiling> {
-    let value = |tag| raw.get_entry(tag).map(|e| e.force_u32(0));
+    fn first<T: TiffTag>(raw: &IFD, tag: T) -> Option<u32> {
+        raw.get_entry(tag).map(|e| e.force_u32(0))
+    }
+    let value = |tag| first(raw, tag);
     let compression = value(TiffCommonTag::Compression)?;
     let bits = value(TiffCommonTag::BitsPerSample)?;
     let sample_format = value(TiffCommonTag::SampleFormat).unwrap_or(1);
     let photometric = value(TiffCommonTag::PhotometricInt)?;
-    let dng = |tag| raw.get_entry(tag).map(|e| e.force_u32(0));
-    let interleaved =
-        dng(DngTag::ColumnInterleaveFactor).unwrap_or(1) != 1 || dng(DngTag::RowInterleaveFactor).unwrap_or(1) != 1;
+    let interleaved = first(raw, DngTag::ColumnInterleaveFactor).unwrap_or(1) != 1
+        || first(raw, DngTag::RowInterleaveFactor).unwrap_or(1) != 1;
     // rawler sends 8-bit greyscale and YCbCr "ModernJPEG" to its lossy JPEG decoder.
     if compression != 7
         || !(9..=16).contains(&bits)
